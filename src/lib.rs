@@ -1,0 +1,7 @@
+//! Portcullis: an email security gateway. This crate holds the link format ([`token`]) and the
+//! link rewriter ([`rewrite`]); the binary `portcullis` is a thin command line over them.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod rewrite;
+pub mod token;
