@@ -165,35 +165,35 @@ fn decode(config: &Config, links: &[String], json: bool) -> anyhow::Result<ExitC
     let keys = open_keys(&config.data_dir)?;
     let mut all_valid = true;
     for link in links {
-        let (line, valid) = match keys.verify(link) {
-            Ok(verified) => {
-                let line = if json {
-                    serde_json::json!({"link": link, "valid": true, "destination": verified.url, "signature": "verified",
-                        "key_id": verified.key_id, "message_ref": String::from_utf8_lossy(&verified.context.message_ref),
-                        "recipient_ref": hex(&verified.context.recipient_ref), "issued_at": verified.context.issued_at,
-                        "flags": verified.context.flags})
-                    .to_string()
-                } else {
-                    format!("{}\tverified key={}", verified.url, verified.key_id)
-                };
-                (line, true)
-            }
-            Err(LinkError::NotOurs) => match unwrap_foreign(link) {
-                Some(foreign) => {
+        // Foreign wrappers first: Proofpoint v1 links also have `/v1/` in their path.
+        let (line, valid) = if let Some(foreign) = unwrap_foreign(link) {
+            let line = if json {
+                serde_json::json!({"link": link, "valid": true, "destination": foreign.inner,
+                    "signature": "foreign, not checked", "vendor": foreign.vendor.name(), "layers": foreign.layers})
+                .to_string()
+            } else {
+                format!(
+                    "{}\tforeign={} (signature not checked)",
+                    foreign.inner,
+                    foreign.vendor.name()
+                )
+            };
+            (line, true)
+        } else {
+            match keys.verify(link) {
+                Ok(verified) => {
                     let line = if json {
-                        serde_json::json!({"link": link, "valid": true, "destination": foreign.inner,
-                            "signature": "foreign, not checked", "vendor": foreign.vendor.name(), "layers": foreign.layers})
+                        serde_json::json!({"link": link, "valid": true, "destination": verified.url, "signature": "verified",
+                            "key_id": verified.key_id, "message_ref": String::from_utf8_lossy(&verified.context.message_ref),
+                            "recipient_ref": hex(&verified.context.recipient_ref), "issued_at": verified.context.issued_at,
+                            "flags": verified.context.flags})
                         .to_string()
                     } else {
-                        format!(
-                            "{}\tforeign={} (signature not checked)",
-                            foreign.inner,
-                            foreign.vendor.name()
-                        )
+                        format!("{}\tverified key={}", verified.url, verified.key_id)
                     };
                     (line, true)
                 }
-                None => (
+                Err(LinkError::NotOurs) => (
                     invalid_line(
                         link,
                         "not a Portcullis link or a known foreign wrapper",
@@ -201,8 +201,8 @@ fn decode(config: &Config, links: &[String], json: bool) -> anyhow::Result<ExitC
                     ),
                     false,
                 ),
-            },
-            Err(error) => (invalid_line(link, &error.to_string(), json), false),
+                Err(error) => (invalid_line(link, &error.to_string(), json), false),
+            }
         };
         all_valid &= valid;
         println!("{line}");

@@ -1,0 +1,17 @@
+//! Integration tests through the `portcullis` command line, compiled into one binary.
+//!
+//! - `common`: running the binary, finding and decoding our links in output, MIME helpers.
+//! - `keys_and_decode`: the key ring commands, `decode` of ours, forged and foreign links.
+//! - `rewrite_html`: HTML link finding, browser parsing, `<base href>`, skip rules.
+//! - `rewrite_text`: plain-text link finding, charsets, transfer encodings, line endings.
+//! - `rewrite_mime`: MIME structure: attachments, nested messages, signed parts, partial flags.
+//! - `malformed`: broken, huge and hostile input.
+//! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
+
+mod common;
+mod corpus;
+mod keys_and_decode;
+mod malformed;
+mod rewrite_html;
+mod rewrite_mime;
+mod rewrite_text;
