@@ -146,11 +146,7 @@ fn rewrite(
 fn text_report(report: &Report) -> String {
     let mut out = format!(
         "links: {} found, {} rewritten, {} foreign wrappers; text parts: {} ({} changed)",
-        report.links_found,
-        report.links_rewritten,
-        report.foreign_wrappers,
-        report.text_parts,
-        report.parts_rewritten
+        report.links_found, report.links_rewritten, report.foreign_wrappers, report.text_parts, report.parts_rewritten
     );
     for (reason, count) in &report.links_skipped {
         out.push_str(&format!("\nskipped {count}: {}", reason.as_str()));
@@ -194,11 +190,7 @@ fn decode(config: &Config, links: &[String], json: bool) -> anyhow::Result<ExitC
                     (line, true)
                 }
                 Err(LinkError::NotOurs) => (
-                    invalid_line(
-                        link,
-                        "not a Portcullis link or a known foreign wrapper",
-                        json,
-                    ),
+                    invalid_line(link, "not a Portcullis link or a known foreign wrapper", json),
                     false,
                 ),
                 Err(error) => (invalid_line(link, &error.to_string(), json), false),
@@ -251,12 +243,7 @@ fn keys(data_dir: &Path, action: KeysAction) -> anyhow::Result<ExitCode> {
     }
     println!("{:<8} {:<10} created", "id", "state");
     for key in ring.keys() {
-        println!(
-            "{:<8} {:<10} {}",
-            key.id,
-            key.state.to_string(),
-            key.created
-        );
+        println!("{:<8} {:<10} {}", key.id, key.state.to_string(), key.created);
     }
     Ok(ExitCode::SUCCESS)
 }

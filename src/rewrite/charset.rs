@@ -153,10 +153,7 @@ mod tests {
         assert_eq!(mapped.text, text);
         let start = text.find("https").unwrap();
         let end = start + "https://example.com/".len();
-        assert_eq!(
-            &bytes[mapped.original_range(start, end)],
-            b"https://example.com/"
-        );
+        assert_eq!(&bytes[mapped.original_range(start, end)], b"https://example.com/");
     }
 
     #[test]

@@ -87,11 +87,9 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
                     .get_attribute("http-equiv")
                     .is_some_and(|v| v.trim().eq_ignore_ascii_case("refresh"));
                 let content = el.attributes().iter().find(|a| a.name() == "content");
-                if let (true, Some(attribute), Some(location)) = (
-                    is_refresh,
-                    content,
-                    content.and_then(|a| a.value_source_location()),
-                ) {
+                if let (true, Some(attribute), Some(location)) =
+                    (is_refresh, content, content.and_then(|a| a.value_source_location()))
+                {
                     let value = attribute.value();
                     if let Some(url) = refresh_url(&value) {
                         let start = location.bytes().start + offset;
@@ -107,14 +105,11 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
         document_content_handlers: vec![doc_comments!(|comment| {
             let range = comment.source_location().bytes();
             if comment.text().trim_start().starts_with("[if") && range.len() >= 7 {
-                conditional_comments
-                    .borrow_mut()
-                    .push(range.start + 4..range.end - 3);
+                conditional_comments.borrow_mut().push(range.start + 4..range.end - 3);
             }
             Ok(())
         })],
-        encoding: AsciiCompatibleEncoding::new(encoding)
-            .unwrap_or_else(AsciiCompatibleEncoding::utf_8),
+        encoding: AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8),
         strict: false,
         ..Settings::new()
     };
@@ -130,8 +125,7 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
             b.windows(2)
                 .any(|w| w.eq_ignore_ascii_case(b"<v") || w.eq_ignore_ascii_case(b"<a"))
         }) {
-            let nested =
-                scan_ascii_compatible(&bytes[inner.clone()], encoding, offset + inner.start);
+            let nested = scan_ascii_compatible(&bytes[inner.clone()], encoding, offset + inner.start);
             found.links.extend(nested.links);
         }
     }
@@ -147,7 +141,7 @@ fn refresh_url(value: &str) -> Option<Range<usize>> {
     let rest = &value[start..];
     start += rest.len() - rest.trim_start().len();
     let rest = &value[start..];
-    if rest.len() >= 3 && rest[..3].eq_ignore_ascii_case("url") {
+    if rest.len() >= 3 && rest.as_bytes()[..3].eq_ignore_ascii_case(b"url") {
         let after = rest[3..].trim_start();
         if let Some(after_eq) = after.strip_prefix('=') {
             start = value.len() - after_eq.trim_start().len();
@@ -156,9 +150,7 @@ fn refresh_url(value: &str) -> Option<Range<usize>> {
     let mut end = value.len();
     if let Some(quote @ ('"' | '\'')) = value[start..].chars().next() {
         start += 1;
-        end = value[start..]
-            .find(quote)
-            .map_or(value.len(), |i| start + i);
+        end = value[start..].find(quote).map_or(value.len(), |i| start + i);
     }
     let trimmed_end = start + value[start..end].trim_end().len();
     (trimmed_end > start).then_some(start..trimmed_end)
@@ -170,11 +162,7 @@ mod tests {
 
     fn urls(html: &str) -> Vec<String> {
         let found = scan(html.as_bytes(), encoding_rs::UTF_8);
-        found
-            .links
-            .iter()
-            .map(|l| html[l.range.clone()].to_string())
-            .collect()
+        found.links.iter().map(|l| html[l.range.clone()].to_string()).collect()
     }
 
     #[test]
@@ -202,10 +190,7 @@ mod tests {
     fn refresh_forms() {
         let get = |v: &str| refresh_url(v).map(|r| v[r].to_string());
         assert_eq!(get("5; url=https://x/").as_deref(), Some("https://x/"));
-        assert_eq!(
-            get("0;URL = \"https://x/\" ").as_deref(),
-            Some("https://x/")
-        );
+        assert_eq!(get("0;URL = \"https://x/\" ").as_deref(), Some("https://x/"));
         assert_eq!(get("3, https://x/").as_deref(), Some("https://x/"));
         assert_eq!(get("10"), None);
     }

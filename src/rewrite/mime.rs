@@ -103,10 +103,7 @@ impl ContentType {
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.params.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 
     /// Parses `type/subtype; name=value; name="quoted"`. `None` when there is no `type/subtype`.
@@ -155,11 +152,7 @@ impl ContentType {
                 rest = rest.find(';').map_or("", |i| &rest[i..]);
             }
         }
-        Some(Self {
-            kind,
-            subtype,
-            params,
-        })
+        Some(Self { kind, subtype, params })
     }
 }
 
@@ -241,12 +234,8 @@ mod tests {
 
     #[test]
     fn content_type_params() {
-        let ct =
-            ContentType::parse("Multipart/Mixed; boundary=\"a\\\"b\"; charset=utf-8 (c)").unwrap();
-        assert_eq!(
-            (ct.kind.as_str(), ct.subtype.as_str()),
-            ("multipart", "mixed")
-        );
+        let ct = ContentType::parse("Multipart/Mixed; boundary=\"a\\\"b\"; charset=utf-8 (c)").unwrap();
+        assert_eq!((ct.kind.as_str(), ct.subtype.as_str()), ("multipart", "mixed"));
         assert_eq!(ct.param("boundary"), Some("a\"b"));
         assert_eq!(ct.param("charset"), Some("utf-8 (c)"));
     }

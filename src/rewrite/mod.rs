@@ -104,10 +104,7 @@ impl Report {
         }
         let reasons: Vec<&str> = self.left_unrewritten.keys().map(|r| r.as_str()).collect();
         let count: usize = self.left_unrewritten.values().sum();
-        Some(format!(
-            "partial; reason={}; parts={count}",
-            reasons.join(",")
-        ))
+        Some(format!("partial; reason={}; parts={count}", reasons.join(",")))
     }
 
     fn left(&mut self, reason: LeftReason) {
@@ -179,11 +176,7 @@ impl Rewriter {
     }
 
     /// Rewrites every http(s) link in `message` into a signed link for `context`.
-    pub fn rewrite(
-        &self,
-        message: &[u8],
-        context: &MessageContext,
-    ) -> Result<Rewritten, RewriteError> {
+    pub fn rewrite(&self, message: &[u8], context: &MessageContext) -> Result<Rewritten, RewriteError> {
         self.run(message, context, Mode::Rewrite)
     }
 
@@ -194,12 +187,7 @@ impl Rewriter {
             .map(|r| r.report)
     }
 
-    fn run(
-        &self,
-        message: &[u8],
-        context: &MessageContext,
-        mode: Mode,
-    ) -> Result<Rewritten, RewriteError> {
+    fn run(&self, message: &[u8], context: &MessageContext, mode: Mode) -> Result<Rewritten, RewriteError> {
         if parse_headers(message).fields.is_empty() {
             return Err(RewriteError::NotAMessage);
         }
@@ -215,8 +203,7 @@ impl Rewriter {
         };
         // Reject an unusable context before touching the message, not on its first link.
         if mode == Mode::Rewrite {
-            self.keys
-                .sign(&self.base_url, "http://context.check/", &link_context)?;
+            self.keys.sign(&self.base_url, "http://context.check/", &link_context)?;
         }
         let mut walk = Walk {
             rewriter: self,
@@ -246,13 +233,25 @@ impl Rewriter {
     }
 }
 
+/// `content` with each range replaced by its bytes (ranges sorted, non-overlapping).
+fn splice(content: &[u8], edits: &[(Range<usize>, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(content.len() + edits.iter().map(|(_, b)| b.len()).sum::<usize>());
+    let mut copied = 0;
+    for (range, bytes) in edits {
+        out.extend_from_slice(&content[copied..range.start]);
+        out.extend_from_slice(bytes);
+        copied = range.end;
+    }
+    out.extend_from_slice(&content[copied..]);
+    out
+}
+
 fn apply_edits(input: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
     if edits.is_empty() {
         return input.to_vec();
     }
     edits.sort_by_key(|e| e.range.start);
-    let mut out =
-        Vec::with_capacity(input.len() + edits.iter().map(|e| e.bytes.len()).sum::<usize>());
+    let mut out = Vec::with_capacity(input.len() + edits.iter().map(|e| e.bytes.len()).sum::<usize>());
     let mut copied = 0;
     for edit in edits {
         debug_assert!(edit.range.start >= copied, "edits overlap");
@@ -294,10 +293,9 @@ impl Walk<'_> {
             let (kind, subtype) = (content_type.kind.as_str(), content_type.subtype.as_str());
             match (kind, subtype) {
                 ("multipart", "signed" | "encrypted") => self.report.left(LeftReason::Signed),
-                (
-                    "application",
-                    "pkcs7-mime" | "x-pkcs7-mime" | "pgp-encrypted" | "pgp-signature",
-                ) => self.report.left(LeftReason::Signed),
+                ("application", "pkcs7-mime" | "x-pkcs7-mime" | "pgp-encrypted" | "pgp-signature") => {
+                    self.report.left(LeftReason::Signed)
+                }
                 ("multipart", _) => {
                     let parts = content_type
                         .param("boundary")
@@ -312,19 +310,12 @@ impl Walk<'_> {
                         ContentType::text_plain()
                     };
                     for part in parts.into_iter().rev() {
-                        stack.push((
-                            body.start + part.start..body.start + part.end,
-                            child_default.clone(),
-                        ));
+                        stack.push((body.start + part.start..body.start + part.end, child_default.clone()));
                     }
                 }
                 ("message", "rfc822" | "global") => match transfer_encoding(&headers) {
-                    Some(TransferEncoding::Identity) => {
-                        stack.push((body, ContentType::text_plain()))
-                    }
-                    Some(encoding) => {
-                        edits.extend(self.encoded_message(buf, body, encoding, encoded_depth))
-                    }
+                    Some(TransferEncoding::Identity) => stack.push((body, ContentType::text_plain())),
+                    Some(encoding) => edits.extend(self.encoded_message(buf, body, encoding, encoded_depth)),
                     None => self.report.left(LeftReason::Undecodable),
                 },
                 ("text", "plain" | "html") => {
@@ -381,9 +372,19 @@ impl Walk<'_> {
             self.report.left(LeftReason::TooLarge);
             return None;
         }
-        let Some(content) = decode_transfer(body, encoding) else {
-            self.report.left(LeftReason::Undecodable);
-            return None;
+        // Quoted-printable keeps a line map so untouched lines keep their exact bytes.
+        let (content, qp_lines) = match encoding {
+            TransferEncoding::QuotedPrintable => {
+                let (content, lines) = transfer::decode_quoted_printable_lines(body);
+                (Cow::Owned(content), lines)
+            }
+            _ => match decode_transfer(body, encoding) {
+                Some(content) => (content, Vec::new()),
+                None => {
+                    self.report.left(LeftReason::Undecodable);
+                    return None;
+                }
+            },
         };
         if content.len() > self.rewriter.settings.max_part_bytes {
             self.report.left(LeftReason::TooLarge);
@@ -403,15 +404,19 @@ impl Walk<'_> {
         if replacements.is_empty() {
             return None;
         }
-        let mut changed = Vec::with_capacity(content.len() + replacements.len() * 128);
-        let mut copied = 0;
-        for (range, replacement) in replacements {
-            changed.extend_from_slice(&content[copied..range.start]);
-            changed.extend_from_slice(&charset::encode_ascii(&replacement, charset));
-            copied = range.end;
-        }
-        changed.extend_from_slice(&content[copied..]);
+        let edits: Vec<(Range<usize>, Vec<u8>)> = replacements
+            .into_iter()
+            .map(|(range, text)| (range, charset::encode_ascii(&text, charset)))
+            .collect();
         self.report.parts_rewritten += 1;
+        if encoding == TransferEncoding::QuotedPrintable {
+            let bytes = transfer::reencode_quoted_printable(body, &qp_lines, &edits);
+            return Some(Edit {
+                range: body_range,
+                bytes,
+            });
+        }
+        let changed = splice(&content, &edits);
         if encoding == TransferEncoding::Identity && transfer::has_overlong_line(&changed) {
             // SMTP forbids lines over 998 octets: this part has to become quoted-printable.
             let eol = line_ending(&buf[entity.clone()]);
@@ -532,9 +537,7 @@ fn transfer_encoding(headers: &Headers) -> Option<TransferEncoding> {
 fn decode_transfer(body: &[u8], encoding: TransferEncoding) -> Option<Cow<'_, [u8]>> {
     match encoding {
         TransferEncoding::Identity => Some(Cow::Borrowed(body)),
-        TransferEncoding::QuotedPrintable => {
-            Some(Cow::Owned(transfer::decode_quoted_printable(body)))
-        }
+        TransferEncoding::QuotedPrintable => Some(Cow::Owned(transfer::decode_quoted_printable(body))),
         TransferEncoding::Base64 => transfer::decode_base64(body).ok().map(Cow::Owned),
     }
 }
@@ -547,7 +550,14 @@ fn encode_transfer(content: &[u8], encoding: TransferEncoding, original: &[u8]) 
         TransferEncoding::QuotedPrintable => transfer::encode_quoted_printable(content, eol),
         TransferEncoding::Base64 => {
             let trailing = original.ends_with(b"\n");
-            transfer::encode_base64(content, transfer::base64_line_len(original), eol, trailing)
+            let mut out = transfer::leading_whitespace(original).to_vec();
+            out.extend(transfer::encode_base64(
+                content,
+                transfer::base64_line_len(original),
+                eol,
+                trailing,
+            ));
+            out
         }
     }
 }

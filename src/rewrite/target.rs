@@ -46,10 +46,7 @@ pub fn resolve(raw: &str, base: Option<&Url>) -> Result<Url, SkipReason> {
     let url = match Url::parse(trimmed) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
-            let cleaned: String = trimmed
-                .chars()
-                .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
-                .collect();
+            let cleaned: String = trimmed.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
             let scheme_relative = cleaned.starts_with("//")
                 || cleaned.starts_with("\\\\")
                 || cleaned.starts_with("/\\")
@@ -189,16 +186,12 @@ fn decode_one_entity(s: &str) -> Option<(char, usize)> {
             Some(hex) => (hex, 16, 3),
             None => (num, 10, 2),
         };
-        let len = digits
-            .find(|c: char| !c.is_digit(radix))
-            .unwrap_or(digits.len());
+        let len = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
         if len == 0 {
             return None;
         }
         let code = u32::from_str_radix(&digits[..len], radix).ok()?;
-        let c = char::from_u32(code)
-            .filter(|&c| c != '\0')
-            .unwrap_or('\u{FFFD}');
+        let c = char::from_u32(code).filter(|&c| c != '\0').unwrap_or('\u{FFFD}');
         let semicolon = usize::from(digits[len..].starts_with(';'));
         return Some((c, skip + len + semicolon));
     }
@@ -228,9 +221,7 @@ fn decode_one_entity(s: &str) -> Option<(char, usize)> {
         ("semi", ';'),
         ("lowbar", '_'),
     ];
-    let name_len = body
-        .find(|c: char| !c.is_ascii_alphanumeric())
-        .unwrap_or(body.len());
+    let name_len = body.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(body.len());
     let name = &body[..name_len];
     let &(_, c) = NAMED.iter().find(|(n, _)| *n == name)?;
     if body[name_len..].starts_with(';') {
@@ -264,10 +255,7 @@ mod tests {
     fn resolves_like_a_browser() {
         let ok = |raw: &str| resolve(raw, None).map(|u| u.to_string());
         assert_eq!(ok("HTTP://Example.COM/a").unwrap(), "http://example.com/a");
-        assert_eq!(
-            ok(" ht\ttp://ex\nample.com/p ").unwrap(),
-            "http://example.com/p"
-        );
+        assert_eq!(ok(" ht\ttp://ex\nample.com/p ").unwrap(), "http://example.com/p");
         assert_eq!(ok("https:\\\\evil.com\\x").unwrap(), "https://evil.com/x");
         assert_eq!(ok("//evil.com/x").unwrap(), "https://evil.com/x");
         assert_eq!(ok("mailto:a@b"), Err(SkipReason::Scheme));

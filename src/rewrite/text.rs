@@ -53,7 +53,7 @@ pub fn find(text: &str) -> Vec<TextLink> {
                     .is_some_and(|(s, _)| s.bytes().all(|b| b.is_ascii_alphabetic()));
             let url = if has_scheme {
                 found.to_string()
-            } else if found.len() > 4 && found[..4].eq_ignore_ascii_case("www.") {
+            } else if found.len() > 4 && found.as_bytes()[..4].eq_ignore_ascii_case(b"www.") {
                 format!("http://{found}")
             } else {
                 return None;
@@ -78,19 +78,12 @@ mod tests {
     fn plain_text_links() {
         assert_eq!(
             urls("see www.example.com/a, or (https://x.org/b_(c)) and <http://y.net/>."),
-            [
-                "http://www.example.com/a",
-                "https://x.org/b_(c)",
-                "http://y.net/"
-            ]
+            ["http://www.example.com/a", "https://x.org/b_(c)", "http://y.net/"]
         );
         assert_eq!(
             urls("詳細はhttps://example.jp/pathをご覧ください（https://example.jp/q）"),
             ["https://example.jp/path", "https://example.jp/q"]
         );
-        assert_eq!(
-            urls("mail me: a@example.com or example.com"),
-            Vec::<String>::new()
-        );
+        assert_eq!(urls("mail me: a@example.com or example.com"), Vec::<String>::new());
     }
 }

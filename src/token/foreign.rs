@@ -68,8 +68,7 @@ pub fn unwrap_foreign(link: &str) -> Option<ForeignLink> {
 
 fn decode_layer(link: &str) -> Option<(ForeignVendor, String)> {
     let link = link.trim();
-    let rest = strip_prefix_ignore_case(link, "https://")
-        .or_else(|| strip_prefix_ignore_case(link, "http://"))?;
+    let rest = strip_prefix_ignore_case(link, "https://").or_else(|| strip_prefix_ignore_case(link, "http://"))?;
     let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let host = rest[..host_end].to_ascii_lowercase();
     let after_host = &rest[host_end..];
@@ -95,15 +94,11 @@ fn decode_layer(link: &str) -> Option<(ForeignVendor, String)> {
                 })
                 .collect();
             let bytes = percent_decode(translated.as_bytes());
-            return String::from_utf8(bytes)
-                .ok()
-                .map(|u| (ForeignVendor::ProofpointV2, u));
+            return String::from_utf8(bytes).ok().map(|u| (ForeignVendor::ProofpointV2, u));
         }
         return None;
     }
-    if host == "safelinks.protection.outlook.com"
-        || host.ends_with(".safelinks.protection.outlook.com")
-    {
+    if host == "safelinks.protection.outlook.com" || host.ends_with(".safelinks.protection.outlook.com") {
         let query = html_unescape_amp(after_host.split_once('?')?.1);
         return query_param(&query, "url").map(|u| (ForeignVendor::SafeLinks, u));
     }
@@ -111,9 +106,8 @@ fn decode_layer(link: &str) -> Option<(ForeignVendor, String)> {
 }
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    (s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()))
-    .then(|| &s[prefix.len()..])
+    (s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()))
+        .then(|| &s[prefix.len()..])
 }
 
 fn html_unescape_amp(query: &str) -> String {
@@ -132,10 +126,7 @@ fn percent_decode(input: &[u8]) -> Vec<u8> {
     let mut i = 0;
     while i < input.len() {
         if input[i] == b'%'
-            && let (Some(h), Some(l)) = (
-                input.get(i + 1).and_then(hex),
-                input.get(i + 2).and_then(hex),
-            )
+            && let (Some(h), Some(l)) = (input.get(i + 1).and_then(hex), input.get(i + 2).and_then(hex))
         {
             out.push(h << 4 | l);
             i += 3;

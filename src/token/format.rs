@@ -88,11 +88,7 @@ impl LinkContext {
         if flags & !policy::KNOWN != 0 {
             return Err(bad());
         }
-        let issued: [u8; 4] = rest
-            .get(..4)
-            .ok_or_else(bad)?
-            .try_into()
-            .map_err(|_| bad())?;
+        let issued: [u8; 4] = rest.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?;
         let rest = &rest[4..];
         let (message_ref, rest) = take_len_prefixed(rest, MAX_MESSAGE_REF).ok_or_else(bad)?;
         let (recipient_ref, rest) = take_len_prefixed(rest, MAX_RECIPIENT_REF).ok_or_else(bad)?;
@@ -152,20 +148,7 @@ fn is_readable_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'/'
-                | b':'
-                | b'@'
-                | b'$'
-                | b'&'
-                | b'('
-                | b')'
-                | b'+'
-                | b','
-                | b'='
-                | b'?'
+            b'-' | b'.' | b'_' | b'~' | b'/' | b':' | b'@' | b'$' | b'&' | b'(' | b')' | b'+' | b',' | b'=' | b'?'
         )
 }
 
@@ -274,29 +257,23 @@ impl KeyRing {
         let key = self
             .get(parts.key_id)
             .ok_or_else(|| LinkError::UnknownKey(parts.key_id.to_string()))?;
-        let context = B64
-            .decode(parts.context)
-            .map_err(|_| LinkError::Malformed("context"))?;
+        let context = B64.decode(parts.context).map_err(|_| LinkError::Malformed("context"))?;
         let replaced = B64
             .decode(parts.replaced)
             .map_err(|_| LinkError::Malformed("replaced bytes"))?;
-        let tag = B64
-            .decode(parts.mac)
-            .map_err(|_| LinkError::Malformed("signature"))?;
+        let tag = B64.decode(parts.mac).map_err(|_| LinkError::Malformed("signature"))?;
         if tag.len() != MAC_LEN {
             return Err(LinkError::Malformed("signature"));
         }
         let url = join_readable(parts.readable, &replaced)?;
         let mut mac = key.mac();
         mac_input(&mut mac, &key.id, &context, &url);
-        mac.verify_truncated_left(&tag)
-            .map_err(|_| LinkError::BadSignature)?;
+        mac.verify_truncated_left(&tag).map_err(|_| LinkError::BadSignature)?;
         // Checked after the MAC so a retired key's links say "expired" only when they are genuine.
         if key.state == KeyState::Retired {
             return Err(LinkError::Expired(key.id.clone()));
         }
-        let url =
-            String::from_utf8(url).map_err(|_| LinkError::Malformed("destination encoding"))?;
+        let url = String::from_utf8(url).map_err(|_| LinkError::Malformed("destination encoding"))?;
         Ok(VerifiedLink {
             url,
             key_id: key.id.clone(),
@@ -331,29 +308,16 @@ impl<'a> LinkParts<'a> {
             .or_else(|| link.strip_prefix("http://"))
             .or_else(|| link.strip_prefix('/'))
             .ok_or(LinkError::NotOurs)?;
-        let start = after_scheme
-            .find(VERSION_SEGMENT)
-            .ok_or(LinkError::NotOurs)?;
+        let start = after_scheme.find(VERSION_SEGMENT).ok_or(LinkError::NotOurs)?;
         let rest = &after_scheme[start + VERSION_SEGMENT.len()..];
         let (key_id, rest) = rest.split_once('/').ok_or(LinkError::Malformed("key id"))?;
-        if key_id.is_empty()
-            || key_id.len() > 16
-            || !key_id.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
+        if key_id.is_empty() || key_id.len() > 16 || !key_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(LinkError::Malformed("key id"));
         }
-        let (context, rest) = rest
-            .split_once("/__")
-            .ok_or(LinkError::Malformed("context"))?;
-        let (readable, tail) = rest
-            .rsplit_once(';')
-            .ok_or(LinkError::Malformed("separator"))?;
-        let readable = readable
-            .strip_suffix("__")
-            .ok_or(LinkError::Malformed("separator"))?;
-        let (replaced, mac) = tail
-            .split_once('!')
-            .ok_or(LinkError::Malformed("signature"))?;
+        let (context, rest) = rest.split_once("/__").ok_or(LinkError::Malformed("context"))?;
+        let (readable, tail) = rest.rsplit_once(';').ok_or(LinkError::Malformed("separator"))?;
+        let readable = readable.strip_suffix("__").ok_or(LinkError::Malformed("separator"))?;
+        let (replaced, mac) = tail.split_once('!').ok_or(LinkError::Malformed("signature"))?;
         Ok(Self {
             key_id,
             context,
@@ -383,9 +347,6 @@ mod tests {
             issued_at: 7,
             flags: 3,
         };
-        assert_eq!(
-            LinkContext::from_bytes(&ctx.to_bytes().unwrap()).unwrap(),
-            ctx
-        );
+        assert_eq!(LinkContext::from_bytes(&ctx.to_bytes().unwrap()).unwrap(), ctx);
     }
 }

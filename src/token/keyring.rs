@@ -85,8 +85,7 @@ impl Key {
     }
 
     fn prepare(&mut self) {
-        self.keyed =
-            Some(HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length"));
+        self.keyed = Some(HmacSha256::new_from_slice(&self.secret).expect("HMAC takes any key length"));
     }
 
     pub(crate) fn mac(&self) -> HmacSha256 {
@@ -102,9 +101,7 @@ mod secret_b64 {
     pub fn serialize<S: serde::Serializer>(v: &[u8; SECRET_LEN], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&B64.encode(v))
     }
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<[u8; SECRET_LEN], D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[u8; SECRET_LEN], D::Error> {
         let text = String::deserialize(d)?;
         let bytes = B64.decode(text).map_err(serde::de::Error::custom)?;
         bytes
@@ -116,15 +113,9 @@ mod secret_b64 {
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
     #[error("key ring {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("key ring {path} is corrupt: {source}")]
-    Corrupt {
-        path: PathBuf,
-        source: serde_json::Error,
-    },
+    Corrupt { path: PathBuf, source: serde_json::Error },
     #[error("key ring {path} is invalid: {reason}")]
     Invalid { path: PathBuf, reason: String },
     #[error("no key with id {0:?}")]
@@ -180,20 +171,15 @@ impl KeyRing {
             path: path.into(),
             source,
         })?;
-        let file: KeyRingFile =
-            serde_json::from_slice(&text).map_err(|source| KeyRingError::Corrupt {
-                path: path.into(),
-                source,
-            })?;
+        let file: KeyRingFile = serde_json::from_slice(&text).map_err(|source| KeyRingError::Corrupt {
+            path: path.into(),
+            source,
+        })?;
         let mut ring = KeyRing {
             keys: file.keys,
             path: Some(path.into()),
         };
-        let active = ring
-            .keys
-            .iter()
-            .filter(|k| k.state == KeyState::Active)
-            .count();
+        let active = ring.keys.iter().filter(|k| k.state == KeyState::Active).count();
         if active > 1 {
             return Err(KeyRingError::Invalid {
                 path: path.into(),

@@ -9,7 +9,7 @@ mod keyring;
 
 pub use foreign::{ForeignLink, ForeignVendor, MAX_FOREIGN_DEPTH, unwrap_foreign};
 pub use format::{
-    ContextError, LINK_VERSION, LinkContext, LinkError, MAX_MESSAGE_REF, MAX_RECIPIENT_REF,
-    VerifiedLink, is_own_link, policy,
+    ContextError, LINK_VERSION, LinkContext, LinkError, MAX_MESSAGE_REF, MAX_RECIPIENT_REF, VerifiedLink, is_own_link,
+    policy,
 };
 pub use keyring::{Key, KeyRing, KeyRingError, KeyState};

@@ -118,11 +118,14 @@ pub fn our_link_ranges(text: &str) -> Vec<std::ops::Range<usize>> {
             &text[start..end]
         );
         end += 1;
-        let mac_start = end;
-        while end < bytes.len() && b64(bytes[end]) {
-            end += 1;
-        }
-        assert_eq!(end - mac_start, 22, "signature length");
+        // The signature is exactly 22 base64url characters; text may follow it directly.
+        let mac_end = end + 22;
+        assert!(
+            mac_end <= bytes.len() && bytes[end..mac_end].iter().all(|&b| b64(b)),
+            "signature length: {}",
+            &text[start..bytes.len().min(end + 40)]
+        );
+        end = mac_end;
         ranges.push(start..end);
         from = end;
     }
@@ -146,6 +149,12 @@ pub fn our_links(text: &str, html: bool) -> Vec<String> {
 /// Checks that `rewritten` is `original` with only links replaced: the text between our links
 /// appears in the original, in order, and something (the original link) stands in each gap.
 pub fn assert_only_links_changed(original: &str, rewritten: &str) {
+    if let Err(e) = only_links_changed(original, rewritten) {
+        panic!("{e}");
+    }
+}
+
+pub fn only_links_changed(original: &str, rewritten: &str) -> Result<(), String> {
     let ranges = our_link_ranges(rewritten);
     let mut segments = Vec::new();
     let mut last = 0;
@@ -157,10 +166,11 @@ pub fn assert_only_links_changed(original: &str, rewritten: &str) {
     let mut position = 0;
     for (i, segment) in segments.iter().enumerate() {
         if i == 0 {
-            assert!(
-                original.starts_with(segment),
-                "text before the first link changed:\n{segment:?}\n---\n{original:?}"
-            );
+            if !original.starts_with(segment) {
+                return Err(format!(
+                    "text before the first link changed:\n{segment:?}\n---\n{original:?}"
+                ));
+            }
             position = segment.len();
             continue;
         }
@@ -170,13 +180,16 @@ pub fn assert_only_links_changed(original: &str, rewritten: &str) {
                 .checked_sub(segment.len())
                 .filter(|&s| s > position && original[s..] == **segment)
         } else {
-            original[position + 1..]
-                .find(segment)
-                .map(|f| f + position + 1)
+            original[position + 1..].find(segment).map(|f| f + position + 1)
         };
-        let at = found.unwrap_or_else(|| panic!("text between links changed: {segment:?} not found after byte {position} of\n{original}"));
+        let Some(at) = found else {
+            return Err(format!(
+                "text between links changed: {segment:?} not found after byte {position} of\n{original}"
+            ));
+        };
         position = at + segment.len();
     }
+    Ok(())
 }
 
 /// The decoded text of every text/* leaf, in order, via mail-parser (an independent parser).
@@ -201,17 +214,13 @@ fn collect_text(message: &mail_parser::Message<'_>, out: &mut Vec<(String, Strin
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Turns `\n` into `\r\n`, as mail on the wire has it.
 pub fn crlf(text: &str) -> Vec<u8> {
-    text.replace("\r\n", "\n")
-        .replace('\n', "\r\n")
-        .into_bytes()
+    text.replace("\r\n", "\n").replace('\n', "\r\n").into_bytes()
 }
 
 pub fn report_links(report: &serde_json::Value, action: &str) -> Vec<String> {
@@ -225,11 +234,7 @@ pub fn report_links(report: &serde_json::Value, action: &str) -> Vec<String> {
 }
 
 /// Rewrites, then decodes every link of every text part and returns the destinations in order.
-pub fn rewrite_and_decode(
-    p: &Portcullis,
-    message: &[u8],
-    extra: &[&str],
-) -> (Vec<u8>, serde_json::Value, Vec<String>) {
+pub fn rewrite_and_decode(p: &Portcullis, message: &[u8], extra: &[&str]) -> (Vec<u8>, serde_json::Value, Vec<String>) {
     let (out, report) = p.rewrite(message, extra);
     let mut links = Vec::new();
     for (kind, text) in text_bodies(&out) {

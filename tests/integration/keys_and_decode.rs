@@ -18,19 +18,11 @@ fn keys_are_created_owner_only_and_listed() {
     let out = p.run(&["keys", "list"], b"");
     assert!(out.status.success());
     let listing = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(
-        listing.lines().filter(|l| l.contains("active")).count(),
-        1,
-        "{listing}"
-    );
+    assert_eq!(listing.lines().filter(|l| l.contains("active")).count(), 1, "{listing}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let dir_mode = std::fs::metadata(p.data_dir())
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777;
+        let dir_mode = std::fs::metadata(p.data_dir()).unwrap().permissions().mode() & 0o777;
         let file_mode = std::fs::metadata(p.data_dir().join("keys.json"))
             .unwrap()
             .permissions()
@@ -64,10 +56,7 @@ fn rotated_keys_keep_verifying_and_retired_keys_expire() {
 
     let active = new_link.split('/').nth(4).unwrap();
     let refused = p.run(&["keys", "retire", active], b"");
-    assert!(
-        !refused.status.success(),
-        "the active key cannot be retired"
-    );
+    assert!(!refused.status.success(), "the active key cannot be retired");
 
     assert!(p.run(&["keys", "retire", &old_key], b"").status.success());
     let out = p.decode_raw(&old_link);
@@ -77,20 +66,13 @@ fn rotated_keys_keep_verifying_and_retired_keys_expire() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    assert_eq!(
-        p.decode(&[new_link]),
-        ["https://example.org/after-rotation"]
-    );
+    assert_eq!(p.decode(&[new_link]), ["https://example.org/after-rotation"]);
 
     let out = p.run(&["keys", "generate"], b"");
     assert!(out.status.success());
     let listing = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
-        listing
-            .lines()
-            .skip(1)
-            .filter(|l| l.contains("verifying"))
-            .count(),
+        listing.lines().skip(1).filter(|l| l.contains("verifying")).count(),
         1,
         "{listing}"
     );
@@ -157,10 +139,7 @@ fn link_shows_host_and_path_and_binds_the_context() {
     let out = p.run(&["decode", "--json", &link], b"");
     assert!(out.status.success());
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(
-        json["destination"],
-        "https://docs.example.org/guide/setup.html?x=1"
-    );
+    assert_eq!(json["destination"], "https://docs.example.org/guide/setup.html?x=1");
     assert_eq!(json["message_ref"], "msg-1");
     assert_eq!(
         json["recipient_ref"].as_str().unwrap().len(),
@@ -178,10 +157,7 @@ fn public_foreign_link_vectors_decode_exactly() {
     let p = Portcullis::new();
     let vectors = String::from_utf8(fixture("foreign-links.tsv")).unwrap();
     let mut count = 0;
-    for line in vectors
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-    {
+    for line in vectors.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         let (encoded, decoded) = line.split_once('\t').expect("tab-separated");
         assert_eq!(p.decode(&[encoded.to_string()]), [decoded], "{encoded}");
         count += 1;

@@ -26,13 +26,16 @@ fn every_link_element_is_rewritten_and_the_rest_is_left_alone() {
 <a href="data:text/html,hi">d</a> <a href="#top">f</a> <a href="javascript:alert(1)">j</a>
 </body></html>"##;
     let (out, report, destinations) = rewrite_and_decode(&p, &html_message(html), &[]);
-    assert_eq!(destinations, [
-        "https://refresh.example/r",
-        "https://a.example/x?y=1&z=2",
-        "https://area.example/",
-        "https://form.example/post",
-        "https://vml.example/button",
-    ]);
+    assert_eq!(
+        destinations,
+        [
+            "https://refresh.example/r",
+            "https://a.example/x?y=1&z=2",
+            "https://area.example/",
+            "https://form.example/post",
+            "https://vml.example/button",
+        ]
+    );
     let text = only_html(&out);
     assert!(text.contains(r#"<img src="https://img.example/pixel.gif">"#));
     assert!(text.contains(r#"href="https://css.example/s.css""#));
@@ -53,15 +56,18 @@ fn links_are_parsed_as_a_browser_parses_them() {
 <a href=\"&#104;ttps://entity.example/?a=1&amp;b=2\">6</a>\
 <a href=https://unquoted.example/u>7</a>";
     let (_, _, destinations) = rewrite_and_decode(&p, &html_message(html), &[]);
-    assert_eq!(destinations, [
-        "http://upper.example/A",
-        "http://tab.example/p",
-        "https://back.example/slash",
-        "https://proto.example/rel",
-        "https://space.example/",
-        "https://entity.example/?a=1&b=2",
-        "https://unquoted.example/u",
-    ]);
+    assert_eq!(
+        destinations,
+        [
+            "http://upper.example/A",
+            "http://tab.example/p",
+            "https://back.example/slash",
+            "https://proto.example/rel",
+            "https://space.example/",
+            "https://entity.example/?a=1&b=2",
+            "https://unquoted.example/u",
+        ]
+    );
 }
 
 #[test]
@@ -71,7 +77,14 @@ fn base_href_cannot_hide_links() {
     let html = r#"<html><head><base href="http://evil.example/kit/"></head><body>
 <a href="login.php">Sign in</a> <a href="/reset">Reset</a> <a href="https://fine.example/">ok</a></body></html>"#;
     let (_, report, destinations) = rewrite_and_decode(&p, &html_message(html), &[]);
-    assert_eq!(destinations, ["http://evil.example/kit/login.php", "http://evil.example/reset", "https://fine.example/"]);
+    assert_eq!(
+        destinations,
+        [
+            "http://evil.example/kit/login.php",
+            "http://evil.example/reset",
+            "https://fine.example/"
+        ]
+    );
     assert!(report["links_skipped"].get("relative").is_none());
 
     // Without a base, relative links are left alone and counted.
@@ -83,7 +96,10 @@ fn base_href_cannot_hide_links() {
 #[test]
 fn own_links_are_never_wrapped_twice() {
     let p = Portcullis::new();
-    let (once, report) = p.rewrite(&html_message(r#"<a href="https://a.example/">a</a> see https://b.example/"#), &[]);
+    let (once, report) = p.rewrite(
+        &html_message(r#"<a href="https://a.example/">a</a> see https://b.example/"#),
+        &[],
+    );
     assert_eq!(report["links_rewritten"], 1);
     let (twice, report) = p.rewrite(&once, &[]);
     assert_eq!(report["links_rewritten"], 0);
@@ -94,13 +110,18 @@ fn own_links_are_never_wrapped_twice() {
 #[test]
 fn do_not_rewrite_list_with_wildcards() {
     let p = Portcullis::new();
-    let config = p.write_config("[rewrite]\ndo_not_rewrite = [\"*.intranet.example/*\", \"partner.example/public/*\"]\n");
+    let config =
+        p.write_config("[rewrite]\ndo_not_rewrite = [\"*.intranet.example/*\", \"partner.example/public/*\"]\n");
     let html = r#"<a href="https://wiki.intranet.example/page">1</a><a href="https://intranet.example/">2</a>
 <a href="https://partner.example/public/doc">3</a><a href="https://partner.example/private">4</a>
 <a href="https://intranet.example.evil/">5</a>"#;
-    let (_, report, destinations) = rewrite_and_decode(&p, &html_message(html), &["--config", config.to_str().unwrap()]);
+    let (_, report, destinations) =
+        rewrite_and_decode(&p, &html_message(html), &["--config", config.to_str().unwrap()]);
     // `--config` comes after the subcommand here; clap takes global options anywhere.
-    assert_eq!(destinations, ["https://partner.example/private", "https://intranet.example.evil/"]);
+    assert_eq!(
+        destinations,
+        ["https://partner.example/private", "https://intranet.example.evil/"]
+    );
     assert_eq!(report["links_skipped"]["do-not-rewrite"], 3);
 }
 
@@ -112,7 +133,10 @@ fn foreign_wrappers_are_wrapped_as_is_or_unwrapped() {
     let (_, report, destinations) = rewrite_and_decode(&p, &html_message(&html), &[]);
     assert_eq!(destinations, [wrapped]);
     assert_eq!(report["foreign_wrappers"], 1);
-    assert_eq!(report["links"][0]["foreign"]["inner"], "https://example.com/#newsletter");
+    assert_eq!(
+        report["links"][0]["foreign"]["inner"],
+        "https://example.com/#newsletter"
+    );
     assert_eq!(report["links"][0]["foreign"]["vendor"], "proofpoint-v3");
 
     let config = p.write_config("[rewrite]\nunwrap_foreign = true\n");

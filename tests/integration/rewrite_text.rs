@@ -7,7 +7,9 @@ use encoding_rs::{EUC_JP, Encoding, ISO_2022_JP, ISO_8859_2, SHIFT_JIS, UTF_8, W
 use crate::common::*;
 
 fn text_message(body: &str) -> Vec<u8> {
-    crlf(&format!("From: a@example.org\nTo: alice@example.com\nSubject: text\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"))
+    crlf(&format!(
+        "From: a@example.org\nTo: alice@example.com\nSubject: text\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
+    ))
 }
 
 #[test]
@@ -18,15 +20,18 @@ fn plain_text_links_are_found_like_a_reader_sees_them() {
         Japanese: 詳細はhttps://jp.example/infoをご覧ください。（https://jp.example/paren）\n\
         Not links: alice@example.com, example.com, ftp://files.example/x, mailto:bob@example.com";
     let (out, report, destinations) = rewrite_and_decode(&p, &text_message(body), &[]);
-    assert_eq!(destinations, [
-        "http://www.example.com/start",
-        "https://example.org/a_(b)",
-        "https://example.net/x",
-        "https://angle.example/path?q=1",
-        "https://dot.example/end",
-        "https://jp.example/info",
-        "https://jp.example/paren",
-    ]);
+    assert_eq!(
+        destinations,
+        [
+            "http://www.example.com/start",
+            "https://example.org/a_(b)",
+            "https://example.net/x",
+            "https://angle.example/path?q=1",
+            "https://dot.example/end",
+            "https://jp.example/info",
+            "https://jp.example/paren",
+        ]
+    );
     let text = &text_bodies(&out)[0].1;
     assert_only_links_changed(&text_bodies(&text_message(body))[0].1, text);
     assert!(text.contains("をご覧ください。（"), "Japanese text intact");
@@ -41,7 +46,12 @@ fn charset_message(charset: &str, cte: &str, html: bool, text: &str) -> Vec<u8> 
     let body = match cte {
         "base64" => {
             let b64 = STANDARD.encode(&bytes);
-            b64.as_bytes().chunks(76).map(|c| String::from_utf8(c.to_vec()).unwrap()).collect::<Vec<_>>().join("\r\n").into_bytes()
+            b64.as_bytes()
+                .chunks(76)
+                .map(|c| String::from_utf8(c.to_vec()).unwrap())
+                .collect::<Vec<_>>()
+                .join("\r\n")
+                .into_bytes()
         }
         "8bit" | "7bit" => bytes.replace_lf(),
         other => panic!("{other}"),
@@ -78,12 +88,27 @@ fn check_charset(charset: &str, cte: &str, html: bool, text: &str, expected: &[&
     let p = Portcullis::new();
     let message = charset_message(charset, cte, html, text);
     let (out, report) = p.rewrite(&message, &[]);
-    assert_eq!(report["links_rewritten"].as_u64().unwrap() as usize, expected.len(), "{charset} {cte}: {report}");
+    assert_eq!(
+        report["links_rewritten"].as_u64().unwrap() as usize,
+        expected.len(),
+        "{charset} {cte}: {report}"
+    );
     let encoding = Encoding::for_label(charset.as_bytes()).unwrap();
     let body_of = |m: &[u8]| {
         let start = m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
         let body = &m[start..];
-        let raw = if cte == "base64" { STANDARD.decode(body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>()).unwrap() } else { body.to_vec() };
+        let raw = if cte == "base64" {
+            STANDARD
+                .decode(
+                    body.iter()
+                        .copied()
+                        .filter(|b| !b.is_ascii_whitespace())
+                        .collect::<Vec<u8>>(),
+                )
+                .unwrap()
+        } else {
+            body.to_vec()
+        };
         let (decoded, malformed) = encoding.decode_without_bom_handling(&raw);
         assert!(!malformed, "{charset}: output is not valid {charset}");
         decoded.into_owned()
@@ -107,7 +132,10 @@ fn charsets_come_out_without_mojibake() {
                 check_charset(charset, cte, false, japanese, &expected_jp);
             }
         }
-        let html = format!("<p>{}</p><a href=\"https://jp.example/button\">ボタン</a>", "こんにちは");
+        let html = format!(
+            "<p>{}</p><a href=\"https://jp.example/button\">ボタン</a>",
+            "こんにちは"
+        );
         check_charset(charset, "base64", true, &html, &["https://jp.example/button"]);
     }
     let european = [
@@ -121,9 +149,15 @@ fn charsets_come_out_without_mojibake() {
         let message = charset_message(charset, "8bit", false, text);
         let (out, report) = p.rewrite(&message, &[]);
         assert_eq!(report["links_rewritten"], 1, "{charset}");
-        let encoding = [WINDOWS_1252, ISO_8859_2, WINDOWS_1251].into_iter().find(|e| Encoding::for_label(charset.as_bytes()) == Some(e)).unwrap();
+        let encoding = [WINDOWS_1252, ISO_8859_2, WINDOWS_1251]
+            .into_iter()
+            .find(|e| Encoding::for_label(charset.as_bytes()) == Some(e))
+            .unwrap();
         let start = |m: &[u8]| m.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-        let original = encoding.decode_without_bom_handling(&message[start(&message)..]).0.into_owned();
+        let original = encoding
+            .decode_without_bom_handling(&message[start(&message)..])
+            .0
+            .into_owned();
         let rewritten = encoding.decode_without_bom_handling(&out[start(&out)..]).0.into_owned();
         assert_only_links_changed(&original, &rewritten);
         let first_word = text.split(' ').next().unwrap();
@@ -138,12 +172,15 @@ fn quoted_printable_stays_quoted_printable_within_76_octets() {
     let p = Portcullis::new();
     let message = fixture_sample();
     let (out, _, destinations) = rewrite_and_decode(&p, &message, &[]);
-    assert_eq!(destinations, [
-        "https://portal.example.org/storage?user=alice&lang=en",
-        "http://www.example.org/help",
-        "https://portal.example.org/storage?user=alice&lang=en",
-        "http://www.example.org/help",
-    ]);
+    assert_eq!(
+        destinations,
+        [
+            "https://portal.example.org/storage?user=alice&lang=en",
+            "http://www.example.org/help",
+            "https://portal.example.org/storage?user=alice&lang=en",
+            "http://www.example.org/help",
+        ]
+    );
     let text = String::from_utf8(out.clone()).unwrap();
     assert_eq!(text.matches("Content-Transfer-Encoding: quoted-printable").count(), 2);
     assert!(text.split("\r\n").all(|l| l.len() <= 76), "QP lines within 76 octets");
@@ -162,7 +199,11 @@ fn base64_keeps_its_line_width() {
     let p = Portcullis::new();
     let html = "<p>Hello</p>".repeat(20) + "<a href=\"https://b64.example/x\">x</a>" + &"<p>Bye</p>".repeat(20);
     let encoded = STANDARD.encode(html.as_bytes());
-    let wrapped: Vec<&str> = encoded.as_bytes().chunks(60).map(|c| std::str::from_utf8(c).unwrap()).collect();
+    let wrapped: Vec<&str> = encoded
+        .as_bytes()
+        .chunks(60)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
     let message = crlf(&format!(
         "From: a@b.example\nTo: c@d.example\nSubject: b64\nMIME-Version: 1.0\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: base64\n\n{}\n",
         wrapped.join("\n")
@@ -182,7 +223,9 @@ fn long_seven_bit_lines_become_quoted_printable() {
     let links: Vec<String> = (0..40).map(|i| format!("https://long.example/{i}")).collect();
     let line = links.join(" ");
     assert!(line.len() < 998);
-    let message = crlf(&format!("From: a@b.example\nSubject: long\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\n{line}\n"));
+    let message = crlf(&format!(
+        "From: a@b.example\nSubject: long\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\n{line}\n"
+    ));
     let (out, _, destinations) = rewrite_and_decode(&p, &message, &[]);
     assert_eq!(destinations, links);
     let text = String::from_utf8(out).unwrap();
