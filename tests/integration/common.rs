@@ -183,6 +183,16 @@ pub fn only_links_changed(original: &str, rewritten: &str) -> Result<(), String>
             original[position + 1..].find(segment).map(|f| f + position + 1)
         };
         let Some(at) = found else {
+            let head: String = segment.chars().take(12).collect();
+            if let Some(h) = original[position..].find(&head) {
+                let o = &original[position + h..];
+                let same = o.bytes().zip(segment.bytes()).take_while(|(a, b)| a == b).count();
+                return Err(format!(
+                    "text between links changed after {same} bytes: original {:?} rewritten {:?}",
+                    &o[same.saturating_sub(40)..(same + 40).min(o.len())],
+                    &segment[same.saturating_sub(40)..(same + 40).min(segment.len())]
+                ));
+            }
             return Err(format!(
                 "text between links changed: {segment:?} not found after byte {position} of\n{original}"
             ));
