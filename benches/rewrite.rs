@@ -30,7 +30,11 @@ fn messages(limit: usize) -> Vec<Vec<u8>> {
     for file in files.iter().step_by(step).take(limit) {
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
         let text = json["text"].as_str().unwrap_or_default();
-        let text = if text.starts_with("From ") { text.split_once('\n').map_or("", |(_, r)| r) } else { text };
+        let text = if text.starts_with("From ") {
+            text.split_once('\n').map_or("", |(_, r)| r)
+        } else {
+            text
+        };
         if text.contains("http") {
             out.push(text.as_bytes().to_vec());
         }
@@ -41,7 +45,11 @@ fn messages(limit: usize) -> Vec<Vec<u8>> {
 fn rewrite(c: &mut Criterion) {
     let messages = messages(600);
     let bytes: usize = messages.iter().map(Vec::len).sum();
-    let rewriter = Rewriter::new(KeyRing::ephemeral(), "https://click.example.net", RewriteConfig::default());
+    let rewriter = Rewriter::new(
+        KeyRing::ephemeral(),
+        "https://click.example.net",
+        RewriteConfig::default(),
+    );
     let context = MessageContext {
         message_ref: b"0123456789abcdef".to_vec(),
         recipient: Some("alice@example.com".into()),

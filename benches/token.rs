@@ -15,9 +15,13 @@ fn token(c: &mut Criterion) {
         flags: 0,
     };
     let link = ring.sign(base, url, &context).unwrap();
-    c.bench_function("token/sign", |b| b.iter(|| ring.sign(black_box(base), black_box(url), black_box(&context))));
+    c.bench_function("token/sign", |b| {
+        b.iter(|| ring.sign(black_box(base), black_box(url), black_box(&context)))
+    });
     c.bench_function("token/verify", |b| b.iter(|| ring.verify(black_box(&link))));
-    c.bench_function("token/recipient_ref", |b| b.iter(|| ring.recipient_ref(black_box("alice@example.com"))));
+    c.bench_function("token/recipient_ref", |b| {
+        b.iter(|| ring.recipient_ref(black_box("alice@example.com")))
+    });
 }
 
 criterion_group!(benches, token);

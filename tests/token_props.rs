@@ -68,7 +68,9 @@ proptest! {
 #[test]
 fn truncation_never_verifies() {
     let ring = KeyRing::ephemeral();
-    let link = ring.sign(BASE, "https://example.org/a?b=c#d", &LinkContext::default()).unwrap();
+    let link = ring
+        .sign(BASE, "https://example.org/a?b=c#d", &LinkContext::default())
+        .unwrap();
     for end in BASE.len()..link.len() {
         assert!(ring.verify(&link[..end]).is_err(), "prefix of {end} bytes verified");
     }

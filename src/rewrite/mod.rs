@@ -155,10 +155,8 @@ enum Mode {
     Scan,
 }
 
-struct Edit {
-    range: Range<usize>,
-    bytes: Vec<u8>,
-}
+/// A byte range of the input and what replaces it.
+type Edit = (Range<usize>, Vec<u8>);
 
 impl Rewriter {
     pub fn new(keys: KeyRing, base_url: &str, settings: RewriteConfig) -> Self {
@@ -234,7 +232,7 @@ impl Rewriter {
 }
 
 /// `content` with each range replaced by its bytes (ranges sorted, non-overlapping).
-fn splice(content: &[u8], edits: &[(Range<usize>, Vec<u8>)]) -> Vec<u8> {
+fn splice(content: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + edits.iter().map(|(_, b)| b.len()).sum::<usize>());
     let mut copied = 0;
     for (range, bytes) in edits {
@@ -247,20 +245,8 @@ fn splice(content: &[u8], edits: &[(Range<usize>, Vec<u8>)]) -> Vec<u8> {
 }
 
 fn apply_edits(input: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
-    if edits.is_empty() {
-        return input.to_vec();
-    }
-    edits.sort_by_key(|e| e.range.start);
-    let mut out = Vec::with_capacity(input.len() + edits.iter().map(|e| e.bytes.len()).sum::<usize>());
-    let mut copied = 0;
-    for edit in edits {
-        debug_assert!(edit.range.start >= copied, "edits overlap");
-        out.extend_from_slice(&input[copied..edit.range.start]);
-        out.extend_from_slice(&edit.bytes);
-        copied = edit.range.end;
-    }
-    out.extend_from_slice(&input[copied..]);
-    out
+    edits.sort_by_key(|(range, _)| range.start);
+    splice(input, &edits)
 }
 
 /// One pass over one message (and, recursively, over encoded attached messages).
@@ -349,10 +335,7 @@ impl Walk<'_> {
             return None;
         }
         let rewritten = apply_edits(&inner, inner_edits);
-        Some(Edit {
-            range: body,
-            bytes: encode_transfer(&rewritten, encoding, encoded),
-        })
+        Some((body, encode_transfer(&rewritten, encoding, encoded)))
     }
 
     fn text_part(
@@ -404,17 +387,14 @@ impl Walk<'_> {
         if replacements.is_empty() {
             return None;
         }
-        let edits: Vec<(Range<usize>, Vec<u8>)> = replacements
+        let edits: Vec<Edit> = replacements
             .into_iter()
             .map(|(range, text)| (range, charset::encode_ascii(&text, charset)))
             .collect();
         self.report.parts_rewritten += 1;
         if encoding == TransferEncoding::QuotedPrintable {
             let bytes = transfer::reencode_quoted_printable(body, &qp_lines, &edits);
-            return Some(Edit {
-                range: body_range,
-                bytes,
-            });
+            return Some((body_range, bytes));
         }
         let changed = splice(&content, &edits);
         if encoding == TransferEncoding::Identity && transfer::has_overlong_line(&changed) {
@@ -422,15 +402,9 @@ impl Walk<'_> {
             let eol = line_ending(&buf[entity.clone()]);
             let mut rebuilt = headers_with_qp(&buf[entity.clone()], headers, eol);
             rebuilt.extend_from_slice(&transfer::encode_quoted_printable(&changed, eol));
-            return Some(Edit {
-                range: entity,
-                bytes: rebuilt,
-            });
+            return Some((entity, rebuilt));
         }
-        Some(Edit {
-            range: body_range,
-            bytes: encode_transfer(&changed, encoding, body),
-        })
+        Some((body_range, encode_transfer(&changed, encoding, body)))
     }
 
     fn html_replacements(

@@ -242,3 +242,22 @@ fn bare_lf_messages_keep_bare_lf() {
     assert_eq!(destinations, ["https://lf.example/path"]);
     assert!(!out.contains(&b'\r'));
 }
+
+#[test]
+fn utf16_parts_get_utf16_links() {
+    let p = Portcullis::new();
+    let text = "Hallo — see https://utf16.example/path?q=1 today";
+    let bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    let message = crlf(&format!(
+        "From: a@example.org\nSubject: u16\nContent-Type: text/plain; charset=utf-16le\nContent-Transfer-Encoding: base64\n\n{}\n",
+        STANDARD.encode(&bytes)
+    ));
+    let (out, report) = p.rewrite(&message, &[]);
+    assert_eq!(report["links_rewritten"], 1);
+    let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+    let decoded = STANDARD.decode(body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>()).unwrap();
+    let (rewritten, malformed) = encoding_rs::UTF_16LE.decode_without_bom_handling(&decoded);
+    assert!(!malformed);
+    assert_only_links_changed(text, &rewritten);
+    assert_eq!(p.decode(&our_links(&rewritten, false)), ["https://utf16.example/path?q=1"]);
+}
