@@ -255,9 +255,19 @@ fn utf16_parts_get_utf16_links() {
     let (out, report) = p.rewrite(&message, &[]);
     assert_eq!(report["links_rewritten"], 1);
     let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
-    let decoded = STANDARD.decode(body.iter().copied().filter(|b| !b.is_ascii_whitespace()).collect::<Vec<u8>>()).unwrap();
+    let decoded = STANDARD
+        .decode(
+            body.iter()
+                .copied()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect::<Vec<u8>>(),
+        )
+        .unwrap();
     let (rewritten, malformed) = encoding_rs::UTF_16LE.decode_without_bom_handling(&decoded);
     assert!(!malformed);
     assert_only_links_changed(text, &rewritten);
-    assert_eq!(p.decode(&our_links(&rewritten, false)), ["https://utf16.example/path?q=1"]);
+    assert_eq!(
+        p.decode(&our_links(&rewritten, false)),
+        ["https://utf16.example/path?q=1"]
+    );
 }
