@@ -3,5 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+pub mod patterns;
 pub mod rewrite;
 pub mod token;

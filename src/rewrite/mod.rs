@@ -19,9 +19,10 @@ use serde::Serialize;
 use url::Url;
 
 use crate::config::RewriteConfig;
+use crate::patterns::UrlPatterns;
 use crate::token::{ForeignVendor, KeyRing, LinkContext, LinkError, is_own_link, unwrap_foreign};
 use mime::{ContentType, Headers, line_ending, parse_headers, split_multipart};
-use target::{DoNotRewrite, decode_entities, escape_attribute, resolve};
+use target::{decode_entities, escape_attribute, resolve};
 use transfer::TransferEncoding;
 
 pub use target::SkipReason;
@@ -145,7 +146,7 @@ pub struct Rewriter {
     keys: KeyRing,
     base_url: String,
     settings: RewriteConfig,
-    do_not_rewrite: DoNotRewrite,
+    do_not_rewrite: UrlPatterns,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -160,7 +161,7 @@ type Edit = (Range<usize>, Vec<u8>);
 
 impl Rewriter {
     pub fn new(keys: KeyRing, base_url: &str, settings: RewriteConfig) -> Self {
-        let do_not_rewrite = DoNotRewrite::new(&settings.do_not_rewrite);
+        let do_not_rewrite = UrlPatterns::new(&settings.do_not_rewrite);
         Self {
             keys,
             base_url: base_url.trim_end_matches('/').to_string(),
