@@ -2,6 +2,7 @@
 //! link rewriter ([`rewrite`]); the binary `portcullis` is a thin command line over them.
 #![forbid(unsafe_code)]
 
+pub mod clicklog;
 pub mod config;
 pub mod patterns;
 pub mod rewrite;

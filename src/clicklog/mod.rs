@@ -1,0 +1,214 @@
+//! Click events and their durable store: SQLite (WAL) with batched group commits on a writer
+//! thread, and an append-only spool that takes clicks while the store is down and is replayed
+//! into it once the store answers again. A click is acknowledged only once it is durable.
+
+mod spool;
+mod store;
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+pub use store::{ClickQuery, read_clicks};
+
+/// What the click service did with a click.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Redirected to the destination.
+    Permitted,
+    /// Block page.
+    Blocked,
+    /// Warning page.
+    Warned,
+    /// The user went on from a warning page.
+    ClickedThrough,
+    /// A link scanner or a HEAD request: answered, not counted as a user click.
+    Prefetch,
+    /// Forged, altered, truncated or unknown-key link.
+    Rejected,
+    /// A genuine link whose key is retired.
+    Expired,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Permitted => "permitted",
+            Action::Blocked => "blocked",
+            Action::Warned => "warned",
+            Action::ClickedThrough => "clicked-through",
+            Action::Prefetch => "prefetch",
+            Action::Rejected => "rejected",
+            Action::Expired => "expired",
+        }
+    }
+}
+
+/// One click, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClickEvent {
+    /// Random 128-bit id, hex.
+    pub id: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
+    pub message_ref: String,
+    /// Hex of the keyed recipient pseudonym.
+    pub recipient_ref: String,
+    pub url: String,
+    pub verdict: String,
+    pub category: String,
+    pub action: Action,
+    pub client_ip: String,
+    pub user_agent: String,
+    pub cache_hit: bool,
+    pub latency_us: i64,
+    pub key_id: String,
+}
+
+impl ClickEvent {
+    pub fn new_id() -> String {
+        format!("{:032x}", rand::random::<u128>())
+    }
+}
+
+/// How hard a commit is pushed to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// WAL with `synchronous=NORMAL`: a committed click survives a process crash.
+    #[default]
+    Normal,
+    /// `synchronous=FULL` and fsync of the spool: a committed click survives power loss.
+    Full,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClickLogError {
+    #[error("click store {path}: {source}")]
+    Store { path: PathBuf, source: rusqlite::Error },
+    #[error("click spool {path}: {source}")]
+    Spool { path: PathBuf, source: std::io::Error },
+    #[error("the click log has shut down")]
+    Closed,
+}
+
+/// Where a click ended up once acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Committed to the store.
+    Stored,
+    /// The store did not answer; the click is in the spool and will be replayed.
+    Spooled,
+}
+
+type Reply = oneshot::Sender<Result<Recorded, String>>;
+
+/// The handle requests use to log clicks. Cloning is cheap; the writer stops when every handle is
+/// dropped and [`ClickLog::close`] has been called.
+#[derive(Clone)]
+pub struct ClickLog {
+    sender: mpsc::SyncSender<(ClickEvent, Reply)>,
+}
+
+/// Owns the writer thread.
+pub struct ClickLogWriter {
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ClickLogWriter {
+    /// Waits until every queued click is written. Call after the last [`ClickLog`] is dropped.
+    pub fn join(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Largest batch committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// Clicks waiting for the writer before `log` applies back-pressure.
+const QUEUE: usize = 16 * 1024;
+
+impl ClickLog {
+    /// Opens (or creates) `clicks.db` and `clicks.spool` in `data_dir` and starts the writer.
+    /// A store that cannot be opened is not fatal: clicks go to the spool until it can.
+    pub fn open(data_dir: &Path, durability: Durability) -> Result<(ClickLog, ClickLogWriter), ClickLogError> {
+        let db_path = data_dir.join("clicks.db");
+        let mut spool = spool::Spool::open(&data_dir.join("clicks.spool"), durability)?;
+        let mut store = store::Store::open(&db_path, durability).ok();
+        if let Some(store) = store.as_mut() {
+            spool.replay_into(store)?;
+        }
+        let (sender, receiver) = mpsc::sync_channel::<(ClickEvent, Reply)>(QUEUE);
+        let thread = std::thread::Builder::new()
+            .name("clicklog-writer".into())
+            .spawn(move || writer(receiver, db_path, durability, store, spool))
+            .map_err(|source| ClickLogError::Spool { path: data_dir.into(), source })?;
+        Ok((ClickLog { sender }, ClickLogWriter { thread: Some(thread) }))
+    }
+
+    /// Records a click; resolves once it is committed (or spooled). Never drops a click silently:
+    /// an error means it was neither stored nor spooled.
+    pub async fn record(&self, event: ClickEvent) -> Result<Recorded, ClickLogError> {
+        let (reply, answer) = oneshot::channel();
+        let sender = self.sender.clone();
+        // A full queue blocks; keep that off the async workers.
+        tokio::task::spawn_blocking(move || sender.send((event, reply))).await.map_err(|_| ClickLogError::Closed)?.map_err(|_| ClickLogError::Closed)?;
+        match answer.await {
+            Ok(Ok(recorded)) => Ok(recorded),
+            Ok(Err(message)) => Err(ClickLogError::Spool { path: PathBuf::from("clicks.spool"), source: std::io::Error::other(message) }),
+            Err(_) => Err(ClickLogError::Closed),
+        }
+    }
+}
+
+/// The writer: take the first waiting click, then everything else already queued, and commit them
+/// in one transaction. Group commit is what makes "answer only after commit" cheap under load.
+fn writer(
+    receiver: mpsc::Receiver<(ClickEvent, Reply)>,
+    db_path: PathBuf,
+    durability: Durability,
+    mut store: Option<store::Store>,
+    mut spool: spool::Spool,
+) {
+    let mut last_reopen = std::time::Instant::now();
+    while let Ok(first) = receiver.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match receiver.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        if store.is_none() && last_reopen.elapsed() > Duration::from_secs(1) {
+            last_reopen = std::time::Instant::now();
+            store = store::Store::open(&db_path, durability).ok();
+        }
+        if let Some(open) = store.as_mut() {
+            if spool.has_pending() && spool.replay_into(open).is_err() {
+                store = None;
+            }
+        }
+        let events: Vec<&ClickEvent> = batch.iter().map(|(e, _)| e).collect();
+        let stored = match store.as_mut() {
+            Some(open) => match open.insert(&events) {
+                Ok(()) => Ok(Recorded::Stored),
+                Err(error) => {
+                    tracing::error!(%error, "click store failed; spooling clicks");
+                    store = None;
+                    Err(())
+                }
+            },
+            None => Err(()),
+        };
+        let result = stored.or_else(|()| spool.append(&events).map(|()| Recorded::Spooled).map_err(|e| e.to_string()));
+        for (_, reply) in batch {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
