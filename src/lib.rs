@@ -4,6 +4,8 @@
 
 pub mod clicklog;
 pub mod config;
+pub mod metrics;
 pub mod patterns;
+pub mod reputation;
 pub mod rewrite;
 pub mod token;

@@ -1,0 +1,115 @@
+//! Heuristics that need no feed: IP-literal hosts, punycode and mixed-script hosts, and lookalikes
+//! of the organisation's protected domains (UTS #39 confusable skeletons and edit distance).
+
+use url::{Host, Url};
+use unicode_security::{MixedScript, skeleton};
+
+use super::{Category, Finding, Provider, ProviderFuture, Verdict};
+
+pub struct Heuristics {
+    /// Protected domains, lowercase, with their skeletons.
+    protected: Vec<(String, String)>,
+}
+
+impl Heuristics {
+    pub fn new(protected_domains: &[String]) -> Self {
+        let protected = protected_domains
+            .iter()
+            .map(|d| d.trim().trim_end_matches('.').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .map(|d| {
+                let s = skeleton(&d).collect();
+                (d, s)
+            })
+            .collect();
+        Self { protected }
+    }
+
+    fn assess(&self, url: &Url) -> Option<Finding> {
+        let suspicious = |category, reason: String| {
+            Some(Finding { provider: "heuristics", verdict: Verdict::Suspicious, category, reason })
+        };
+        let host = match url.host()? {
+            Host::Ipv4(ip) => return suspicious(Category::Phish, format!("IP-literal host {ip}")),
+            Host::Ipv6(ip) => return suspicious(Category::Phish, format!("IP-literal host [{ip}]")),
+            Host::Domain(domain) => domain.trim_end_matches('.').to_ascii_lowercase(),
+        };
+        // The url crate gives punycode; look at what the user is shown.
+        let (unicode, _) = idna::domain_to_unicode(&host);
+        for (protected, protected_skeleton) in &self.protected {
+            if host == *protected || host.ends_with(&format!(".{protected}")) {
+                return None;
+            }
+            let registrable = registrable_part(&unicode);
+            let candidate_skeleton: String = skeleton(registrable).collect();
+            if candidate_skeleton == *protected_skeleton {
+                return suspicious(Category::Phish, format!("{unicode} looks like {protected} (confusable characters)"));
+            }
+            let distance = edit_distance(registrable, protected);
+            if distance > 0 && distance <= 1 + usize::from(protected.len() > 12) {
+                return suspicious(Category::Phish, format!("{unicode} is {distance} edit(s) from {protected}"));
+            }
+        }
+        if host.split('.').any(|label| label.starts_with("xn--")) {
+            let labels_mixed = unicode.split('.').any(|label| !label.is_single_script());
+            if labels_mixed {
+                return suspicious(Category::Phish, format!("mixed-script host {unicode}"));
+            }
+        }
+        None
+    }
+}
+
+/// The last two labels (`login.example.com` → `example.com`): enough for lookalike checks.
+fn registrable_part(host: &str) -> &str {
+    let mut dots = host.rmatch_indices('.');
+    match (dots.next(), dots.next()) {
+        (Some(_), Some((i, _))) => &host[i + 1..],
+        _ => host,
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut current = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            current[j + 1] = (previous[j] + usize::from(ca != cb)).min(previous[j + 1] + 1).min(current[j] + 1);
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
+impl Provider for Heuristics {
+    fn name(&self) -> &'static str {
+        "heuristics"
+    }
+
+    fn check<'a>(&'a self, url: &'a Url) -> ProviderFuture<'a> {
+        Box::pin(async move { Ok(self.assess(url)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(h: &Heuristics, url: &str) -> Option<String> {
+        h.assess(&Url::parse(url).unwrap()).map(|f| f.reason)
+    }
+
+    #[test]
+    fn flags_lookalikes_and_literals() {
+        let h = Heuristics::new(&["example.com".into(), "paypal.com".into()]);
+        assert!(verdict(&h, "http://192.0.2.7/login").is_some());
+        assert!(verdict(&h, "http://[2001:db8::1]/").is_some());
+        assert!(verdict(&h, "https://examp1e.com/").is_some(), "edit distance 1");
+        assert!(verdict(&h, "https://раураl.com/").is_some(), "Cyrillic confusables");
+        assert!(verdict(&h, "https://login.example.com/").is_none());
+        assert!(verdict(&h, "https://example.com/").is_none());
+        assert!(verdict(&h, "https://unrelated.org/").is_none());
+    }
+}

@@ -1,0 +1,259 @@
+//! Reputation at click time: verdicts, the provider trait, the providers, and the cache in front of
+//! them. Providers are queried concurrently under one deadline and their verdicts merged
+//! (malicious > suspicious > clean > unknown); a moka cache keeps answers for a TTL that depends on
+//! the verdict and makes concurrent lookups of one URL share a single upstream query.
+
+mod feeds;
+mod heuristics;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+pub use feeds::{FeedConfig, FeedFormat, LocalFeeds};
+pub use heuristics::Heuristics;
+
+/// How bad a destination is. Ordered: a merge keeps the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Nobody knows anything about it.
+    #[default]
+    Unknown,
+    Clean,
+    Suspicious,
+    Malicious,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Unknown => "unknown",
+            Verdict::Clean => "clean",
+            Verdict::Suspicious => "suspicious",
+            Verdict::Malicious => "malicious",
+        }
+    }
+}
+
+/// What kind of bad.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Category {
+    #[default]
+    None,
+    Phish,
+    Malware,
+    Spam,
+}
+
+impl Category {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Category::None => "",
+            Category::Phish => "phish",
+            Category::Malware => "malware",
+            Category::Spam => "spam",
+        }
+    }
+}
+
+/// One provider's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub provider: &'static str,
+    pub verdict: Verdict,
+    pub category: Category,
+    /// Why, in words an analyst can check (the feed entry, the heuristic).
+    pub reason: String,
+}
+
+/// The merged answer for one URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Assessment {
+    pub verdict: Verdict,
+    pub category: Category,
+    pub findings: Vec<Finding>,
+    /// No provider answered within the deadline: policy decides (fail open or closed).
+    pub unavailable: bool,
+}
+
+impl Assessment {
+    fn merge(findings: Vec<Finding>, answered: usize) -> Self {
+        let worst = findings.iter().max_by_key(|f| f.verdict);
+        Assessment {
+            verdict: worst.map_or(Verdict::Unknown, |f| f.verdict),
+            category: worst.map_or(Category::None, |f| f.category),
+            unavailable: answered == 0,
+            findings,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{provider}: {message}")]
+pub struct ProviderError {
+    pub provider: &'static str,
+    pub message: String,
+}
+
+pub type ProviderFuture<'a> = Pin<Box<dyn Future<Output = Result<Option<Finding>, ProviderError>> + Send + 'a>>;
+
+/// A source of reputation. `Ok(None)` means "I know nothing about this URL".
+pub trait Provider: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn check<'a>(&'a self, url: &'a Url) -> ProviderFuture<'a>;
+}
+
+/// TTLs by verdict class.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    pub max_entries: u64,
+    pub malicious_secs: u64,
+    pub suspicious_secs: u64,
+    pub clean_secs: u64,
+    pub unknown_secs: u64,
+    /// Answers where no provider replied in time are kept only briefly.
+    pub unavailable_secs: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            malicious_secs: 3600,
+            suspicious_secs: 600,
+            clean_secs: 600,
+            unknown_secs: 120,
+            unavailable_secs: 5,
+        }
+    }
+}
+
+struct VerdictExpiry(CacheConfig);
+
+impl Expiry<String, Arc<Assessment>> for VerdictExpiry {
+    fn expire_after_create(&self, _: &String, value: &Arc<Assessment>, _: Instant) -> Option<Duration> {
+        let c = &self.0;
+        let secs = if value.unavailable {
+            c.unavailable_secs
+        } else {
+            match value.verdict {
+                Verdict::Malicious => c.malicious_secs,
+                Verdict::Suspicious => c.suspicious_secs,
+                Verdict::Clean => c.clean_secs,
+                Verdict::Unknown => c.unknown_secs,
+            }
+        };
+        Some(Duration::from_secs(secs))
+    }
+}
+
+/// The providers, their deadline and the cache.
+pub struct Reputation {
+    providers: Vec<Arc<dyn Provider>>,
+    deadline: Duration,
+    cache: moka::future::Cache<String, Arc<Assessment>>,
+    lookups: AtomicU64,
+}
+
+/// An assessment and whether it came from the cache.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub assessment: Arc<Assessment>,
+    pub cache_hit: bool,
+}
+
+impl Reputation {
+    pub fn new(providers: Vec<Arc<dyn Provider>>, deadline: Duration, cache: CacheConfig) -> Self {
+        let cache = moka::future::Cache::builder()
+            .max_capacity(cache.max_entries)
+            .expire_after(VerdictExpiry(cache))
+            .build();
+        Self { providers, deadline, cache, lookups: AtomicU64::new(0) }
+    }
+
+    /// The assessment of `url`, from the cache or from the providers. Concurrent calls for one URL
+    /// wait for a single upstream lookup.
+    pub async fn assess(&self, url: &Url) -> Lookup {
+        let key = url.as_str().to_string();
+        let mut computed = false;
+        let assessment = self
+            .cache
+            .get_with(key, async {
+                computed = true;
+                Arc::new(self.query(url).await)
+            })
+            .await;
+        Lookup { assessment, cache_hit: !computed }
+    }
+
+    /// Upstream lookups made (cache misses that ran the providers).
+    pub fn lookups(&self) -> u64 {
+        self.lookups.load(Ordering::Relaxed)
+    }
+
+    /// Forgets every cached answer (a feed changed).
+    pub fn invalidate(&self) {
+        self.cache.invalidate_all();
+    }
+
+    async fn query(&self, url: &Url) -> Assessment {
+        self.lookups.fetch_add(1, Ordering::Relaxed);
+        let checks = self.providers.iter().map(|p| {
+            let provider = p.clone();
+            async move {
+                let started = Instant::now();
+                let result = tokio::time::timeout(self.deadline, provider.check(url)).await;
+                crate::metrics::provider_latency(provider.name(), started.elapsed());
+                match result {
+                    Ok(Ok(finding)) => Some(finding),
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "reputation provider failed");
+                        crate::metrics::provider_error(provider.name());
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!(provider = provider.name(), "reputation provider timed out");
+                        crate::metrics::provider_error(provider.name());
+                        None
+                    }
+                }
+            }
+        });
+        let results = futures_join_all(checks).await;
+        let answered = results.iter().filter(|r| r.is_some()).count();
+        let findings = results.into_iter().flatten().flatten().collect();
+        Assessment::merge(findings, if self.providers.is_empty() { 1 } else { answered })
+    }
+}
+
+/// Runs futures concurrently and collects their outputs in order (a small `join_all`).
+async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut set = Vec::new();
+    for future in futures {
+        set.push(Box::pin(future));
+    }
+    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (slot, future) in outputs.iter_mut().zip(set.iter_mut()) {
+            if slot.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(value) => *slot = Some(value),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+}
