@@ -12,6 +12,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub links: LinksConfig,
     pub rewrite: RewriteConfig,
+    pub click: ClickConfig,
+    pub reputation: ReputationConfig,
 }
 
 impl Default for Config {
@@ -20,6 +22,8 @@ impl Default for Config {
             data_dir: PathBuf::from("portcullis-data"),
             links: LinksConfig::default(),
             rewrite: RewriteConfig::default(),
+            click: ClickConfig::default(),
+            reputation: ReputationConfig::default(),
         }
     }
 }
@@ -66,6 +70,125 @@ impl Default for RewriteConfig {
             max_part_bytes: 32 * 1024 * 1024,
             max_encoded_nesting: 8,
             max_parts: 100_000,
+        }
+    }
+}
+
+/// The click service.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickConfig {
+    /// Address the click service listens on.
+    pub listen: String,
+    /// PEM certificate chain and private key: HTTPS when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// `normal` (survives a process crash) or `full` (survives power loss).
+    pub durability: crate::clicklog::Durability,
+    /// Shown on every page.
+    pub organisation: String,
+    pub logo_url: Option<String>,
+    pub support_contact: Option<String>,
+    /// How long a click-through link from a warning page stays valid.
+    pub click_through_ttl_secs: u64,
+    /// User agents of link scanners and prefetchers (substring, case-insensitive): answered with a
+    /// page, never redirected, recorded as `prefetch`.
+    pub prefetch_user_agents: Vec<String>,
+    /// Structured logs as JSON lines.
+    pub json_logs: bool,
+    pub policy: ClickPolicy,
+}
+
+impl Default for ClickConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8025".into(),
+            tls_cert: None,
+            tls_key: None,
+            durability: crate::clicklog::Durability::Normal,
+            organisation: "Portcullis".into(),
+            logo_url: None,
+            support_contact: None,
+            click_through_ttl_secs: 300,
+            prefetch_user_agents: [
+                "Microsoft Office",
+                "MSOffice",
+                "Safe Links",
+                "BingPreview",
+                "Proofpoint",
+                "Mimecast",
+                "Barracuda",
+                "Slackbot",
+                "facebookexternalhit",
+                "Twitterbot",
+                "LinkedInBot",
+                "WhatsApp",
+                "Googlebot",
+                "SkypeUriPreview",
+            ]
+            .map(String::from)
+            .to_vec(),
+            json_logs: false,
+            policy: ClickPolicy::default(),
+        }
+    }
+}
+
+/// What happens on a click, in the spirit of Safe Links policies. Flags signed into a link can
+/// only make this stricter.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickPolicy {
+    /// Record who clicked (message and recipient references, client address, user agent).
+    pub track_clicks: bool,
+    /// Offer "continue anyway" on warning pages.
+    pub allow_click_through: bool,
+    /// When reputation cannot answer in time: true lets the click through, false blocks it.
+    pub fail_open: bool,
+    /// Destinations always permitted without a reputation check (same syntax as do_not_rewrite).
+    pub allow_list: Vec<String>,
+    /// Destinations always blocked.
+    pub block_list: Vec<String>,
+}
+
+impl Default for ClickPolicy {
+    fn default() -> Self {
+        Self {
+            track_clicks: true,
+            allow_click_through: true,
+            fail_open: true,
+            allow_list: Vec::new(),
+            block_list: Vec::new(),
+        }
+    }
+}
+
+/// Reputation providers and their cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReputationConfig {
+    /// One deadline for all providers together.
+    pub deadline_ms: u64,
+    /// Domains whose lookalikes are suspicious.
+    pub protected_domains: Vec<String>,
+    /// Local feed files.
+    pub feeds: Vec<crate::reputation::FeedConfig>,
+    /// How often feed files are checked for changes.
+    pub feed_reload_secs: u64,
+    /// Google Safe Browsing v4 Lookup API.
+    pub safe_browsing: Option<crate::reputation::SafeBrowsingConfig>,
+    pub cache: crate::reputation::CacheConfig,
+}
+
+impl Default for ReputationConfig {
+    fn default() -> Self {
+        Self {
+            deadline_ms: 1500,
+            protected_domains: Vec::new(),
+            feeds: Vec::new(),
+            feed_reload_secs: 1,
+            safe_browsing: None,
+            cache: crate::reputation::CacheConfig::default(),
         }
     }
 }

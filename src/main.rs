@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::clicklog::{ClickQuery, read_clicks};
 use portcullis::config::Config;
 use portcullis::rewrite::{MessageContext, Report, Rewriter};
 use portcullis::token::{KeyRing, LinkError, unwrap_foreign};
@@ -54,6 +55,27 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Run the click service (HTTP on loopback by default, keys and click log in the data directory).
+    Serve {
+        /// Listen address; overrides `click.listen` (`127.0.0.1:0` picks a free port).
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Read the click log (works whether or not the server runs).
+    Clicks {
+        /// How many clicks, newest first (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Only clicks on links of this message reference.
+        #[arg(long)]
+        message_ref: Option<String>,
+        /// Only clicks with this action (permitted, blocked, warned, clicked-through, prefetch, rejected, expired).
+        #[arg(long)]
+        action: Option<String>,
+        /// One JSON object per click.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -101,6 +123,58 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => rewrite(&config, recipient, message_ref, report),
         Command::Decode { links, json } => decode(&config, &links, json),
         Command::Keys { action } => keys(&config.data_dir, action),
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.click.listen = listen;
+            }
+            init_logging(config.click.json_logs);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(portcullis::serve::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Clicks {
+            limit,
+            message_ref,
+            action,
+            json,
+        } => {
+            let query = ClickQuery {
+                limit,
+                message_ref,
+                action,
+            };
+            for click in read_clicks(&config.data_dir, &query)? {
+                if json {
+                    println!("{}", serde_json::to_string(&click)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        click.at_ms,
+                        click.action.as_str(),
+                        if click.verdict.is_empty() {
+                            "-"
+                        } else {
+                            click.verdict.as_str()
+                        },
+                        click.client_ip,
+                        click.url
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, seconds.
-const BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+const BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -57,7 +59,11 @@ pub fn observe(name: &'static str, pairs: &[(&str, &str)], elapsed: Duration) {
 }
 
 pub fn provider_latency(provider: &str, elapsed: Duration) {
-    observe("portcullis_reputation_provider_seconds", &[("provider", provider)], elapsed);
+    observe(
+        "portcullis_reputation_provider_seconds",
+        &[("provider", provider)],
+        elapsed,
+    );
 }
 
 pub fn provider_error(provider: &str) {

@@ -148,7 +148,10 @@ impl ClickLog {
         let thread = std::thread::Builder::new()
             .name("clicklog-writer".into())
             .spawn(move || writer(receiver, db_path, durability, store, spool))
-            .map_err(|source| ClickLogError::Spool { path: data_dir.into(), source })?;
+            .map_err(|source| ClickLogError::Spool {
+                path: data_dir.into(),
+                source,
+            })?;
         Ok((ClickLog { sender }, ClickLogWriter { thread: Some(thread) }))
     }
 
@@ -158,10 +161,16 @@ impl ClickLog {
         let (reply, answer) = oneshot::channel();
         let sender = self.sender.clone();
         // A full queue blocks; keep that off the async workers.
-        tokio::task::spawn_blocking(move || sender.send((event, reply))).await.map_err(|_| ClickLogError::Closed)?.map_err(|_| ClickLogError::Closed)?;
+        tokio::task::spawn_blocking(move || sender.send((event, reply)))
+            .await
+            .map_err(|_| ClickLogError::Closed)?
+            .map_err(|_| ClickLogError::Closed)?;
         match answer.await {
             Ok(Ok(recorded)) => Ok(recorded),
-            Ok(Err(message)) => Err(ClickLogError::Spool { path: PathBuf::from("clicks.spool"), source: std::io::Error::other(message) }),
+            Ok(Err(message)) => Err(ClickLogError::Spool {
+                path: PathBuf::from("clicks.spool"),
+                source: std::io::Error::other(message),
+            }),
             Err(_) => Err(ClickLogError::Closed),
         }
     }
@@ -206,7 +215,12 @@ fn writer(
             },
             None => Err(()),
         };
-        let result = stored.or_else(|()| spool.append(&events).map(|()| Recorded::Spooled).map_err(|e| e.to_string()));
+        let result = stored.or_else(|()| {
+            spool
+                .append(&events)
+                .map(|()| Recorded::Spooled)
+                .map_err(|e| e.to_string())
+        });
         for (_, reply) in batch {
             let _ = reply.send(result.clone());
         }

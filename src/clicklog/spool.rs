@@ -16,10 +16,23 @@ pub(super) struct Spool {
 
 impl Spool {
     pub(super) fn open(path: &Path, durability: Durability) -> Result<Self, ClickLogError> {
-        let err = |source| ClickLogError::Spool { path: path.into(), source };
-        let file = OpenOptions::new().create(true).append(true).read(true).open(path).map_err(err)?;
+        let err = |source| ClickLogError::Spool {
+            path: path.into(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .read(true)
+            .open(path)
+            .map_err(err)?;
         let pending = file.metadata().map_err(err)?.len() > 0;
-        Ok(Self { path: path.into(), file, durability, pending })
+        Ok(Self {
+            path: path.into(),
+            file,
+            durability,
+            pending,
+        })
     }
 
     pub(super) fn has_pending(&self) -> bool {
@@ -49,7 +62,10 @@ impl Spool {
         if !self.pending {
             return Ok(());
         }
-        let err = |source| ClickLogError::Spool { path: self.path.clone(), source };
+        let err = |source| ClickLogError::Spool {
+            path: self.path.clone(),
+            source,
+        };
         let reader = BufReader::new(File::open(&self.path).map_err(err)?);
         let mut events = Vec::new();
         for line in reader.lines() {
@@ -60,7 +76,10 @@ impl Spool {
             }
         }
         let refs: Vec<&ClickEvent> = events.iter().collect();
-        store.insert(&refs).map_err(|source| ClickLogError::Store { path: self.path.clone(), source })?;
+        store.insert(&refs).map_err(|source| ClickLogError::Store {
+            path: self.path.clone(),
+            source,
+        })?;
         self.file.set_len(0).map_err(err)?;
         self.file.sync_all().map_err(err)?;
         self.pending = false;

@@ -34,14 +34,25 @@ fn connect(path: &Path, durability: Durability) -> rusqlite::Result<Connection> 
     let connection = Connection::open(path)?;
     connection.busy_timeout(std::time::Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
-    connection.pragma_update(None, "synchronous", if durability == Durability::Full { "FULL" } else { "NORMAL" })?;
+    connection.pragma_update(
+        None,
+        "synchronous",
+        if durability == Durability::Full {
+            "FULL"
+        } else {
+            "NORMAL"
+        },
+    )?;
     connection.execute_batch(SCHEMA)?;
     Ok(connection)
 }
 
 impl Store {
     pub(super) fn open(path: &Path, durability: Durability) -> Result<Self, ClickLogError> {
-        let connection = connect(path, durability).map_err(|source| ClickLogError::Store { path: path.into(), source })?;
+        let connection = connect(path, durability).map_err(|source| ClickLogError::Store {
+            path: path.into(),
+            source,
+        })?;
         Ok(Self { connection })
     }
 
@@ -86,7 +97,10 @@ pub struct ClickQuery {
 /// Reads clicks, newest first, straight from the store (works whether or not the server runs).
 pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent>, ClickLogError> {
     let path: PathBuf = data_dir.join("clicks.db");
-    let err = |source| ClickLogError::Store { path: path.clone(), source };
+    let err = |source| ClickLogError::Store {
+        path: path.clone(),
+        source,
+    };
     let connection = connect(&path, Durability::Normal).map_err(err)?;
     let mut statement = connection
         .prepare(

@@ -74,7 +74,11 @@ pub struct FeedError {
 impl LocalFeeds {
     pub fn new(feeds: Vec<FeedConfig>) -> Self {
         let count = feeds.len();
-        let this = Self { feeds, index: RwLock::default(), loaded: RwLock::new(vec![None; count]) };
+        let this = Self {
+            feeds,
+            index: RwLock::default(),
+            loaded: RwLock::new(vec![None; count]),
+        };
         this.reload_if_changed();
         this
     }
@@ -82,8 +86,11 @@ impl LocalFeeds {
     /// Reloads every feed when any file's modification time changed. Returns whether it did.
     /// A feed that fails to parse keeps its previous entries out and is reported, never fatal.
     pub fn reload_if_changed(&self) -> bool {
-        let stamps: Vec<Option<SystemTime>> =
-            self.feeds.iter().map(|f| std::fs::metadata(&f.path).and_then(|m| m.modified()).ok()).collect();
+        let stamps: Vec<Option<SystemTime>> = self
+            .feeds
+            .iter()
+            .map(|f| std::fs::metadata(&f.path).and_then(|m| m.modified()).ok())
+            .collect();
         if *self.loaded.read().unwrap_or_else(|e| e.into_inner()) == stamps {
             return false;
         }
@@ -101,7 +108,11 @@ impl LocalFeeds {
                 Err(error) => tracing::error!(%error, "feed not loaded"),
             }
         }
-        tracing::info!(urls = index.urls.len(), domains = index.domains.len(), "reputation feeds loaded");
+        tracing::info!(
+            urls = index.urls.len(),
+            domains = index.domains.len(),
+            "reputation feeds loaded"
+        );
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = stamps;
         true
@@ -111,7 +122,12 @@ impl LocalFeeds {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
         let feed = |i: usize, reason: String| {
             let config = &self.feeds[i];
-            Finding { provider: "feeds", verdict: config.verdict, category: config.category(), reason }
+            Finding {
+                provider: "feeds",
+                verdict: config.verdict,
+                category: config.category(),
+                reason,
+            }
         };
         if let Some(&i) = index.urls.get(url.as_str()) {
             return Some(feed(i, format!("{} lists {}", self.feeds[i].path.display(), url)));
@@ -120,7 +136,10 @@ impl LocalFeeds {
         let mut candidate = host.as_str();
         loop {
             if let Some(&i) = index.domains.get(candidate) {
-                return Some(feed(i, format!("{} lists domain {candidate}", self.feeds[i].path.display())));
+                return Some(feed(
+                    i,
+                    format!("{} lists domain {candidate}", self.feeds[i].path.display()),
+                ));
             }
             match candidate.split_once('.') {
                 Some((_, parent)) if parent.contains('.') => candidate = parent,
@@ -146,16 +165,26 @@ enum Entry {
 }
 
 fn normalise_url(raw: &str) -> Option<String> {
-    Url::parse(raw.trim()).ok().filter(|u| matches!(u.scheme(), "http" | "https")).map(String::from)
+    Url::parse(raw.trim())
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .map(String::from)
 }
 
 fn load(feed: &FeedConfig) -> Result<Vec<Entry>, FeedError> {
-    let err = |message: String| FeedError { path: feed.path.clone(), message };
+    let err = |message: String| FeedError {
+        path: feed.path.clone(),
+        message,
+    };
     let text = std::fs::read_to_string(&feed.path).map_err(|e| err(e.to_string()))?;
     let mut entries = Vec::new();
     match feed.format {
         FeedFormat::Plain | FeedFormat::Openphish => {
-            for line in text.lines().map(|l| l.split('#').next().unwrap_or("").trim()).filter(|l| !l.is_empty()) {
+            for line in text
+                .lines()
+                .map(|l| l.split('#').next().unwrap_or("").trim())
+                .filter(|l| !l.is_empty())
+            {
                 if line.contains("://") {
                     entries.extend(normalise_url(line).map(Entry::Url));
                 } else if feed.format == FeedFormat::Plain {

@@ -1,8 +1,8 @@
 //! Heuristics that need no feed: IP-literal hosts, punycode and mixed-script hosts, and lookalikes
 //! of the organisation's protected domains (UTS #39 confusable skeletons and edit distance).
 
-use url::{Host, Url};
 use unicode_security::{MixedScript, skeleton};
+use url::{Host, Url};
 
 use super::{Category, Finding, Provider, ProviderFuture, Verdict};
 
@@ -27,7 +27,12 @@ impl Heuristics {
 
     fn assess(&self, url: &Url) -> Option<Finding> {
         let suspicious = |category, reason: String| {
-            Some(Finding { provider: "heuristics", verdict: Verdict::Suspicious, category, reason })
+            Some(Finding {
+                provider: "heuristics",
+                verdict: Verdict::Suspicious,
+                category,
+                reason,
+            })
         };
         let host = match url.host()? {
             Host::Ipv4(ip) => return suspicious(Category::Phish, format!("IP-literal host {ip}")),
@@ -43,11 +48,17 @@ impl Heuristics {
             let registrable = registrable_part(&unicode);
             let candidate_skeleton: String = skeleton(registrable).collect();
             if candidate_skeleton == *protected_skeleton {
-                return suspicious(Category::Phish, format!("{unicode} looks like {protected} (confusable characters)"));
+                return suspicious(
+                    Category::Phish,
+                    format!("{unicode} looks like {protected} (confusable characters)"),
+                );
             }
             let distance = edit_distance(registrable, protected);
             if distance > 0 && distance <= 1 + usize::from(protected.len() > 12) {
-                return suspicious(Category::Phish, format!("{unicode} is {distance} edit(s) from {protected}"));
+                return suspicious(
+                    Category::Phish,
+                    format!("{unicode} is {distance} edit(s) from {protected}"),
+                );
             }
         }
         if host.split('.').any(|label| label.starts_with("xn--")) {
@@ -76,7 +87,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, ca) in a.iter().enumerate() {
         let mut current = vec![i + 1; b.len() + 1];
         for (j, cb) in b.iter().enumerate() {
-            current[j + 1] = (previous[j] + usize::from(ca != cb)).min(previous[j + 1] + 1).min(current[j] + 1);
+            current[j + 1] = (previous[j] + usize::from(ca != cb))
+                .min(previous[j + 1] + 1)
+                .min(current[j] + 1);
         }
         previous = current;
     }

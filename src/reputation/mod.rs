@@ -5,6 +5,7 @@
 
 mod feeds;
 mod heuristics;
+mod safebrowsing;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,6 +19,7 @@ use url::Url;
 
 pub use feeds::{FeedConfig, FeedFormat, LocalFeeds};
 pub use heuristics::Heuristics;
+pub use safebrowsing::{SafeBrowsing, SafeBrowsingConfig};
 
 /// How bad a destination is. Ordered: a merge keeps the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
@@ -177,7 +179,12 @@ impl Reputation {
             .max_capacity(cache.max_entries)
             .expire_after(VerdictExpiry(cache))
             .build();
-        Self { providers, deadline, cache, lookups: AtomicU64::new(0) }
+        Self {
+            providers,
+            deadline,
+            cache,
+            lookups: AtomicU64::new(0),
+        }
     }
 
     /// The assessment of `url`, from the cache or from the providers. Concurrent calls for one URL
@@ -192,7 +199,10 @@ impl Reputation {
                 Arc::new(self.query(url).await)
             })
             .await;
-        Lookup { assessment, cache_hit: !computed }
+        Lookup {
+            assessment,
+            cache_hit: !computed,
+        }
     }
 
     /// Upstream lookups made (cache misses that ran the providers).
@@ -252,7 +262,11 @@ async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Ve
                 }
             }
         }
-        if pending { std::task::Poll::Pending } else { std::task::Poll::Ready(()) }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
     })
     .await;
     outputs.into_iter().map(|o| o.expect("every future finished")).collect()

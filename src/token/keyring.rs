@@ -252,6 +252,41 @@ impl KeyRing {
         self.save()
     }
 
+    /// Signs `data` under a purpose label with the active key: `kid.mac` (base64url, 128 bits).
+    /// Used for short-lived tokens such as click-through links.
+    pub fn sign_token(&self, purpose: &str, data: &[u8]) -> Option<String> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let key = self.active()?;
+        let mut mac = key.mac();
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        Some(format!(
+            "{}.{}",
+            key.id,
+            URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..16])
+        ))
+    }
+
+    /// Verifies a [`KeyRing::sign_token`] token in constant time; retired keys never verify.
+    pub fn verify_token(&self, purpose: &str, data: &[u8], token: &str) -> bool {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let Some((kid, tag)) = token.split_once('.') else {
+            return false;
+        };
+        let Some(key) = self.get(kid).filter(|k| k.state != KeyState::Retired) else {
+            return false;
+        };
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(tag) else {
+            return false;
+        };
+        let mut mac = key.mac();
+        mac.update(purpose.as_bytes());
+        mac.update(&[0]);
+        mac.update(data);
+        tag.len() == 16 && mac.verify_truncated_left(&tag).is_ok()
+    }
+
     pub fn keys(&self) -> &[Key] {
         &self.keys
     }

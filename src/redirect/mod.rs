@@ -1,0 +1,447 @@
+//! The click service: routes, the request path of a click, and its responses. A click goes, in
+//! order: verify the link → policy → reputation → log durably → respond (302, warning, block).
+
+mod pages;
+
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue, LOCATION};
+use hyper::{Method, Request, Response, StatusCode};
+use url::Url;
+
+use crate::clicklog::{Action, ClickEvent, ClickLog};
+use crate::config::ClickConfig;
+use crate::patterns::UrlPatterns;
+use crate::reputation::{Assessment, Category, Finding, Reputation, Verdict};
+use crate::token::{KeyRing, LinkError, policy};
+use pages::Page;
+
+pub type Body = Full<Bytes>;
+
+/// Everything a request needs, shared by all connections.
+pub struct ClickService {
+    pub config: ClickConfig,
+    pub keys: KeyRing,
+    pub reputation: Reputation,
+    pub log: ClickLog,
+    allow: UrlPatterns,
+    block: UrlPatterns,
+    prefetch_agents: Vec<String>,
+}
+
+const CLICK_THROUGH_PURPOSE: &str = "click-through";
+
+impl ClickService {
+    pub fn new(config: ClickConfig, keys: KeyRing, reputation: Reputation, log: ClickLog) -> Self {
+        let allow = UrlPatterns::new(&config.policy.allow_list);
+        let block = UrlPatterns::new(&config.policy.block_list);
+        let prefetch_agents = config
+            .prefetch_user_agents
+            .iter()
+            .map(|a| a.to_ascii_lowercase())
+            .collect();
+        Self {
+            config,
+            keys,
+            reputation,
+            log,
+            allow,
+            block,
+            prefetch_agents,
+        }
+    }
+
+    /// Routes one request.
+    pub async fn handle(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
+        let path = request.uri().path();
+        let response = match (request.method(), path) {
+            (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
+            (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
+            (&Method::GET, "/metrics") => {
+                let mut response = text(StatusCode::OK, &crate::metrics::render());
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+                response
+            }
+            (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/") => self.click(&request, peer, false).await,
+            (&Method::GET | &Method::HEAD, "/continue") => self.click(&request, peer, true).await,
+            (&Method::GET | &Method::HEAD, _) => {
+                self.error_page(StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
+            }
+            _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
+        };
+        crate::metrics::increment(
+            "portcullis_http_responses_total",
+            &[("status", response.status().as_str())],
+        );
+        response
+    }
+
+    async fn click(&self, request: &Request<hyper::body::Incoming>, peer: SocketAddr, through: bool) -> Response<Body> {
+        let started = Instant::now();
+        let user_agent = header(request, hyper::header::USER_AGENT);
+        let mut event = ClickEvent {
+            id: ClickEvent::new_id(),
+            at_ms: now_ms(),
+            message_ref: String::new(),
+            recipient_ref: String::new(),
+            url: String::new(),
+            verdict: String::new(),
+            category: String::new(),
+            action: Action::Rejected,
+            client_ip: peer.ip().to_string(),
+            user_agent: user_agent.chars().take(512).collect(),
+            cache_hit: false,
+            latency_us: 0,
+            key_id: String::new(),
+        };
+
+        // 1. Verify the link (constant-time MAC); a continuation also needs its own fresh token.
+        let target = match through {
+            false => request.uri().path_and_query().map_or("", |p| p.as_str()).to_string(),
+            true => match self.verify_continuation(request) {
+                Some(target) => target,
+                None => {
+                    return self
+                        .reject(
+                            event,
+                            started,
+                            "click-through link invalid or expired",
+                            LinkError::BadSignature,
+                        )
+                        .await;
+                }
+            },
+        };
+        let verified = match self.keys.verify(&format!("http://link{target}")) {
+            Ok(verified) => verified,
+            Err(error) => {
+                event.url = target.chars().take(2048).collect();
+                return self.reject(event, started, "", error).await;
+            }
+        };
+        event.key_id.clone_from(&verified.key_id);
+        event.url.clone_from(&verified.url);
+        if self.config.policy.track_clicks {
+            event.message_ref = String::from_utf8_lossy(&verified.context.message_ref).into_owned();
+            event.recipient_ref = hex(&verified.context.recipient_ref);
+        } else {
+            event.client_ip.clear();
+            event.user_agent.clear();
+        }
+        // Only http(s) is ever a Location; anything else was never ours to sign.
+        let destination = match Url::parse(&verified.url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
+            _ => {
+                return self
+                    .reject(event, started, "", LinkError::Malformed("destination"))
+                    .await;
+            }
+        };
+
+        // 2. Policy: admin lists first; signed flags can only add strictness.
+        let flags = verified.context.flags;
+        let (assessment, cache_hit) = if self.block.matches(&destination) {
+            (
+                policy_assessment(Verdict::Malicious, "it is on the organisation's block list"),
+                false,
+            )
+        } else if self.allow.matches(&destination) {
+            (
+                policy_assessment(Verdict::Clean, "it is on the organisation's allow list"),
+                false,
+            )
+        } else {
+            // 3. Reputation at click time, cached.
+            let lookup = self.reputation.assess(&destination).await;
+            ((*lookup.assessment).clone(), lookup.cache_hit)
+        };
+        event.cache_hit = cache_hit;
+        event.verdict = if assessment.unavailable {
+            "unavailable".into()
+        } else {
+            assessment.verdict.as_str().into()
+        };
+        event.category = assessment.category.as_str().into();
+        let prefetch = request.method() == Method::HEAD || self.is_prefetcher(&user_agent);
+        let fail_closed = !self.config.policy.fail_open || flags & policy::FAIL_CLOSED != 0;
+        event.action = match () {
+            _ if prefetch => Action::Prefetch,
+            _ if assessment.verdict == Verdict::Malicious => Action::Blocked,
+            _ if assessment.unavailable && fail_closed => Action::Blocked,
+            _ if through => Action::ClickedThrough,
+            _ if assessment.verdict == Verdict::Suspicious || flags & policy::FORCE_WARN != 0 => Action::Warned,
+            _ => Action::Permitted,
+        };
+
+        // 4. Log durably before answering.
+        event.latency_us = started.elapsed().as_micros() as i64;
+        let action = event.action;
+        if let Err(error) = self.log.record(event).await {
+            tracing::error!(%error, "click could not be recorded");
+            return self.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "This link cannot be checked right now. Please try again in a moment.",
+            );
+        }
+        crate::metrics::increment(
+            "portcullis_clicks_total",
+            &[("action", action.as_str()), ("verdict", assessment.verdict.as_str())],
+        );
+        crate::metrics::increment(
+            "portcullis_reputation_cache_total",
+            &[("result", if cache_hit { "hit" } else { "miss" })],
+        );
+        crate::metrics::observe("portcullis_click_seconds", &[], started.elapsed());
+
+        // 5. Respond.
+        match action {
+            Action::Permitted | Action::ClickedThrough => redirect(&destination),
+            Action::Prefetch => self.page(
+                StatusCode::OK,
+                &Page {
+                    title: "Protected link",
+                    heading: "This link is protected",
+                    message: "Links in this message are checked when they are opened.",
+                    destination: Some(&destination),
+                    proceed: None,
+                    accent: "#1d4ed8",
+                },
+            ),
+            Action::Warned => {
+                let can_continue = self.config.policy.allow_click_through && flags & policy::NO_CLICK_THROUGH == 0;
+                let continuation = can_continue.then(|| self.continuation(&target)).flatten();
+                self.page(
+                    StatusCode::OK,
+                    &Page {
+                        title: "Warning",
+                        heading: "This site may be unsafe",
+                        message: &warning_message(&assessment),
+                        destination: Some(&destination),
+                        proceed: continuation.as_deref().map(|href| ("Continue anyway", href)),
+                        accent: "#d97706",
+                    },
+                )
+            }
+            _ => self.page(
+                StatusCode::FORBIDDEN,
+                &Page {
+                    title: "Blocked",
+                    heading: "This site has been blocked",
+                    message: &block_message(&assessment),
+                    destination: Some(&destination),
+                    proceed: None,
+                    accent: "#b91c1c",
+                },
+            ),
+        }
+    }
+
+    async fn reject(&self, mut event: ClickEvent, started: Instant, detail: &str, error: LinkError) -> Response<Body> {
+        let expired = matches!(error, LinkError::Expired(_));
+        event.action = if expired { Action::Expired } else { Action::Rejected };
+        event.verdict = "invalid".into();
+        event.latency_us = started.elapsed().as_micros() as i64;
+        let action = event.action;
+        if let Err(log_error) = self.log.record(event).await {
+            tracing::error!(%log_error, "rejected click could not be recorded");
+        }
+        crate::metrics::increment(
+            "portcullis_clicks_total",
+            &[("action", action.as_str()), ("verdict", "invalid")],
+        );
+        tracing::info!(%error, "link rejected");
+        if expired {
+            return self.error_page(
+                StatusCode::GONE,
+                "Link expired",
+                "This link has expired. Ask the sender for a new one.",
+            );
+        }
+        let message = if detail.is_empty() {
+            "This link is not valid: it was altered, truncated or not issued by us."
+        } else {
+            detail
+        };
+        self.error_page(StatusCode::BAD_REQUEST, "Invalid link", message)
+    }
+
+    fn is_prefetcher(&self, user_agent: &str) -> bool {
+        let agent = user_agent.to_ascii_lowercase();
+        self.prefetch_agents.iter().any(|a| agent.contains(a.as_str()))
+    }
+
+    /// A short-lived, signed link that continues past the warning page.
+    fn continuation(&self, target: &str) -> Option<String> {
+        let expires = unix_now() + self.config.click_through_ttl_secs;
+        let data = format!("{expires}\0{target}");
+        let token = self.keys.sign_token(CLICK_THROUGH_PURPOSE, data.as_bytes())?;
+        let query: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("l", target)
+            .append_pair("e", &expires.to_string())
+            .append_pair("t", &token)
+            .finish();
+        Some(format!("/continue?{query}"))
+    }
+
+    fn verify_continuation(&self, request: &Request<hyper::body::Incoming>) -> Option<String> {
+        let query = request.uri().query()?;
+        let mut target = None;
+        let mut expires = None;
+        let mut token = None;
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            match &*key {
+                "l" => target = Some(value.into_owned()),
+                "e" => expires = value.parse::<u64>().ok(),
+                "t" => token = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let (target, expires, token) = (target?, expires?, token?);
+        let data = format!("{expires}\0{target}");
+        (expires >= unix_now() && self.keys.verify_token(CLICK_THROUGH_PURPOSE, data.as_bytes(), &token))
+            .then_some(target)
+    }
+
+    fn page(&self, status: StatusCode, page: &Page<'_>) -> Response<Body> {
+        html(status, pages::render(&self.config, page))
+    }
+
+    fn error_page(&self, status: StatusCode, heading: &str, message: &str) -> Response<Body> {
+        self.page(
+            status,
+            &Page {
+                title: heading,
+                heading,
+                message,
+                destination: None,
+                proceed: None,
+                accent: "#6b7280",
+            },
+        )
+    }
+}
+
+fn warning_message(assessment: &Assessment) -> String {
+    let why = assessment
+        .findings
+        .iter()
+        .filter(|f| f.verdict >= Verdict::Suspicious)
+        .map(|f| f.reason.as_str())
+        .collect::<Vec<_>>();
+    if why.is_empty() {
+        "Be careful with this site: we are asked to warn before opening it.".into()
+    } else {
+        format!("Be careful with this site: {}.", why.join("; "))
+    }
+}
+
+fn block_message(assessment: &Assessment) -> String {
+    if assessment.unavailable {
+        return "We could not check this site in time, and policy blocks links that cannot be checked.".into();
+    }
+    let kind = match assessment.category {
+        Category::Phish => "a phishing site",
+        Category::Malware => "a site that spreads malware",
+        Category::Spam => "a spam site",
+        Category::None => "a dangerous site",
+    };
+    let why = assessment
+        .findings
+        .iter()
+        .filter(|f| f.verdict == Verdict::Malicious)
+        .map(|f| f.reason.as_str())
+        .collect::<Vec<_>>();
+    format!(
+        "It is known as {kind}{}.",
+        if why.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", why.join("; "))
+        }
+    )
+}
+
+fn redirect(destination: &Url) -> Response<Body> {
+    // The Location comes from the verified, re-serialised URL only: never from request input.
+    let mut response = Response::new(Body::default());
+    *response.status_mut() = StatusCode::FOUND;
+    if let Ok(value) = HeaderValue::from_str(destination.as_str()) {
+        response.headers_mut().insert(LOCATION, value);
+    }
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+        .headers_mut()
+        .insert(hyper::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::copy_from_slice(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    response
+}
+
+fn html(status: StatusCode, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(
+        "content-security-policy",
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https:"),
+    );
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    headers.insert(hyper::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    response
+}
+
+fn header(request: &Request<hyper::body::Incoming>, name: hyper::header::HeaderName) -> String {
+    request
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn policy_assessment(verdict: Verdict, reason: &str) -> Assessment {
+    let finding = Finding {
+        provider: "policy",
+        verdict,
+        category: Category::None,
+        reason: reason.into(),
+    };
+    Assessment {
+        verdict,
+        category: Category::None,
+        findings: vec![finding],
+        unavailable: false,
+    }
+}
