@@ -159,12 +159,18 @@ impl ClickLog {
     /// an error means it was neither stored nor spooled.
     pub async fn record(&self, event: ClickEvent) -> Result<Recorded, ClickLogError> {
         let (reply, answer) = oneshot::channel();
-        let sender = self.sender.clone();
-        // A full queue blocks; keep that off the async workers.
-        tokio::task::spawn_blocking(move || sender.send((event, reply)))
-            .await
-            .map_err(|_| ClickLogError::Closed)?
-            .map_err(|_| ClickLogError::Closed)?;
+        match self.sender.try_send((event, reply)) {
+            Ok(()) => {}
+            // A full queue blocks until the writer catches up; keep that off the async workers.
+            Err(mpsc::TrySendError::Full(item)) => {
+                let sender = self.sender.clone();
+                tokio::task::spawn_blocking(move || sender.send(item).map_err(|_| ()))
+                    .await
+                    .map_err(|_| ClickLogError::Closed)?
+                    .map_err(|()| ClickLogError::Closed)?;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return Err(ClickLogError::Closed),
+        }
         match answer.await {
             Ok(Ok(recorded)) => Ok(recorded),
             Ok(Err(message)) => Err(ClickLogError::Spool {
@@ -198,10 +204,11 @@ fn writer(
             last_reopen = std::time::Instant::now();
             store = store::Store::open(&db_path, durability).ok();
         }
-        if let Some(open) = store.as_mut() {
-            if spool.has_pending() && spool.replay_into(open).is_err() {
-                store = None;
-            }
+        if let Some(open) = store.as_mut()
+            && spool.has_pending()
+            && spool.replay_into(open).is_err()
+        {
+            store = None;
         }
         let events: Vec<&ClickEvent> = batch.iter().map(|(e, _)| e).collect();
         let stored = match store.as_mut() {

@@ -87,12 +87,16 @@ pub struct Assessment {
 }
 
 impl Assessment {
-    fn merge(findings: Vec<Finding>, answered: usize) -> Self {
+    /// Keeps the worst finding. When a provider failed to answer and nobody found anything bad,
+    /// the answer is "unavailable": a clean word from the others does not vouch for what the
+    /// silent provider might have said, so policy (fail open or closed) decides.
+    fn merge(findings: Vec<Finding>, failed: usize) -> Self {
         let worst = findings.iter().max_by_key(|f| f.verdict);
+        let verdict = worst.map_or(Verdict::Unknown, |f| f.verdict);
         Assessment {
-            verdict: worst.map_or(Verdict::Unknown, |f| f.verdict),
+            verdict,
             category: worst.map_or(Category::None, |f| f.category),
-            unavailable: answered == 0,
+            unavailable: failed > 0 && verdict < Verdict::Suspicious,
             findings,
         }
     }
@@ -239,9 +243,9 @@ impl Reputation {
             }
         });
         let results = futures_join_all(checks).await;
-        let answered = results.iter().filter(|r| r.is_some()).count();
+        let failed = results.iter().filter(|r| r.is_none()).count();
         let findings = results.into_iter().flatten().flatten().collect();
-        Assessment::merge(findings, if self.providers.is_empty() { 1 } else { answered })
+        Assessment::merge(findings, failed)
     }
 }
 

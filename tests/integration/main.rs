@@ -7,7 +7,10 @@
 //! - `rewrite_mime`: MIME structure: attachments, nested messages, signed parts, partial flags.
 //! - `malformed`: broken, huge and hostile input.
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
+//! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
+//! - `click`: the click service over real HTTP.
 
+mod click;
 mod common;
 mod corpus;
 mod keys_and_decode;
@@ -15,3 +18,4 @@ mod malformed;
 mod rewrite_html;
 mod rewrite_mime;
 mod rewrite_text;
+mod server;

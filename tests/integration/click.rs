@@ -1,0 +1,394 @@
+//! The click service over real HTTP: verdict paths, policy, reputation providers, forged links,
+//! open-redirect and XSS attempts, prefetchers, metrics.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use portcullis::token::{KeyRing, LinkContext};
+
+use crate::common::*;
+use crate::server::*;
+
+fn clicks(p: &Portcullis, action: &str) -> Vec<serde_json::Value> {
+    let out = p.run(&["clicks", "--limit", "0", "--json", "--action", action], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+async fn get(url: &str) -> reqwest::Response {
+    client().get(url).send().await.expect("request")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clean_malicious_suspicious_and_unknown_paths() {
+    let sb = FakeSafeBrowsing::start().await;
+    sb.list("https://malware.example/payload.exe", "MALWARE");
+    sb.list("https://phish.example/login", "SOCIAL_ENGINEERING");
+    let p = Portcullis::new();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[click]\norganisation = \"Acme Security\"\nsupport_contact = \"soc@acme.example\"\n{}",
+            sb.config()
+        ),
+    );
+
+    // Clean: Safe Browsing answers with no match → 302 to the exact destination.
+    let response = get(&server.link(&p, "https://docs.example.org/guide?a=1&b=2")).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "https://docs.example.org/guide?a=1&b=2");
+
+    // Malicious: block page, no Location, category shown.
+    for (url, kind) in [
+        ("https://malware.example/payload.exe", "malware"),
+        ("https://phish.example/login", "phishing"),
+    ] {
+        let response = get(&server.link(&p, url)).await;
+        assert_eq!(response.status(), 403);
+        assert!(response.headers().get("location").is_none());
+        let page = response.text().await.unwrap();
+        assert!(page.contains(kind), "{page}");
+        assert!(page.contains("Acme Security") && page.contains("soc@acme.example"));
+        assert!(page.contains(url::Url::parse(url).unwrap().host_str().unwrap()));
+    }
+
+    // Suspicious (IP-literal host): warning page with a click-through link that works once followed.
+    let response = get(&server.link(&p, "http://192.0.2.10/invoice")).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers().get("location").is_none());
+    let page = response.text().await.unwrap();
+    assert!(
+        page.contains("may be unsafe") && page.contains("IP-literal host"),
+        "{page}"
+    );
+    let href = page
+        .split("href=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("continue link")
+        .replace("&amp;", "&");
+    assert!(href.starts_with("/continue?"));
+    let response = get(&format!("{}{href}", server.base)).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "http://192.0.2.10/invoice");
+    // A tampered continuation is refused.
+    let response = get(&format!("{}{}", server.base, href.replace("invoice", "invoic3"))).await;
+    assert_eq!(response.status(), 400);
+
+    assert_eq!(clicks(&p, "permitted").len(), 1);
+    assert_eq!(clicks(&p, "blocked").len(), 2);
+    assert_eq!(clicks(&p, "warned").len(), 1);
+    let through = clicks(&p, "clicked-through");
+    assert_eq!(through.len(), 1);
+    assert_eq!(through[0]["url"], "http://192.0.2.10/invoice");
+    let permitted = &clicks(&p, "permitted")[0];
+    assert_eq!(permitted["verdict"], "clean");
+    assert_eq!(permitted["message_ref"], "msg-1");
+    assert_eq!(permitted["recipient_ref"].as_str().unwrap().len(), 24);
+    assert_eq!(permitted["client_ip"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_verdict_without_providers_is_permitted() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "");
+    let response = get(&server.link(&p, "https://nobody-knows.example/")).await;
+    assert_eq!(response.status(), 302);
+    assert_eq!(clicks(&p, "permitted")[0]["verdict"], "unknown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_and_block_lists_come_first() {
+    let sb = FakeSafeBrowsing::start().await;
+    sb.list("https://partner.example/file", "MALWARE");
+    let p = Portcullis::new();
+    let config = format!(
+        "[click.policy]\nallow_list = [\"partner.example/*\"]\nblock_list = [\"*.blocked.example\"]\n{}",
+        sb.config()
+    );
+    let server = Server::start(&p, &config);
+    let response = get(&server.link(&p, "https://partner.example/file")).await;
+    assert_eq!(response.status(), 302, "allow list wins over the provider");
+    let response = get(&server.link(&p, "https://www.blocked.example/")).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("block list"));
+    assert_eq!(
+        sb.requests.load(Ordering::SeqCst),
+        0,
+        "lists answer without asking providers"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provider_timeout_fails_open_or_closed() {
+    let sb = FakeSafeBrowsing::start().await;
+    *sb.delay.lock().unwrap() = Duration::from_millis(1500);
+    for (fail_open, status) in [(true, 302), (false, 403)] {
+        let p = Portcullis::new();
+        let config = format!(
+            "[click.policy]\nfail_open = {fail_open}\n[reputation]\ndeadline_ms = 200\n{}",
+            sb.config()
+        );
+        let server = Server::start(&p, &config);
+        let started = std::time::Instant::now();
+        let response = get(&server.link(&p, "https://slow.example/")).await;
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "answered within the deadline"
+        );
+        assert_eq!(response.status(), status, "fail_open = {fail_open}");
+        let action = if fail_open { "permitted" } else { "blocked" };
+        assert_eq!(clicks(&p, action)[0]["verdict"], "unavailable");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn feeds_reload_without_restart() {
+    let p = Portcullis::new();
+    let feed = p.dir.path().join("openphish.txt");
+    let urlhaus = p.dir.path().join("urlhaus.csv");
+    let phishtank = p.dir.path().join("phishtank.json");
+    let plain = p.dir.path().join("domains.txt");
+    std::fs::write(&feed, "https://already-bad.example/x\n").unwrap();
+    std::fs::write(&urlhaus, "# URLhaus\n\"1\",\"2024-01-01 00:00:00\",\"http://dropper.example/a.exe\",\"online\",\"\",\"malware_download\",\"exe\",\"https://urlhaus.abuse.ch/url/1/\",\"x\"\n").unwrap();
+    std::fs::write(&phishtank, r#"[{"phish_id": 1, "url": "https://bank-login.example/"}]"#).unwrap();
+    std::fs::write(&plain, "# domains\nevil-domain.example\n").unwrap();
+    let config = format!(
+        "[reputation]\nfeed_reload_secs = 1\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"openphish\"\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"urlhaus-csv\"\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"phishtank-json\"\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n",
+        feed.display(),
+        urlhaus.display(),
+        phishtank.display(),
+        plain.display()
+    );
+    let server = Server::start(&p, &config);
+    for url in [
+        "https://already-bad.example/x",
+        "http://dropper.example/a.exe",
+        "https://bank-login.example/",
+        "https://sub.evil-domain.example/p",
+    ] {
+        assert_eq!(get(&server.link(&p, url)).await.status(), 403, "{url}");
+    }
+    let later = server.link(&p, "https://later-bad.example/y");
+    assert_eq!(get(&later).await.status(), 302);
+    std::fs::write(&feed, "https://already-bad.example/x\nhttps://later-bad.example/y\n").unwrap();
+    // Make sure the modification time moves even on coarse file systems.
+    let future = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options()
+        .write(true)
+        .open(&feed)
+        .unwrap()
+        .set_modified(future)
+        .unwrap();
+    let mut status = 0;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        status = get(&later).await.status().as_u16();
+        if status == 403 {
+            break;
+        }
+    }
+    assert_eq!(status, 403, "the new feed entry blocks without a restart");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_click_storm_makes_one_upstream_call() {
+    let sb = FakeSafeBrowsing::start().await;
+    *sb.delay.lock().unwrap() = Duration::from_millis(300);
+    let p = Portcullis::new();
+    let server = Server::start(&p, &sb.config());
+    let link = server.link(&p, "https://popular.example/newsletter");
+    let storm: Vec<_> = (0..64)
+        .map(|_| {
+            let link = link.clone();
+            tokio::spawn(async move { get(&link).await.status().as_u16() })
+        })
+        .collect();
+    for request in storm {
+        assert_eq!(request.await.unwrap(), 302);
+    }
+    assert_eq!(
+        sb.requests.load(Ordering::SeqCst),
+        1,
+        "64 concurrent clicks, one upstream lookup"
+    );
+    let all = clicks(&p, "permitted");
+    assert_eq!(all.len(), 64);
+    assert_eq!(all.iter().filter(|c| c["cache_hit"] == false).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forged_links_never_redirect() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "");
+    let link = server.link(&p, "https://example.org/pay?invoice=42");
+    assert_eq!(get(&link).await.status(), 302);
+    let key = link.split('/').nth(4).unwrap().to_string();
+    let mut forgeries = vec![
+        link[..link.len() - 1].to_string(),
+        link[..link.len() - 30].to_string(),
+        link.replace("invoice=42", "invoice=43"),
+        link.replace("example.org", "examp1e.org"),
+        link.replacen(&key, "000000", 1),
+    ];
+    let mac_start = link.rfind('!').unwrap() + 1;
+    for i in (mac_start..link.len()).step_by(3) {
+        let mut bytes = link.clone().into_bytes();
+        bytes[i] ^= 0x01;
+        if bytes[i].is_ascii_alphanumeric() {
+            forgeries.push(String::from_utf8(bytes).unwrap());
+        }
+    }
+    // The context of another message: same destination, other message reference.
+    let other = p.run(
+        &["rewrite", "--message-ref", "msg-2"],
+        &crlf("From: a@b\nSubject: x\n\nhttps://example.org/pay?invoice=42\n"),
+    );
+    let other_link = our_links(&String::from_utf8(other.stdout).unwrap(), false).remove(0);
+    forgeries.push(link.replacen(
+        link.split('/').nth(5).unwrap(),
+        other_link.split('/').nth(5).unwrap(),
+        1,
+    ));
+    for forged in &forgeries {
+        let response = get(forged).await;
+        assert_eq!(response.status(), 400, "{forged}");
+        assert!(response.headers().get("location").is_none());
+    }
+    assert_eq!(clicks(&p, "rejected").len(), forgeries.len(), "every attempt is logged");
+
+    // A retired key's links say "expired".
+    assert!(p.run(&["keys", "rotate"], b"").status.success());
+    assert!(p.run(&["keys", "retire", &key], b"").status.success());
+    drop(server);
+    let server = Server::start(&p, "");
+    let response = get(&link.replacen(link.split("/v1/").next().unwrap(), &server.base, 1)).await;
+    assert_eq!(response.status(), 410);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn open_redirect_attempts_fail() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "");
+    let keys = KeyRing::open_or_create(&p.data_dir()).unwrap();
+    // Even a correctly signed non-web destination never becomes a Location.
+    for destination in [
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//evil.example/x",
+        "\\\\evil.example",
+    ] {
+        let link = keys.sign(&server.base, destination, &LinkContext::default()).unwrap();
+        let response = get(&link).await;
+        assert_eq!(response.status(), 400, "{destination}");
+        assert!(response.headers().get("location").is_none());
+    }
+    // CRLF and backslashes inside a signed http(s) URL cannot inject headers or change the host.
+    let link = keys
+        .sign(
+            &server.base,
+            "https://ok.example/a\r\nSet-Cookie: x=1\\b",
+            &LinkContext::default(),
+        )
+        .unwrap();
+    let response = get(&link).await;
+    assert_eq!(response.status(), 302);
+    assert!(response.headers().get("set-cookie").is_none());
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    assert!(location.starts_with("https://ok.example/"), "{location}");
+    assert!(!location.contains('\r') && !location.contains('\n'));
+    // Unsigned paths that try to smuggle a destination.
+    for path in [
+        "/v1/https://evil.example",
+        "/v1//evil.example/__https://evil.example__;!x",
+        "/continue?l=/v1/x&e=9999999999&t=a.b",
+    ] {
+        let response = get(&format!("{}{path}", server.base)).await;
+        assert!(response.status().is_client_error(), "{path}");
+        assert!(response.headers().get("location").is_none());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn displayed_urls_are_escaped() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "[click]\norganisation = \"<b>Org</b>\"\n");
+    let keys = KeyRing::open_or_create(&p.data_dir()).unwrap();
+    let hostile = "http://192.0.2.66/\"><script>alert(1)</script><img src=x onerror=alert(2)>";
+    let link = keys.sign(&server.base, hostile, &LinkContext::default()).unwrap();
+    let response = get(&link).await;
+    assert_eq!(response.status(), 200, "IP-literal host: warning page");
+    assert!(
+        response.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    let page = response.text().await.unwrap();
+    assert!(
+        !page.contains("<script>alert") && !page.contains("<img src=x") && !page.contains("<b>Org"),
+        "{page}"
+    );
+    assert!(page.contains("&lt;b&gt;Org&lt;/b&gt;"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prefetchers_and_head_requests_are_not_clicks() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "");
+    let link = server.link(&p, "https://one-time.example/approve?token=abc");
+    let head = client().head(&link).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    assert!(head.headers().get("location").is_none());
+    let scanner = client()
+        .get(&link)
+        .header("user-agent", "Mozilla/5.0 (compatible; Microsoft Office/16.0)")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(scanner.status(), 200);
+    assert!(scanner.headers().get("location").is_none());
+    assert_eq!(clicks(&p, "prefetch").len(), 2);
+    assert!(clicks(&p, "permitted").is_empty());
+    assert_eq!(get(&link).await.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_readiness_and_metrics() {
+    let p = Portcullis::new();
+    let server = Server::start(&p, "");
+    assert_eq!(get(&format!("{}/healthz", server.base)).await.status(), 200);
+    assert_eq!(get(&format!("{}/readyz", server.base)).await.status(), 200);
+    get(&server.link(&p, "https://m.example/")).await;
+    get(&format!("{}/v1/bogus", server.base)).await;
+    let metrics = get(&format!("{}/metrics", server.base)).await.text().await.unwrap();
+    assert!(
+        metrics.contains("portcullis_clicks_total{action=\"permitted\",verdict=\"unknown\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("portcullis_clicks_total{action=\"rejected\",verdict=\"invalid\"} 1"));
+    assert!(metrics.contains("portcullis_reputation_cache_total{result=\"miss\"} 1"));
+    assert!(metrics.contains("portcullis_click_seconds_bucket"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn graceful_shutdown_keeps_every_click() {
+    let p = Portcullis::new();
+    let mut server = Server::start(&p, "");
+    let link = server.link(&p, "https://graceful.example/");
+    for _ in 0..20 {
+        assert_eq!(get(&link).await.status(), 302);
+    }
+    assert!(server.stop().success());
+    assert_eq!(clicks(&p, "permitted").len(), 20);
+}
