@@ -55,6 +55,7 @@ impl Server {
         links[0].replacen(BASE, &self.base, 1)
     }
 
+    /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
