@@ -32,8 +32,14 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         if i > 0 {
             out.push(',');
         }
-        let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-        let _ = write!(out, "{k}=\"{v}\"");
+        out.push_str(k);
+        out.push_str("=\"");
+        if v.contains(['\\', '"', '\n']) {
+            out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"));
+        } else {
+            out.push_str(v);
+        }
+        out.push('"');
     }
     out
 }

@@ -52,7 +52,7 @@ impl Action {
 /// One click, as recorded.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClickEvent {
-    /// Random 128-bit id, hex.
+    /// 128-bit id, hex, time-ordered ([`ClickEvent::new_id`]).
     pub id: String,
     /// Unix milliseconds.
     pub at_ms: i64,
@@ -71,8 +71,14 @@ pub struct ClickEvent {
 }
 
 impl ClickEvent {
+    /// Time-ordered: 48 bits of Unix milliseconds, then 80 random bits (hex). New rows append at
+    /// the end of the primary-key index instead of landing on a random page.
     pub fn new_id() -> String {
-        format!("{:032x}", rand::random::<u128>())
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let random: u128 = rand::random::<u128>() & ((1u128 << 80) - 1);
+        format!("{:012x}{:020x}", ms & 0xffff_ffff_ffff, random)
     }
 }
 

@@ -194,11 +194,17 @@ impl Reputation {
     /// The assessment of `url`, from the cache or from the providers. Concurrent calls for one URL
     /// wait for a single upstream lookup.
     pub async fn assess(&self, url: &Url) -> Lookup {
-        let key = url.as_str().to_string();
+        // Hits take the cheap path; only misses go through the coalescing entry API.
+        if let Some(assessment) = self.cache.get(url.as_str()).await {
+            return Lookup {
+                assessment,
+                cache_hit: true,
+            };
+        }
         let mut computed = false;
         let assessment = self
             .cache
-            .get_with(key, async {
+            .get_with(url.as_str().to_string(), async {
                 computed = true;
                 Arc::new(self.query(url).await)
             })
