@@ -177,6 +177,8 @@ pub struct ReputationConfig {
     pub feed_reload_secs: u64,
     /// Google Safe Browsing v4 Lookup API.
     pub safe_browsing: Option<crate::reputation::SafeBrowsingConfig>,
+    /// The URLhaus API.
+    pub urlhaus: Option<crate::reputation::UrlhausConfig>,
     pub cache: crate::reputation::CacheConfig,
 }
 
@@ -188,6 +190,7 @@ impl Default for ReputationConfig {
             feeds: Vec::new(),
             feed_reload_secs: 1,
             safe_browsing: None,
+            urlhaus: None,
             cache: crate::reputation::CacheConfig::default(),
         }
     }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::clicklog::{ClickLog, ClickLogError};
 use crate::config::Config;
 use crate::redirect::ClickService;
-use crate::reputation::{Heuristics, LocalFeeds, Provider, Reputation, SafeBrowsing};
+use crate::reputation::{Heuristics, LocalFeeds, Provider, Reputation, SafeBrowsing, Urlhaus};
 use crate::token::{KeyRing, KeyRingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,12 +39,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         feeds.clone(),
         Arc::new(Heuristics::new(&config.reputation.protected_domains)),
     ];
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_millis(config.reputation.deadline_ms))
+        .build()
+        .map_err(|e| ServeError::Client(e.to_string()))?;
     if let Some(safe_browsing) = config.reputation.safe_browsing.clone() {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_millis(config.reputation.deadline_ms))
-            .build()
-            .map_err(|e| ServeError::Client(e.to_string()))?;
-        providers.push(Arc::new(SafeBrowsing::new(safe_browsing, client)));
+        providers.push(Arc::new(SafeBrowsing::new(safe_browsing, client.clone())));
+    }
+    if let Some(urlhaus) = config.reputation.urlhaus.clone() {
+        providers.push(Arc::new(Urlhaus::new(urlhaus, client.clone())));
     }
     let reputation = Reputation::new(
         providers,

@@ -6,6 +6,7 @@
 mod feeds;
 mod heuristics;
 mod safebrowsing;
+mod urlhaus;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,6 +21,7 @@ use url::Url;
 pub use feeds::{FeedConfig, FeedFormat, LocalFeeds};
 pub use heuristics::Heuristics;
 pub use safebrowsing::{SafeBrowsing, SafeBrowsingConfig};
+pub use urlhaus::{Urlhaus, UrlhausConfig};
 
 /// How bad a destination is. Ordered: a merge keeps the worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]

@@ -466,3 +466,22 @@ async fn kill_9_under_load_loses_no_answered_click() {
         logged.len()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn urlhaus_api_lookups() {
+    let urlhaus = fake_urlhaus(&["http://payload.example/loader.bin"]).await;
+    let p = Portcullis::new();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[reputation.urlhaus]\nbase_url = \"{}\"\nauth_key = \"k\"\n",
+            urlhaus.base
+        ),
+    );
+    let response = get(&server.link(&p, "http://payload.example/loader.bin")).await;
+    assert_eq!(response.status(), 403);
+    assert!(response.text().await.unwrap().contains("URLhaus: malware_download"));
+    assert_eq!(get(&server.link(&p, "https://fine.example/")).await.status(), 302);
+    assert_eq!(urlhaus.requests.load(Ordering::SeqCst), 2);
+    assert_eq!(clicks(&p, "blocked")[0]["category"], "malware");
+}

@@ -85,6 +85,53 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+type Handler = Arc<dyn Fn(&hyper::http::request::Parts, &[u8]) -> (u16, String) + Send + Sync>;
+
+/// A local HTTP server answering with `handler`, after `delay`, counting requests.
+pub struct FakeHttp {
+    pub base: String,
+    pub requests: Arc<AtomicUsize>,
+    pub delay: Arc<Mutex<Duration>>,
+}
+
+impl FakeHttp {
+    pub async fn start(handler: Handler) -> FakeHttp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(AtomicUsize::new(0));
+        let delay: Arc<Mutex<Duration>> = Arc::default();
+        let (count, wait) = (requests.clone(), delay.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (count, wait, handler) = (count.clone(), wait.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                        let (count, wait, handler) = (count.clone(), wait.clone(), handler.clone());
+                        async move {
+                            count.fetch_add(1, Ordering::SeqCst);
+                            let (parts, body) = request.into_parts();
+                            let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let delay = *wait.lock().unwrap();
+                            tokio::time::sleep(delay).await;
+                            let (status, text) = handler(&parts, &body);
+                            let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeHttp { base, requests, delay }
+    }
+}
+
 /// A local Google Safe Browsing v4 Lookup API: `POST /v4/threatMatches:find?key=…`. Listed URLs
 /// get a match; every request is counted; answers can be delayed.
 pub struct FakeSafeBrowsing {
@@ -96,67 +143,42 @@ pub struct FakeSafeBrowsing {
 
 impl FakeSafeBrowsing {
     pub async fn start() -> FakeSafeBrowsing {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let requests = Arc::new(AtomicUsize::new(0));
         let listed: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
-        let delay: Arc<Mutex<Duration>> = Arc::default();
-        let (r, l, d) = (requests.clone(), listed.clone(), delay.clone());
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let (r, l, d) = (r.clone(), l.clone(), d.clone());
-                tokio::spawn(async move {
-                    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                        let (r, l, d) = (r.clone(), l.clone(), d.clone());
-                        async move {
-                            r.fetch_add(1, Ordering::SeqCst);
-                            let ok_path = request.uri().path() == "/v4/threatMatches:find"
-                                && request.uri().query().is_some_and(|q| q.contains("key=test-key"));
-                            let body = request.into_body().collect().await.unwrap().to_bytes();
-                            let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                            let delay = *d.lock().unwrap();
-                            tokio::time::sleep(delay).await;
-                            if !ok_path {
-                                let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));
-                                *response.status_mut() = hyper::StatusCode::BAD_REQUEST;
-                                return Ok::<_, Infallible>(response);
-                            }
-                            let url = json["threatInfo"]["threatEntries"][0]["url"]
-                                .as_str()
-                                .unwrap_or_default()
-                                .to_string();
-                            let matches: Vec<serde_json::Value> = l
-                                .lock()
-                                .unwrap()
-                                .iter()
-                                .filter(|(listed, _)| *listed == url)
-                                .map(|(_, threat)| {
-                                    serde_json::json!({"threatType": threat, "platformType": "ANY_PLATFORM",
-                                        "threatEntryType": "URL", "threat": {"url": url}, "cacheDuration": "300s"})
-                                })
-                                .collect();
-                            let answer = if matches.is_empty() {
-                                serde_json::json!({})
-                            } else {
-                                serde_json::json!({"matches": matches})
-                            };
-                            Ok(hyper::Response::new(Full::new(Bytes::from(answer.to_string()))))
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
+        let list = listed.clone();
+        let server = FakeHttp::start(Arc::new(move |parts, body| {
+            let ok_path = parts.uri.path() == "/v4/threatMatches:find"
+                && parts.uri.query().is_some_and(|q| q.contains("key=test-key"));
+            if !ok_path {
+                return (400, "{}".into());
             }
-        });
+            let json: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let url = json["threatInfo"]["threatEntries"][0]["url"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let matches: Vec<serde_json::Value> = list
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(listed, _)| *listed == url)
+                .map(|(_, threat)| {
+                    serde_json::json!({"threatType": threat, "platformType": "ANY_PLATFORM",
+                        "threatEntryType": "URL", "threat": {"url": url}, "cacheDuration": "300s"})
+                })
+                .collect();
+            let answer = if matches.is_empty() {
+                serde_json::json!({})
+            } else {
+                serde_json::json!({"matches": matches})
+            };
+            (200, answer.to_string())
+        }))
+        .await;
         FakeSafeBrowsing {
-            base,
-            requests,
+            base: server.base,
+            requests: server.requests,
             listed,
-            delay,
+            delay: server.delay,
         }
     }
 
@@ -170,4 +192,24 @@ impl FakeSafeBrowsing {
             self.base
         )
     }
+}
+
+/// A local URLhaus API: `POST /v1/url/` with a form field `url`.
+pub async fn fake_urlhaus(listed: &'static [&'static str]) -> FakeHttp {
+    FakeHttp::start(Arc::new(move |parts, body| {
+        if parts.uri.path() != "/v1/url/" || parts.method != hyper::Method::POST {
+            return (404, String::new());
+        }
+        let url = url::form_urlencoded::parse(body)
+            .find(|(k, _)| k == "url")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        let answer = if listed.contains(&url.as_str()) {
+            serde_json::json!({"query_status": "ok", "url": url, "url_status": "online", "threat": "malware_download"})
+        } else {
+            serde_json::json!({"query_status": "no_results"})
+        };
+        (200, answer.to_string())
+    }))
+    .await
 }
