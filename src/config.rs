@@ -149,6 +149,9 @@ pub struct ClickPolicy {
     pub allow_list: Vec<String>,
     /// Destinations always blocked.
     pub block_list: Vec<String>,
+    /// Follow each destination's redirects at click time and check every hop
+    /// (`[reputation.redirects]` sets the limits).
+    pub follow_redirects: bool,
 }
 
 impl Default for ClickPolicy {
@@ -159,6 +162,7 @@ impl Default for ClickPolicy {
             fail_open: true,
             allow_list: Vec::new(),
             block_list: Vec::new(),
+            follow_redirects: false,
         }
     }
 }
@@ -179,6 +183,8 @@ pub struct ReputationConfig {
     pub safe_browsing: Option<crate::reputation::SafeBrowsingConfig>,
     /// The URLhaus API.
     pub urlhaus: Option<crate::reputation::UrlhausConfig>,
+    /// Limits and the SSRF guard for following redirects (when `click.policy.follow_redirects`).
+    pub redirects: crate::reputation::RedirectConfig,
     pub cache: crate::reputation::CacheConfig,
 }
 
@@ -191,6 +197,7 @@ impl Default for ReputationConfig {
             feed_reload_secs: 1,
             safe_browsing: None,
             urlhaus: None,
+            redirects: crate::reputation::RedirectConfig::default(),
             cache: crate::reputation::CacheConfig::default(),
         }
     }

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use crate::clicklog::{ClickLog, ClickLogError};
 use crate::config::Config;
 use crate::redirect::ClickService;
-use crate::reputation::{Heuristics, LocalFeeds, Provider, Reputation, SafeBrowsing, Urlhaus};
+use crate::reputation::{Heuristics, LocalFeeds, Provider, RedirectFollower, Reputation, SafeBrowsing, Urlhaus};
 use crate::token::{KeyRing, KeyRingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,11 +49,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if let Some(urlhaus) = config.reputation.urlhaus.clone() {
         providers.push(Arc::new(Urlhaus::new(urlhaus, client.clone())));
     }
-    let reputation = Reputation::new(
+    let mut reputation = Reputation::new(
         providers,
         Duration::from_millis(config.reputation.deadline_ms),
         config.reputation.cache.clone(),
     );
+    if config.click.policy.follow_redirects {
+        reputation = reputation.with_redirects(RedirectFollower::new(config.reputation.redirects.clone()));
+    }
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
     let service = Arc::new(ClickService::new(config.click.clone(), keys, reputation, log));
 

@@ -5,6 +5,7 @@
 
 mod feeds;
 mod heuristics;
+mod redirects;
 mod safebrowsing;
 mod urlhaus;
 
@@ -20,6 +21,7 @@ use url::Url;
 
 pub use feeds::{FeedConfig, FeedFormat, LocalFeeds};
 pub use heuristics::Heuristics;
+pub use redirects::{Hop, RedirectConfig, RedirectFollower};
 pub use safebrowsing::{SafeBrowsing, SafeBrowsingConfig};
 pub use urlhaus::{Urlhaus, UrlhausConfig};
 
@@ -170,6 +172,7 @@ pub struct Reputation {
     deadline: Duration,
     cache: moka::future::Cache<String, Arc<Assessment>>,
     lookups: AtomicU64,
+    redirects: Option<RedirectFollower>,
 }
 
 /// An assessment and whether it came from the cache.
@@ -190,7 +193,14 @@ impl Reputation {
             deadline,
             cache,
             lookups: AtomicU64::new(0),
+            redirects: None,
         }
+    }
+
+    /// Also follow each destination's redirect chain and check every hop.
+    pub fn with_redirects(mut self, follower: RedirectFollower) -> Self {
+        self.redirects = Some(follower);
+        self
     }
 
     /// The assessment of `url`, from the cache or from the providers. Concurrent calls for one URL
@@ -229,6 +239,45 @@ impl Reputation {
 
     async fn query(&self, url: &Url) -> Assessment {
         self.lookups.fetch_add(1, Ordering::Relaxed);
+        let (mut findings, mut failed) = self.ask_providers(url).await;
+        // A foreign wrapper (Proofpoint, Safe Links) is judged by the URL inside it as well.
+        if let Some(inner) = crate::token::unwrap_foreign(url.as_str()).and_then(|f| Url::parse(&f.inner).ok()) {
+            let (inner_findings, inner_failed) = self.ask_providers(&inner).await;
+            findings.extend(inner_findings.into_iter().map(|f| Finding {
+                reason: format!("wrapped URL {inner}: {}", f.reason),
+                ..f
+            }));
+            failed += inner_failed;
+        }
+        let worst = findings.iter().map(|f| f.verdict).max().unwrap_or_default();
+        if let Some(follower) = self.redirects.as_ref().filter(|_| worst < Verdict::Malicious) {
+            let chain = tokio::time::timeout(self.deadline, follower.follow(url))
+                .await
+                .unwrap_or_default();
+            for hop in chain {
+                match hop {
+                    Hop::Redirect(next) => {
+                        let (hop_findings, hop_failed) = self.ask_providers(&next).await;
+                        findings.extend(hop_findings.into_iter().map(|f| Finding {
+                            reason: format!("redirects to {next}: {}", f.reason),
+                            ..f
+                        }));
+                        failed += hop_failed;
+                    }
+                    Hop::Blocked { url: next, address } => findings.push(Finding {
+                        provider: "redirects",
+                        verdict: Verdict::Suspicious,
+                        category: Category::Phish,
+                        reason: format!("redirects to {next}, an internal address ({address})"),
+                    }),
+                }
+            }
+        }
+        Assessment::merge(findings, failed)
+    }
+
+    /// Every provider at once under the deadline: the findings, and how many failed to answer.
+    async fn ask_providers(&self, url: &Url) -> (Vec<Finding>, usize) {
         let checks = self.providers.iter().map(|p| {
             let provider = p.clone();
             async move {
@@ -252,8 +301,7 @@ impl Reputation {
         });
         let results = futures_join_all(checks).await;
         let failed = results.iter().filter(|r| r.is_none()).count();
-        let findings = results.into_iter().flatten().flatten().collect();
-        Assessment::merge(findings, failed)
+        (results.into_iter().flatten().flatten().collect(), failed)
     }
 }
 

@@ -485,3 +485,70 @@ async fn urlhaus_api_lookups() {
     assert_eq!(urlhaus.requests.load(Ordering::SeqCst), 2);
     assert_eq!(clicks(&p, "blocked")[0]["category"], "malware");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn redirect_chains_are_followed_with_head_and_never_inward() {
+    use std::sync::{Arc, Mutex};
+    // The internal service an attacker would like us to touch.
+    let secret = FakeHttp::start(Arc::new(|_, _| (200, "secret".into()))).await;
+    let secret_port = secret.base.rsplit(':').next().unwrap().to_string();
+    let methods: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = methods.clone();
+    let secret_base = secret.base.clone();
+    let port_for_dns = secret_port.clone();
+    let hops = FakeHttp::start(Arc::new(move |parts, _| {
+        seen.lock()
+            .unwrap()
+            .push(format!("{} {}", parts.method, parts.uri.path()));
+        let location = match parts.uri.path() {
+            "/to-malware" => "https://malware.example/x".to_string(),
+            "/to-loopback" => format!("{secret_base}/admin"),
+            "/to-metadata" => "http://169.254.169.254/latest/meta-data/".to_string(),
+            "/to-private-dns" => format!("http://localhost:{port_for_dns}/admin"),
+            "/one-time" => return (200, "approved!".into()),
+            _ => return (404, String::new()),
+        };
+        (302, location)
+    }))
+    .await;
+    let hops_port = hops.base.rsplit(':').next().unwrap().to_string();
+    let p = Portcullis::new();
+    let feed = p.dir.path().join("feed.txt");
+    std::fs::write(&feed, "https://malware.example/x\n").unwrap();
+    // Only the hop server itself is an exception to the default blocked ranges.
+    let config = format!(
+        "[click.policy]\nfollow_redirects = true\n[reputation.redirects]\nallowed_addresses = [\"127.0.0.1:{hops_port}\"]\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n",
+        feed.display()
+    );
+    let server = Server::start(&p, &config);
+    let at = |path: &str| format!("http://localhost:{hops_port}{path}");
+
+    let response = get(&server.link(&p, &at("/to-malware"))).await;
+    assert_eq!(response.status(), 403, "a hop on the feed blocks the click");
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("redirects to https://malware.example/x")
+    );
+
+    for path in ["/to-loopback", "/to-metadata", "/to-private-dns"] {
+        let response = get(&server.link(&p, &at(path))).await;
+        assert_eq!(response.status(), 200, "{path}: warning page");
+        assert!(response.text().await.unwrap().contains("an internal address"), "{path}");
+    }
+    assert_eq!(
+        secret.requests.load(Ordering::SeqCst),
+        0,
+        "no request ever reached the internal service"
+    );
+
+    // A one-time approval link is only looked at with HEAD, so the user's own GET still works.
+    let response = get(&server.link(&p, &at("/one-time"))).await;
+    assert_eq!(response.status(), 302);
+    let methods = methods.lock().unwrap().clone();
+    assert!(methods.iter().all(|m| m.starts_with("HEAD ")), "{methods:?}");
+    assert!(methods.contains(&"HEAD /one-time".to_string()));
+}

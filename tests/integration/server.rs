@@ -32,7 +32,11 @@ impl Server {
             .arg(&config)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(if std::env::var_os("SERVE_STDERR").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start portcullis serve");
         let mut line = String::new();
@@ -87,7 +91,8 @@ pub fn client() -> reqwest::Client {
 
 type Handler = Arc<dyn Fn(&hyper::http::request::Parts, &[u8]) -> (u16, String) + Send + Sync>;
 
-/// A local HTTP server answering with `handler`, after `delay`, counting requests.
+/// A local HTTP server answering with `handler` (status, body; for a 3xx the text is the
+/// `Location`), after `delay`, counting requests.
 pub struct FakeHttp {
     pub base: String,
     pub requests: Arc<AtomicUsize>,
@@ -117,8 +122,17 @@ impl FakeHttp {
                             let delay = *wait.lock().unwrap();
                             tokio::time::sleep(delay).await;
                             let (status, text) = handler(&parts, &body);
-                            let mut response = hyper::Response::new(Full::new(Bytes::from(text)));
+                            // For a redirect the handler's text is the Location.
+                            let redirect = (300..400).contains(&status);
+                            let mut response = hyper::Response::new(Full::new(if redirect {
+                                Bytes::new()
+                            } else {
+                                Bytes::from(text.clone())
+                            }));
                             *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            if redirect {
+                                response.headers_mut().insert("location", text.parse().unwrap());
+                            }
                             Ok::<_, Infallible>(response)
                         }
                     });
