@@ -183,6 +183,8 @@ pub struct ReputationConfig {
     pub safe_browsing: Option<crate::reputation::SafeBrowsingConfig>,
     /// The URLhaus API.
     pub urlhaus: Option<crate::reputation::UrlhausConfig>,
+    /// DNS domain blocklists.
+    pub dnsbl: Option<crate::reputation::DnsblConfig>,
     /// Limits and the SSRF guard for following redirects (when `click.policy.follow_redirects`).
     pub redirects: crate::reputation::RedirectConfig,
     pub cache: crate::reputation::CacheConfig,
@@ -197,6 +199,7 @@ impl Default for ReputationConfig {
             feed_reload_secs: 1,
             safe_browsing: None,
             urlhaus: None,
+            dnsbl: None,
             redirects: crate::reputation::RedirectConfig::default(),
             cache: crate::reputation::CacheConfig::default(),
         }

@@ -13,7 +13,9 @@ use tokio::net::TcpListener;
 use crate::clicklog::{ClickLog, ClickLogError};
 use crate::config::Config;
 use crate::redirect::ClickService;
-use crate::reputation::{Heuristics, LocalFeeds, Provider, RedirectFollower, Reputation, SafeBrowsing, Urlhaus};
+use crate::reputation::{
+    DnsBlocklists, Heuristics, LocalFeeds, Provider, RedirectFollower, Reputation, SafeBrowsing, Urlhaus,
+};
 use crate::token::{KeyRing, KeyRingError};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,7 @@ pub enum ServeError {
     Listen { address: String, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
-    #[error("HTTP client: {0}")]
+    #[error("reputation provider: {0}")]
     Client(String),
 }
 
@@ -48,6 +50,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     if let Some(urlhaus) = config.reputation.urlhaus.clone() {
         providers.push(Arc::new(Urlhaus::new(urlhaus, client.clone())));
+    }
+    if let Some(dnsbl) = &config.reputation.dnsbl {
+        providers.push(Arc::new(DnsBlocklists::new(dnsbl).map_err(ServeError::Client)?));
     }
     let mut reputation = Reputation::new(
         providers,

@@ -3,6 +3,7 @@
 //! (malicious > suspicious > clean > unknown); a moka cache keeps answers for a TTL that depends on
 //! the verdict and makes concurrent lookups of one URL share a single upstream query.
 
+mod dnsbl;
 mod feeds;
 mod heuristics;
 mod redirects;
@@ -19,6 +20,7 @@ use moka::Expiry;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use dnsbl::{DnsBlocklists, DnsblConfig};
 pub use feeds::{FeedConfig, FeedFormat, LocalFeeds};
 pub use heuristics::Heuristics;
 pub use redirects::{Hop, RedirectConfig, RedirectFollower};

@@ -552,3 +552,45 @@ async fn redirect_chains_are_followed_with_head_and_never_inward() {
     assert!(methods.iter().all(|m| m.starts_with("HEAD ")), "{methods:?}");
     assert!(methods.contains(&"HEAD /one-time".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_blocklists_through_a_real_resolver() {
+    static RECORDS: &[(&str, [u8; 4])] = &[
+        ("phishy.example.dbl.test", [127, 0, 1, 4]),
+        ("spammy.example.dbl.test", [127, 0, 1, 2]),
+        ("malware-host.example.multi.test", [127, 0, 0, 16]),
+        ("refused.example.dbl.test", [127, 255, 255, 254]),
+    ];
+    let dns = fake_dns(RECORDS).await;
+    let p = Portcullis::new();
+    let config = format!("[reputation.dnsbl]\nzones = [\"dbl.test\", \"multi.test\"]\nnameservers = [\"{dns}\"]\n");
+    let server = Server::start(&p, &config);
+    let response = get(&server.link(&p, "https://login.phishy.example/account")).await;
+    assert_eq!(response.status(), 403, "the registrable domain is listed");
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("phishy.example is listed on dbl.test (127.0.1.4)")
+    );
+    assert_eq!(
+        get(&server.link(&p, "http://malware-host.example/")).await.status(),
+        403
+    );
+    assert_eq!(
+        get(&server.link(&p, "https://spammy.example/")).await.status(),
+        200,
+        "spam domains warn"
+    );
+    assert_eq!(get(&server.link(&p, "https://clean.example/")).await.status(), 302);
+    // A refusal (127.255.255.x) is not a listing: reputation is unavailable, the default fails open.
+    assert_eq!(get(&server.link(&p, "https://refused.example/")).await.status(), 302);
+    assert_eq!(
+        clicks(&p, "blocked")
+            .iter()
+            .filter(|c| c["category"] == "phish")
+            .count(),
+        1
+    );
+}

@@ -227,3 +227,48 @@ pub async fn fake_urlhaus(listed: &'static [&'static str]) -> FakeHttp {
     }))
     .await
 }
+
+/// A local DNS server (UDP, the DNS wire format) answering A queries for `records` and NXDOMAIN
+/// for everything else. Returns its `address:port`.
+pub async fn fake_dns(records: &'static [(&'static str, [u8; 4])]) -> String {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let address = socket.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        let mut buffer = [0u8; 512];
+        loop {
+            let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
+                return;
+            };
+            let query = &buffer[..length];
+            if length < 12 {
+                continue;
+            }
+            // The question: labels until a zero byte, then type and class.
+            let mut position = 12;
+            let mut labels = Vec::new();
+            while position < length && query[position] != 0 {
+                let size = query[position] as usize;
+                labels.push(String::from_utf8_lossy(&query[position + 1..position + 1 + size]).to_ascii_lowercase());
+                position += 1 + size;
+            }
+            let question_end = position + 5;
+            let name = labels.join(".");
+            let qtype = u16::from_be_bytes([query[position + 1], query[position + 2]]);
+            let answer = records.iter().find(|(n, _)| *n == name).filter(|_| qtype == 1);
+            let mut response = query[..question_end].to_vec();
+            response[2] = 0x84 | (query[2] & 0x01); // QR, AA, RD copied
+            response[3] = if answer.is_some() || records.iter().any(|(n, _)| *n == name) {
+                0x80
+            } else {
+                0x83
+            }; // RA, NXDOMAIN
+            response[6..12].copy_from_slice(&[0, u16::from(answer.is_some()) as u8, 0, 0, 0, 0]);
+            if let Some((_, ip)) = answer {
+                response.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                response.extend_from_slice(ip);
+            }
+            let _ = socket.send_to(&response, peer).await;
+        }
+    });
+    address
+}
