@@ -594,3 +594,60 @@ async fn dns_blocklists_through_a_real_resolver() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_when_a_certificate_is_configured() {
+    let p = Portcullis::new();
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let cert = p.dir.path().join("cert.pem");
+    let key = p.dir.path().join("key.pem");
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[click]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    );
+    assert!(server.base.starts_with("https://127.0.0.1:"), "{}", server.base);
+    let link = server
+        .link(&p, "https://tls.example/")
+        .replacen("127.0.0.1", "localhost", 1);
+    let tls_client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let response = tls_client.get(&link).send().await.unwrap();
+    assert_eq!(response.status(), 302);
+    assert_eq!(response.headers()["location"], "https://tls.example/");
+    // Plain HTTP to the TLS port never gets a redirect.
+    assert!(
+        client()
+            .get(link.replacen("https://", "http://", 1))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != 302)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dead_store_spools_clicks_and_replays_them() {
+    let p = Portcullis::new();
+    std::fs::create_dir_all(p.data_dir().join("clicks.db")).unwrap(); // the store cannot open
+    let mut server = Server::start(&p, "");
+    let link = server.link(&p, "https://spooled.example/");
+    for _ in 0..10 {
+        assert_eq!(get(&link).await.status(), 302, "clicks are still answered");
+    }
+    assert!(server.stop().success());
+    let spool = std::fs::read_to_string(p.data_dir().join("clicks.spool")).unwrap();
+    assert_eq!(spool.lines().count(), 10, "every click waits in the spool");
+    std::fs::remove_dir(p.data_dir().join("clicks.db")).unwrap();
+    let mut server = Server::start(&p, "");
+    assert!(server.stop().success());
+    assert_eq!(clicks(&p, "permitted").len(), 10, "replayed into the store");
+    assert_eq!(std::fs::metadata(p.data_dir().join("clicks.spool")).unwrap().len(), 0);
+}
