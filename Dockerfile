@@ -18,5 +18,7 @@ USER portcullis
 WORKDIR /var/lib/portcullis
 ENV PORTCULLIS_DATA_DIR=/var/lib/portcullis/data
 VOLUME ["/var/lib/portcullis/data"]
+EXPOSE 8025
 ENTRYPOINT ["/usr/local/bin/portcullis"]
-CMD ["--help"]
+# Inside a container the click service must listen beyond loopback.
+CMD ["serve", "--listen", "0.0.0.0:8025"]

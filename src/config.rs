@@ -233,3 +233,30 @@ impl Config {
         toml::from_str(text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference in docs/config.md is a real configuration: it must parse and match the defaults.
+    #[test]
+    fn documented_configuration_parses() {
+        let doc = include_str!("../docs/config.md");
+        let start = doc.find("```toml\n").expect("toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").expect("closing fence");
+        let config = Config::parse(&doc[start..end]).expect("docs/config.md parses");
+        let defaults = Config::default();
+        assert_eq!(config.click.listen, defaults.click.listen);
+        assert_eq!(
+            config.reputation.redirects.blocked_ranges,
+            defaults.reputation.redirects.blocked_ranges
+        );
+        assert_eq!(config.click.prefetch_user_agents, defaults.click.prefetch_user_agents);
+        assert_eq!(config.rewrite.max_parts, defaults.rewrite.max_parts);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        assert!(Config::parse("[click]\nlisten_on = \"x\"\n").is_err());
+    }
+}
