@@ -5,6 +5,7 @@
 
 pub mod clicklog;
 pub mod config;
+pub mod escape;
 pub mod metrics;
 pub mod patterns;
 pub mod redirect;

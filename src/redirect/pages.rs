@@ -2,6 +2,7 @@
 //! binary. Every value shown is HTML-escaped.
 
 use crate::config::ClickConfig;
+use crate::escape::html as escape;
 
 const TEMPLATE: &str = include_str!("../../static/page.html");
 
@@ -15,21 +16,6 @@ pub struct Page<'a> {
     /// `(label, href)`: a button that continues to the destination (click-through).
     pub proceed: Option<(&'a str, &'a str)>,
     pub accent: &'static str,
-}
-
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {

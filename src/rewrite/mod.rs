@@ -22,7 +22,7 @@ use crate::config::RewriteConfig;
 use crate::patterns::UrlPatterns;
 use crate::token::{ForeignVendor, KeyRing, LinkContext, LinkError, is_own_link, unwrap_foreign};
 use mime::{ContentType, Headers, line_ending, parse_headers, split_multipart};
-use target::{decode_entities, escape_attribute, resolve};
+use target::{decode_entities, resolve};
 use transfer::TransferEncoding;
 
 pub use target::SkipReason;
@@ -427,7 +427,7 @@ impl Walk<'_> {
         let mut replacements = Vec::new();
         for link in found.links {
             if let Some(new) = self.decide(&decode_entities(&link.raw), base.as_ref()) {
-                replacements.push((link.range, escape_attribute(&new)));
+                replacements.push((link.range, crate::escape::html(&new)));
             }
         }
         Some(replacements)

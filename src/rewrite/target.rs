@@ -147,22 +147,6 @@ fn decode_one_entity(s: &str) -> Option<(char, usize)> {
     matches!(name, "amp" | "lt" | "gt" | "quot").then_some((c, 1 + name_len))
 }
 
-/// Escapes a value for an HTML attribute, whatever its quoting.
-pub fn escape_attribute(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 16);
-    for c in value.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,19 +188,14 @@ pub fn reencode_quoted_printable(body: &[u8], lines: &[QpLine], edits: &[(Range<
         out.extend_from_slice(&body[copied..start]);
         let mut column = out.len() - out.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         for &b in replacement {
-            let literal = matches!(b, 33..=60 | 62..=126);
-            let width = if literal { 1 } else { 3 };
-            if column + width > QP_LINE_MAX - 1 {
-                out.push(b'=');
-                out.extend_from_slice(eol);
-                column = 0;
-            }
-            if literal {
-                out.push(b);
-            } else {
-                out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-            }
-            column += width;
+            push_qp(
+                &mut out,
+                b,
+                matches!(b, 33..=60 | 62..=126),
+                &mut column,
+                QP_LINE_MAX - 1,
+                eol,
+            );
         }
         // What follows on this physical line must still fit, or it moves to the next one.
         let rest = body[end..]
@@ -246,26 +241,32 @@ pub fn encode_quoted_printable(data: &[u8], eol: &[u8]) -> Vec<u8> {
         let b = data[i];
         let at_line_end = i + 1 == data.len() || data[i + 1..].starts_with(eol);
         let literal = matches!(b, 33..=60 | 62..=126) || (matches!(b, b' ' | b'\t') && !at_line_end);
-        let width = if literal { 1 } else { 3 };
         // Keep room for the soft-break `=` unless this is the line's last character.
         let room = if at_line_end { QP_LINE_MAX } else { QP_LINE_MAX - 1 };
-        if line_len + width > room {
-            out.push(b'=');
-            out.extend_from_slice(eol);
-            line_len = 0;
-        }
-        if literal {
-            out.push(b);
-        } else {
-            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
-        }
-        line_len += width;
+        push_qp(&mut out, b, literal, &mut line_len, room, eol);
         i += 1;
     }
     out
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Appends one byte (as itself when `literal`, else `=XX`), first breaking the line with a soft
+/// break if the byte would take it past `room` columns.
+fn push_qp(out: &mut Vec<u8>, b: u8, literal: bool, column: &mut usize, room: usize, eol: &[u8]) {
+    let width = if literal { 1 } else { 3 };
+    if *column + width > room {
+        out.push(b'=');
+        out.extend_from_slice(eol);
+        *column = 0;
+    }
+    if literal {
+        out.push(b);
+    } else {
+        out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+    }
+    *column += width;
+}
 
 /// True when some line of `data` is longer than SMTP's 998-octet limit.
 pub fn has_overlong_line(data: &[u8]) -> bool {
