@@ -3,7 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::{LazyLock, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, RwLock};
 use std::time::Duration;
 
 /// Upper bounds of the latency histogram buckets, seconds.
@@ -11,20 +12,36 @@ const BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
+/// Bucket counts (cumulative, as Prometheus wants them), total and sum in nanoseconds.
 #[derive(Default)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    total: u64,
-    sum: f64,
+    counts: [AtomicU64; BUCKETS.len()],
+    total: AtomicU64,
+    sum_nanos: AtomicU64,
 }
 
+type Key = (&'static str, String);
+
+/// Series are created once under the write lock; every later update is a read lock and an atomic add,
+/// so request handlers never wait on each other here.
 #[derive(Default)]
 struct Registry {
-    counters: BTreeMap<(&'static str, String), u64>,
-    histograms: BTreeMap<(&'static str, String), Histogram>,
+    counters: RwLock<BTreeMap<Key, Arc<AtomicU64>>>,
+    histograms: RwLock<BTreeMap<Key, Arc<Histogram>>>,
 }
 
-static REGISTRY: LazyLock<Mutex<Registry>> = LazyLock::new(Mutex::default);
+static REGISTRY: LazyLock<Registry> = LazyLock::new(Registry::default);
+
+fn series<T: Default>(map: &RwLock<BTreeMap<Key, Arc<T>>>, key: Key) -> Arc<T> {
+    if let Some(found) = map.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
+    map.write()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone()
+}
 
 fn labels(pairs: &[(&str, &str)]) -> String {
     let mut out = String::new();
@@ -45,23 +62,21 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 }
 
 pub fn increment(name: &'static str, pairs: &[(&str, &str)]) {
-    let key = (name, labels(pairs));
-    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    *registry.counters.entry(key).or_default() += 1;
+    series(&REGISTRY.counters, (name, labels(pairs))).fetch_add(1, Ordering::Relaxed);
 }
 
 pub fn observe(name: &'static str, pairs: &[(&str, &str)], elapsed: Duration) {
-    let key = (name, labels(pairs));
+    let histogram = series(&REGISTRY.histograms, (name, labels(pairs)));
     let seconds = elapsed.as_secs_f64();
-    let mut registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
-    let histogram = registry.histograms.entry(key).or_default();
-    for (count, bound) in histogram.counts.iter_mut().zip(BUCKETS) {
+    for (count, bound) in histogram.counts.iter().zip(BUCKETS) {
         if seconds <= bound {
-            *count += 1;
+            count.fetch_add(1, Ordering::Relaxed);
         }
     }
-    histogram.total += 1;
-    histogram.sum += seconds;
+    histogram.total.fetch_add(1, Ordering::Relaxed);
+    histogram
+        .sum_nanos
+        .fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
 }
 
 pub fn provider_latency(provider: &str, elapsed: Duration) {
@@ -78,28 +93,36 @@ pub fn provider_error(provider: &str) {
 
 /// The whole registry in the Prometheus text format.
 pub fn render() -> String {
-    let registry = REGISTRY.lock().unwrap_or_else(|e| e.into_inner());
     let mut out = String::new();
     let mut last = "";
-    for ((name, labels), value) in &registry.counters {
+    for ((name, labels), value) in REGISTRY.counters.read().unwrap_or_else(|e| e.into_inner()).iter() {
         if *name != last {
             let _ = writeln!(out, "# TYPE {name} counter");
             last = name;
         }
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+        let _ = writeln!(out, "{name}{{{labels}}} {}", value.load(Ordering::Relaxed));
     }
-    for ((name, labels), h) in &registry.histograms {
+    for ((name, labels), h) in REGISTRY.histograms.read().unwrap_or_else(|e| e.into_inner()).iter() {
         if *name != last {
             let _ = writeln!(out, "# TYPE {name} histogram");
             last = name;
         }
         let sep = if labels.is_empty() { "" } else { "," };
         for (count, bound) in h.counts.iter().zip(BUCKETS) {
-            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {count}");
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {}",
+                count.load(Ordering::Relaxed)
+            );
         }
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}", h.total);
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.sum);
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.total);
+        let total = h.total.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9
+        );
+        let _ = writeln!(out, "{name}_count{{{labels}}} {total}");
     }
     out
 }

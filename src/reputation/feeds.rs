@@ -180,11 +180,7 @@ fn load(feed: &FeedConfig) -> Result<Vec<Entry>, FeedError> {
     let mut entries = Vec::new();
     match feed.format {
         FeedFormat::Plain | FeedFormat::Openphish => {
-            for line in text
-                .lines()
-                .map(|l| l.split('#').next().unwrap_or("").trim())
-                .filter(|l| !l.is_empty())
-            {
+            for line in text.lines().map(strip_comment).filter(|l| !l.is_empty()) {
                 if line.contains("://") {
                     entries.extend(normalise_url(line).map(Entry::Url));
                 } else if feed.format == FeedFormat::Plain {
@@ -210,6 +206,17 @@ fn load(feed: &FeedConfig) -> Result<Vec<Entry>, FeedError> {
         }
     }
     Ok(entries)
+}
+
+/// A line without its comment: `#` at the start or after white space (URLs may hold a `#`).
+fn strip_comment(line: &str) -> &str {
+    let line = line.trim();
+    if line.starts_with('#') {
+        return "";
+    }
+    line.find(" #")
+        .or_else(|| line.find("\t#"))
+        .map_or(line, |i| line[..i].trim_end())
 }
 
 /// Splits one CSV line with double-quoted fields (`""` inside quotes is a quote).

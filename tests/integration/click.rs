@@ -651,3 +651,78 @@ async fn a_dead_store_spools_clicks_and_replays_them() {
     assert_eq!(clicks(&p, "permitted").len(), 10, "replayed into the store");
     assert_eq!(std::fs::metadata(p.data_dir().join("clicks.spool")).unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signed_flags_only_make_policy_stricter() {
+    use portcullis::token::policy;
+    let sb = FakeSafeBrowsing::start().await;
+    let p = Portcullis::new();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[click.policy]\nfail_open = true\n[reputation]\ndeadline_ms = 200\n{}",
+            sb.config()
+        ),
+    );
+    let keys = KeyRing::open_or_create(&p.data_dir()).unwrap();
+    let sign = |url: &str, flags: u8| {
+        keys.sign(
+            &server.base,
+            url,
+            &LinkContext {
+                flags,
+                ..LinkContext::default()
+            },
+        )
+        .unwrap()
+    };
+
+    // A clean destination, but the link asks for a warning: warned, with click-through.
+    let page = get(&sign("https://clean.example/", policy::FORCE_WARN))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("may be unsafe") && page.contains("/continue?"));
+    // Warning without click-through.
+    let page = get(&sign(
+        "https://clean.example/",
+        policy::FORCE_WARN | policy::NO_CLICK_THROUGH,
+    ))
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(page.contains("may be unsafe") && !page.contains("/continue?"));
+    // The site policy fails open, the link says fail closed: a timeout blocks.
+    *sb.delay.lock().unwrap() = Duration::from_millis(800);
+    assert_eq!(
+        get(&sign("https://slow.example/", policy::FAIL_CLOSED)).await.status(),
+        403
+    );
+    assert_eq!(get(&sign("https://slow2.example/", 0)).await.status(), 302);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn foreign_wrappers_are_judged_by_the_url_inside() {
+    let p = Portcullis::new();
+    let feed = p.dir.path().join("feed.txt");
+    std::fs::write(&feed, "https://example.com/#newsletter\n").unwrap();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n",
+            feed.display()
+        ),
+    );
+    let wrapped = "https://urldefense.com/v3/__https://example.com/*newsletter__;Iw!!foo!bar$";
+    let response = get(&server.link(&p, wrapped)).await;
+    assert_eq!(response.status(), 403);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("wrapped URL https://example.com/#newsletter")
+    );
+}
