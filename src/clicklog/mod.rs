@@ -6,7 +6,8 @@ mod spool;
 mod store;
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -124,12 +125,18 @@ pub struct ClickLog {
 /// Owns the writer thread.
 pub struct ClickLogWriter {
     thread: Option<JoinHandle<()>>,
+    checkpointer: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
 }
 
 impl ClickLogWriter {
     /// Waits until every queued click is written. Call after the last [`ClickLog`] is dropped.
     pub fn join(mut self) {
         if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.checkpointer.take() {
             let _ = thread.join();
         }
     }
@@ -151,14 +158,30 @@ impl ClickLog {
             spool.replay_into(store)?;
         }
         let (sender, receiver) = mpsc::sync_channel::<(ClickEvent, Reply)>(QUEUE);
+        let spawn_error = |source| ClickLogError::Spool {
+            path: data_dir.into(),
+            source,
+        };
+        let writer_path = db_path.clone();
         let thread = std::thread::Builder::new()
             .name("clicklog-writer".into())
-            .spawn(move || writer(receiver, db_path, durability, store, spool))
-            .map_err(|source| ClickLogError::Spool {
-                path: data_dir.into(),
-                source,
-            })?;
-        Ok((ClickLog { sender }, ClickLogWriter { thread: Some(thread) }))
+            .spawn(move || writer(receiver, writer_path, durability, store, spool))
+            .map_err(spawn_error)?;
+        // Checkpoints run beside the writer so no commit waits for one.
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopping = stop.clone();
+        let checkpointer = std::thread::Builder::new()
+            .name("clicklog-checkpoint".into())
+            .spawn(move || store::checkpoint_loop(&db_path, durability, &stopping))
+            .map_err(spawn_error)?;
+        Ok((
+            ClickLog { sender },
+            ClickLogWriter {
+                thread: Some(thread),
+                checkpointer: Some(checkpointer),
+                stop,
+            },
+        ))
     }
 
     /// Records a click; resolves once it is committed (or spooled). Never drops a click silently:
