@@ -29,16 +29,15 @@ pub fn find(text: &str) -> Vec<TextLink> {
     let scan_text = if text.is_ascii() || !text.chars().any(ends_url) {
         text
     } else {
-        masked = text
-            .chars()
-            .map(|c| {
-                if ends_url(c) {
-                    " ".repeat(c.len_utf8())
-                } else {
-                    c.to_string()
-                }
-            })
-            .collect::<String>();
+        let mut blanked = String::with_capacity(text.len());
+        for c in text.chars() {
+            if ends_url(c) {
+                blanked.extend(std::iter::repeat_n(' ', c.len_utf8()));
+            } else {
+                blanked.push(c);
+            }
+        }
+        masked = blanked;
         &masked
     };
     let mut finder = LinkFinder::new();

@@ -103,13 +103,36 @@ pub fn decode_quoted_printable_lines(body: &[u8]) -> (Vec<u8>, Vec<QpLine>) {
     (out, lines)
 }
 
+/// Where each decoded byte came from: its first encoded byte and how many encoded bytes it took
+/// (1, or 3 for `=XX`). Five bytes per decoded byte.
+#[derive(Default)]
+struct QpSpans {
+    starts: Vec<u32>,
+    widths: Vec<u8>,
+}
+
+impl QpSpans {
+    fn push(&mut self, start: usize, width: usize) {
+        self.starts.push(start as u32);
+        self.widths.push(width as u8);
+    }
+
+    fn start(&self, decoded: usize) -> usize {
+        self.starts[decoded] as usize
+    }
+
+    fn end(&self, decoded: usize) -> usize {
+        self.starts[decoded] as usize + usize::from(self.widths[decoded])
+    }
+}
+
 /// The decoder proper, over `range` of `body`. `spans` receives, for each decoded byte, the
 /// encoded bytes it came from; `lines` receives the hard lines.
 fn decode_qp_range(
     body: &[u8],
     range: Range<usize>,
     out: &mut Vec<u8>,
-    mut spans: Option<&mut Vec<Range<usize>>>,
+    mut spans: Option<&mut QpSpans>,
     mut lines: Option<&mut Vec<QpLine>>,
 ) {
     let (mut line_encoded, mut line_decoded) = (range.start, out.len());
@@ -136,7 +159,7 @@ fn decode_qp_range(
             };
             out.push(byte);
             if let Some(spans) = spans.as_deref_mut() {
-                spans.push(pos + i..pos + i + width);
+                spans.push(pos + i, width);
             }
             i += width;
         }
@@ -145,7 +168,7 @@ fn decode_qp_range(
             for at in eol {
                 out.push(body[at]);
                 if let Some(spans) = spans.as_deref_mut() {
-                    spans.push(at..at + 1);
+                    spans.push(at, 1);
                 }
             }
         }
@@ -170,6 +193,7 @@ pub fn reencode_quoted_printable(body: &[u8], lines: &[QpLine], edits: &[(Range<
     let mut out = Vec::with_capacity(body.len() + edits.iter().map(|(_, b)| b.len() * 11 / 10 + 8).sum::<usize>());
     let mut copied = 0;
     let mut next_line = 0;
+    let mut run: Option<(usize, usize, QpSpans)> = None;
     for (range, replacement) in edits {
         // The hard lines holding this edit: their decoded bytes map back to encoded spans.
         while lines[next_line].decoded.end <= range.start {
@@ -179,12 +203,21 @@ pub fn reencode_quoted_printable(body: &[u8], lines: &[QpLine], edits: &[(Range<
         while lines[last_line].decoded.end < range.end && last_line + 1 < lines.len() {
             last_line += 1;
         }
-        let encoded = lines[next_line].encoded.start..lines[last_line].encoded.end;
-        let mut spans = Vec::new();
-        decode_qp_range(body, encoded, &mut Vec::new(), Some(&mut spans), None);
+        // Consecutive edits usually sit in the same run (an HTML part is often one hard line):
+        // map it once.
+        if run
+            .as_ref()
+            .is_none_or(|(first, last, _)| (*first, *last) != (next_line, last_line))
+        {
+            let mut spans = QpSpans::default();
+            let encoded = lines[next_line].encoded.start..lines[last_line].encoded.end;
+            decode_qp_range(body, encoded, &mut Vec::new(), Some(&mut spans), None);
+            run = Some((next_line, last_line, spans));
+        }
+        let (_, _, spans) = run.as_ref().expect("mapped above");
         let base = lines[next_line].decoded.start;
-        let start = spans[range.start - base].start;
-        let end = spans[range.end - 1 - base].end;
+        let start = spans.start(range.start - base);
+        let end = spans.end(range.end - 1 - base);
         out.extend_from_slice(&body[copied..start]);
         let mut column = out.len() - out.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         for &b in replacement {
@@ -207,7 +240,6 @@ pub fn reencode_quoted_printable(body: &[u8], lines: &[QpLine], edits: &[(Range<
             out.extend_from_slice(eol);
         }
         copied = end;
-        next_line = last_line;
     }
     out.extend_from_slice(&body[copied..]);
     out
@@ -270,7 +302,14 @@ fn push_qp(out: &mut Vec<u8>, b: u8, literal: bool, column: &mut usize, room: us
 
 /// True when some line of `data` is longer than SMTP's 998-octet limit.
 pub fn has_overlong_line(data: &[u8]) -> bool {
-    data.split(|&b| b == b'\n').any(|line| trim_eol(line).len() > 998)
+    let mut line_start = 0;
+    for newline in memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len())) {
+        if trim_eol(&data[line_start..newline]).len() > 998 {
+            return true;
+        }
+        line_start = newline + 1;
+    }
+    false
 }
 
 #[cfg(test)]
