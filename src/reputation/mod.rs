@@ -13,7 +13,6 @@ mod urlhaus;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use moka::Expiry;
@@ -173,7 +172,6 @@ pub struct Reputation {
     providers: Vec<Arc<dyn Provider>>,
     deadline: Duration,
     cache: moka::future::Cache<String, Arc<Assessment>>,
-    lookups: AtomicU64,
     redirects: Option<RedirectFollower>,
 }
 
@@ -194,7 +192,6 @@ impl Reputation {
             providers,
             deadline,
             cache,
-            lookups: AtomicU64::new(0),
             redirects: None,
         }
     }
@@ -229,18 +226,13 @@ impl Reputation {
         }
     }
 
-    /// Upstream lookups made (cache misses that ran the providers).
-    pub fn lookups(&self) -> u64 {
-        self.lookups.load(Ordering::Relaxed)
-    }
-
     /// Forgets every cached answer (a feed changed).
     pub fn invalidate(&self) {
         self.cache.invalidate_all();
     }
 
     async fn query(&self, url: &Url) -> Assessment {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::increment("portcullis_reputation_lookups_total", &[]);
         let (mut findings, mut failed) = self.ask_providers(url).await;
         // A foreign wrapper (Proofpoint, Safe Links) is judged by the URL inside it as well.
         if let Some(inner) = crate::token::unwrap_foreign(url.as_str()).and_then(|f| Url::parse(&f.inner).ok()) {
