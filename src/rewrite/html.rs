@@ -1,4 +1,5 @@
-//! Finding links in HTML with lol_html: `a[href]`, `area[href]`, `form[action]`, VML `href`s in
+//! Finding links in HTML with lol_html: `a[href]`, `area[href]`, `form[action]`, `formaction` on
+//! buttons and inputs, VML `href`s in
 //! Outlook conditional comments, `meta http-equiv=refresh` URLs, and `<base href>`. The scan only
 //! records where each value sits in the original bytes; the caller writes the changes.
 
@@ -78,6 +79,13 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
             }),
             element!("form[action]", |el| {
                 if let Some(attribute) = el.attributes().iter().find(|a| a.name() == "action") {
+                    record(attribute);
+                }
+                Ok(())
+            }),
+            // A submit button can send its form somewhere else than the form's action.
+            element!("button[formaction], input[formaction]", |el| {
+                if let Some(attribute) = el.attributes().iter().find(|a| a.name() == "formaction") {
                     record(attribute);
                 }
                 Ok(())
@@ -168,7 +176,7 @@ mod tests {
     #[test]
     fn finds_every_kind_of_link() {
         let html = r#"<base href="http://b/"><a href='https://a/?x=1&amp;y=2'>a</a><area href=http://c/>
-<form action="https://f/"></form><meta http-equiv="Refresh" content="0; URL='https://m/'">
+<form action="https://f/"><button formaction="https://b/">b</button></form><meta http-equiv="Refresh" content="0; URL='https://m/'">
 <!--[if mso]><v:roundrect href="https://v/" arcsize="10%"><![endif]--><img src="https://i/">"#;
         assert_eq!(
             urls(html),
@@ -176,6 +184,7 @@ mod tests {
                 "https://a/?x=1&amp;y=2",
                 "http://c/",
                 "https://f/",
+                "https://b/",
                 "https://m/",
                 "https://v/"
             ]
