@@ -100,6 +100,8 @@ pub enum ClickLogError {
     Store { path: PathBuf, source: rusqlite::Error },
     #[error("click spool {path}: {source}")]
     Spool { path: PathBuf, source: std::io::Error },
+    #[error("click neither stored nor spooled: {0}")]
+    NotRecorded(String),
     #[error("the click log has shut down")]
     Closed,
 }
@@ -202,10 +204,7 @@ impl ClickLog {
         }
         match answer.await {
             Ok(Ok(recorded)) => Ok(recorded),
-            Ok(Err(message)) => Err(ClickLogError::Spool {
-                path: PathBuf::from("clicks.spool"),
-                source: std::io::Error::other(message),
-            }),
+            Ok(Err(message)) => Err(ClickLogError::NotRecorded(message)),
             Err(_) => Err(ClickLogError::Closed),
         }
     }

@@ -117,7 +117,7 @@ impl ClickService {
                 }
             },
         };
-        let verified = match self.keys.verify(&format!("http://link{target}")) {
+        let verified = match self.keys.verify(&target) {
             Ok(verified) => verified,
             Err(error) => {
                 event.url = target.chars().take(2048).collect();

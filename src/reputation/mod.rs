@@ -293,35 +293,21 @@ impl Reputation {
                 }
             }
         });
-        let results = futures_join_all(checks).await;
+        let results = futures_util::future::join_all(checks).await;
         let failed = results.iter().filter(|r| r.is_none()).count();
         (results.into_iter().flatten().flatten().collect(), failed)
     }
 }
 
-/// Runs futures concurrently and collects their outputs in order (a small `join_all`).
-async fn futures_join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for future in futures {
-        set.push(Box::pin(future));
+/// Sends a request to a provider's HTTP API and reads its JSON answer; any failure is the provider's.
+async fn fetch_json<T: serde::de::DeserializeOwned>(
+    provider: &'static str,
+    request: reqwest::RequestBuilder,
+) -> Result<T, ProviderError> {
+    let err = |message: String| ProviderError { provider, message };
+    let response = request.send().await.map_err(|e| err(e.to_string()))?;
+    if !response.status().is_success() {
+        return Err(err(format!("HTTP {}", response.status())));
     }
-    let mut outputs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, future) in outputs.iter_mut().zip(set.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(value) => *slot = Some(value),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().map(|o| o.expect("every future finished")).collect()
+    response.json().await.map_err(|e| err(e.to_string()))
 }

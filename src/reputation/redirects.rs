@@ -168,10 +168,11 @@ impl RedirectFollower {
             };
             let permitted: Vec<SocketAddr> = addresses.iter().copied().filter(|a| self.permitted(*a)).collect();
             if permitted.is_empty() {
-                if current != *start {
+                // A redirect into a blocked address: that hop (recorded as a redirect when it was
+                // found) becomes a blocked one. The start itself is the user's own choice.
+                if let Some(last) = hops.last_mut() {
                     let address = addresses.first().map_or_else(String::new, ToString::to_string);
-                    hops.pop();
-                    hops.push(Hop::Blocked { url: current, address });
+                    *last = Hop::Blocked { url: current, address };
                 }
                 break;
             }

@@ -61,17 +61,7 @@ impl SafeBrowsing {
                 "threatEntries": [{"url": url.as_str()}]
             }
         });
-        let response = self
-            .client
-            .post(endpoint)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| err(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(err(format!("HTTP {}", response.status())));
-        }
-        let parsed: Response = response.json().await.map_err(|e| err(e.to_string()))?;
+        let parsed: Response = super::fetch_json("safe-browsing", self.client.post(endpoint).json(&body)).await?;
         let Some(worst) = parsed.matches.first() else {
             return Ok(Some(Finding {
                 provider: "safe-browsing",

@@ -55,11 +55,7 @@ impl Urlhaus {
         if !self.config.auth_key.is_empty() {
             request = request.header("Auth-Key", &self.config.auth_key);
         }
-        let response = request.send().await.map_err(|e| err(e.to_string()))?;
-        if !response.status().is_success() {
-            return Err(err(format!("HTTP {}", response.status())));
-        }
-        let answer: Response = response.json().await.map_err(|e| err(e.to_string()))?;
+        let answer: Response = super::fetch_json("urlhaus", request).await?;
         match answer.query_status.as_str() {
             "no_results" => Ok(None),
             "ok" => {

@@ -200,9 +200,10 @@ impl Rewriter {
             issued_at: context.issued_at,
             flags: context.flags,
         };
-        // Reject an unusable context before touching the message, not on its first link.
+        // Reject an unusable context or key ring before touching the message, not on its first link.
         if mode == Mode::Rewrite {
-            self.keys.sign(&self.base_url, "http://context.check/", &link_context)?;
+            link_context.check().map_err(LinkError::from)?;
+            self.keys.active().ok_or(LinkError::NoActiveKey)?;
         }
         let mut walk = Walk {
             rewriter: self,
@@ -474,7 +475,7 @@ impl Walk<'_> {
         }
         let link = match self.mode {
             Mode::Scan => None,
-            // The context was signed once already, so this cannot fail on its account.
+            // Context and key ring were checked in `run`, so signing cannot fail here.
             Mode::Rewrite => rewriter
                 .keys
                 .sign(&rewriter.base_url, &destination, &self.link_context)

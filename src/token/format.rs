@@ -62,7 +62,8 @@ pub enum ContextError {
 }
 
 impl LinkContext {
-    fn to_bytes(&self) -> Result<Vec<u8>, ContextError> {
+    /// Whether this context fits in a link.
+    pub fn check(&self) -> Result<(), ContextError> {
         if self.message_ref.len() > MAX_MESSAGE_REF {
             return Err(ContextError::MessageRefTooLong(self.message_ref.len()));
         }
@@ -72,6 +73,11 @@ impl LinkContext {
         if self.flags & !policy::KNOWN != 0 {
             return Err(ContextError::UnknownFlags(self.flags));
         }
+        Ok(())
+    }
+
+    fn to_bytes(&self) -> Result<Vec<u8>, ContextError> {
+        self.check()?;
         let mut out = Vec::with_capacity(7 + self.message_ref.len() + self.recipient_ref.len());
         out.push(self.flags);
         out.extend_from_slice(&self.issued_at.to_be_bytes());
@@ -251,7 +257,7 @@ impl KeyRing {
         Ok(mac.finalize().into_bytes()[..RECIPIENT_REF_LEN].to_vec())
     }
 
-    /// Verifies a link (any base URL) in constant time over the MAC and returns what it binds.
+    /// Verifies a link (any base URL, or only its path) in constant time over the MAC and returns what it binds.
     pub fn verify(&self, link: &str) -> Result<VerifiedLink, LinkError> {
         let parts = LinkParts::parse(link)?;
         let key = self
@@ -303,11 +309,14 @@ impl<'a> LinkParts<'a> {
         if link.len() > MAX_LINK_LEN {
             return Err(LinkError::Malformed("length"));
         }
-        let after_scheme = link
-            .strip_prefix("https://")
-            .or_else(|| link.strip_prefix("http://"))
-            .or_else(|| link.strip_prefix('/'))
-            .ok_or(LinkError::NotOurs)?;
+        // A full link under any base, or just its path (what the click service receives).
+        let after_scheme = if link.starts_with('/') {
+            link
+        } else {
+            link.strip_prefix("https://")
+                .or_else(|| link.strip_prefix("http://"))
+                .ok_or(LinkError::NotOurs)?
+        };
         let start = after_scheme.find(VERSION_SEGMENT).ok_or(LinkError::NotOurs)?;
         let rest = &after_scheme[start + VERSION_SEGMENT.len()..];
         let (key_id, rest) = rest.split_once('/').ok_or(LinkError::Malformed("key id"))?;
