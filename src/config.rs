@@ -14,6 +14,11 @@ pub struct Config {
     pub rewrite: RewriteConfig,
     pub click: ClickConfig,
     pub reputation: ReputationConfig,
+    pub smtp: SmtpConfig,
+    pub dns: DnsConfig,
+    pub pipeline: PipelineConfig,
+    pub delivery: DeliveryConfig,
+    pub quarantine: QuarantineConfig,
 }
 
 impl Default for Config {
@@ -24,6 +29,11 @@ impl Default for Config {
             rewrite: RewriteConfig::default(),
             click: ClickConfig::default(),
             reputation: ReputationConfig::default(),
+            smtp: SmtpConfig::default(),
+            dns: DnsConfig::default(),
+            pipeline: PipelineConfig::default(),
+            delivery: DeliveryConfig::default(),
+            quarantine: QuarantineConfig::default(),
         }
     }
 }
@@ -206,6 +216,232 @@ impl Default for ReputationConfig {
     }
 }
 
+/// The inbound SMTP server: where it listens, what it accepts, its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    /// Address the SMTP gateway listens on; empty turns the gateway off.
+    pub listen: String,
+    /// Name in the greeting, EHLO reply, `Received:` and `Authentication-Results` headers.
+    pub hostname: String,
+    /// PEM certificate chain and private key: STARTTLS is offered when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Recipient domains accepted (case-insensitive). Mail for any other domain is refused at RCPT
+    /// (`550 5.7.1 relaying denied`): the gateway is never an open relay.
+    pub domains: Vec<String>,
+    /// A static list of valid addresses; when non-empty only these are accepted.
+    pub recipients: Vec<String>,
+    /// Ask the downstream host (`RCPT TO` without sending) whether an address exists, cached.
+    pub recipient_callout: bool,
+    pub callout_cache_secs: u64,
+    pub max_message_bytes: usize,
+    pub max_recipients: usize,
+    /// Commands per connection before it is closed (`421 4.7.0`).
+    pub max_commands: usize,
+    /// Syntax errors and refused commands per connection before it is closed.
+    pub max_errors: usize,
+    /// Seconds without a complete command (or DATA progress) before the connection is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a whole connection may last.
+    pub session_timeout_secs: u64,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Messages with more `Received:` headers than this are refused as a mail loop.
+    pub max_hops: usize,
+    /// What a bare LF (or bare CR) in DATA does: `reject` or `normalize` (to CRLF). It never ends DATA.
+    pub bare_newline: NewlinePolicy,
+    /// What a NUL byte in DATA does: `reject` or `strip`.
+    pub nul: NulPolicy,
+    /// Client addresses or CIDR ranges that skip spam filtering (malware scanning still runs).
+    pub allow_ips: Vec<String>,
+    /// Client addresses or CIDR ranges refused at connect.
+    pub block_ips: Vec<String>,
+    /// IP blocklist zones (Spamhaus ZEN style) asked at connect for the client's address.
+    pub dnsbl_zones: Vec<String>,
+    /// `reject`: a listed client is refused at connect; `score`: it gets a `DNSBL_<zone>` symbol.
+    pub dnsbl_action: DnsblAction,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:2525".into(),
+            hostname: "portcullis.localhost".into(),
+            tls_cert: None,
+            tls_key: None,
+            domains: vec!["example.com".into()],
+            recipients: Vec::new(),
+            recipient_callout: false,
+            callout_cache_secs: 3600,
+            max_message_bytes: 36_700_160,
+            max_recipients: 100,
+            max_commands: 1000,
+            max_errors: 10,
+            idle_timeout_secs: 300,
+            session_timeout_secs: 1800,
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_hops: 50,
+            bare_newline: NewlinePolicy::Reject,
+            nul: NulPolicy::Reject,
+            allow_ips: Vec::new(),
+            block_ips: Vec::new(),
+            dnsbl_zones: Vec::new(),
+            dnsbl_action: DnsblAction::Reject,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NewlinePolicy {
+    Reject,
+    Normalize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NulPolicy {
+    Reject,
+    Strip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsblAction {
+    Reject,
+    Score,
+}
+
+/// The resolver the gateway uses for IP blocklists and SPF/DKIM/DMARC.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// `address:port` of the resolvers to ask; empty uses the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<String>,
+    /// Seconds a DNS query may take.
+    pub timeout_secs: u64,
+}
+
+/// The filtering pipeline: its time budget, symbol weights, thresholds and transport rules.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Milliseconds the pipeline may take before the DATA reply. Past it the message is accepted
+    /// (250) and finishes filtering from the spool; a reject verdict then becomes a quarantine.
+    pub time_budget_ms: u64,
+    /// `recipient`: one rewritten copy per recipient, so every click is attributed; `message`: one
+    /// copy for all recipients, links carry only the message reference.
+    pub copies: Copies,
+    /// Verify SPF, DKIM and DMARC.
+    pub authenticate: bool,
+    /// Rewrite links (URL Defense).
+    pub rewrite_urls: bool,
+    /// Symbol weights and categories; merged over the built-in table. A name ending in `*` is a prefix.
+    pub symbols: std::collections::BTreeMap<String, crate::pipeline::SymbolWeight>,
+    pub thresholds: crate::pipeline::Thresholds,
+    /// Transport rules, checked in order; the first that matches with a final action decides.
+    pub rules: Vec<crate::pipeline::TransportRule>,
+    /// `d=` and `s=` of the gateway's ARC seal; the domain defaults to `smtp.hostname`.
+    pub arc_domain: Option<String>,
+    pub arc_selector: String,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            time_budget_ms: 30_000,
+            copies: Copies::Recipient,
+            authenticate: true,
+            rewrite_urls: true,
+            symbols: Default::default(),
+            thresholds: Default::default(),
+            rules: Vec::new(),
+            arc_domain: None,
+            arc_selector: "portcullis".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Copies {
+    Recipient,
+    Message,
+}
+
+/// Relaying accepted mail to the downstream mailbox host.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// `host:port` of the downstream hosts, tried in order.
+    pub relay: Vec<String>,
+    /// `required`: never send without STARTTLS; `opportunistic`: use it when offered; `off`.
+    pub tls: TlsMode,
+    /// Check the downstream certificate and name. Only turn off for a lab.
+    pub verify_certificates: bool,
+    /// Extra PEM trust anchors for the downstream certificate (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Name checked in the downstream certificate (default: the host part of the relay address).
+    pub tls_name: Option<String>,
+    /// Concurrent delivery connections.
+    pub workers: usize,
+    /// Seconds between attempts after a temporary failure; the last value repeats.
+    pub retry_secs: Vec<u64>,
+    /// Seconds after which a message still undelivered is given up and bounced with a DSN.
+    pub max_age_secs: u64,
+    pub connect_timeout_secs: u64,
+    /// Seconds a reply from the downstream may take.
+    pub command_timeout_secs: u64,
+    /// Where delivery status notifications go (`host:port`); empty uses `relay`.
+    pub dsn_relay: Vec<String>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            relay: vec!["127.0.0.1:25".into()],
+            tls: TlsMode::Opportunistic,
+            verify_certificates: true,
+            ca_file: None,
+            tls_name: None,
+            workers: 4,
+            retry_secs: vec![60, 300, 900, 1800, 3600],
+            max_age_secs: 5 * 86400,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            dsn_relay: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    Required,
+    Opportunistic,
+    Off,
+}
+
+/// How long held messages are kept, per category (Exchange Online Protection's defaults).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuarantineConfig {
+    /// Spam and bulk: 1 to 30 days. Malware and phish are kept 15 days, transport rules 7: fixed.
+    pub spam_retention_days: u32,
+    pub bulk_retention_days: u32,
+}
+
+impl Default for QuarantineConfig {
+    fn default() -> Self {
+        Self {
+            spam_retention_days: 15,
+            bulk_retention_days: 15,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -215,6 +451,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: Box<toml::de::Error>,
     },
+    #[error("config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
 }
 
 impl Config {
@@ -223,10 +461,34 @@ impl Config {
             path: path.into(),
             source,
         })?;
-        Self::parse(&text).map_err(|source| ConfigError::Parse {
+        let config = Self::parse(&text).map_err(|source| ConfigError::Parse {
             path: path.into(),
             source: Box::new(source),
-        })
+        })?;
+        config.validate().map_err(|message| ConfigError::Invalid {
+            path: path.into(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Checks what the types cannot say.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, days) in [
+            ("spam_retention_days", self.quarantine.spam_retention_days),
+            ("bulk_retention_days", self.quarantine.bulk_retention_days),
+        ] {
+            if !(1..=30).contains(&days) {
+                return Err(format!("quarantine.{name} must be 1 to 30 days, not {days}"));
+            }
+        }
+        if self.delivery.retry_secs.is_empty() {
+            return Err("delivery.retry_secs needs at least one value".into());
+        }
+        for range in self.smtp.allow_ips.iter().chain(&self.smtp.block_ips) {
+            range.parse::<crate::smtp::IpRange>()?;
+        }
+        Ok(())
     }
 
     pub fn parse(text: &str) -> Result<Self, toml::de::Error> {

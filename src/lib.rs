@@ -1,16 +1,22 @@
 //! Portcullis: an email security gateway. This crate holds the link format ([`token`]), the link
-//! rewriter ([`rewrite`]) and the click service ([`redirect`], [`reputation`], [`clicklog`], run by
-//! [`serve`]); the binary `portcullis` is a thin command line over them.
+//! rewriter ([`rewrite`]), the click service ([`redirect`], [`reputation`], [`clicklog`]) and the
+//! inbound SMTP gateway ([`smtp`], [`pipeline`], [`delivery`], [`quarantine`], [`store`]), all run
+//! by [`serve`]; the binary `portcullis` is a thin command line over them.
 #![forbid(unsafe_code)]
 
 pub mod clicklog;
 pub mod config;
+pub mod delivery;
 pub mod escape;
 pub mod metrics;
 pub mod patterns;
+pub mod pipeline;
+pub mod quarantine;
 pub mod redirect;
 pub mod reputation;
 pub mod rewrite;
 pub mod serve;
+pub mod smtp;
+pub mod store;
 pub mod tls;
 pub mod token;

@@ -8,7 +8,10 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::clicklog::{ClickQuery, read_clicks};
 use portcullis::config::Config;
+use portcullis::delivery::Delivery;
+use portcullis::pipeline::{ArcKey, hex};
 use portcullis::rewrite::{MessageContext, Report, Rewriter};
+use portcullis::store::Store;
 use portcullis::token::{KeyRing, LinkError, unwrap_foreign};
 
 // The click service allocates a little per request; mimalloc keeps that off the profile.
@@ -65,6 +68,26 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// The delivery queue (works whether or not the server runs).
+    Queue {
+        #[command(subcommand)]
+        action: QueueAction,
+    },
+    /// Held messages (works whether or not the server runs).
+    Quarantine {
+        #[command(subcommand)]
+        action: QuarantineAction,
+    },
+    /// The message index: what arrived, the symbols found and the verdict.
+    Messages {
+        /// How many, newest first (0: all).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        message_ref: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Read the click log (works whether or not the server runs).
     Clicks {
         /// How many clicks, newest first (0: all).
@@ -80,6 +103,41 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum QueueAction {
+    /// Copies waiting for delivery, with their attempts and last error.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make waiting copies (all, or one id) due now and deliver them from this process.
+    Flush { id: Option<i64> },
+    /// Remove a copy (by id) or every copy of a message (--message-ref) without delivering it.
+    Delete {
+        id: Option<i64>,
+        #[arg(long)]
+        message_ref: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum QuarantineAction {
+    /// Held messages, newest first.
+    List {
+        /// Only this category: spam, bulk, phish, malware, transport.
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A held message's metadata, then the message itself.
+    Show { id: i64 },
+    /// Deliver a held message to its recipients (no filtering again).
+    Release { id: i64 },
+    /// Delete a held message now.
+    Delete { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -126,7 +184,37 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
         } => rewrite(&config, recipient, message_ref, report),
         Command::Decode { links, json } => decode(&config, &links, json),
-        Command::Keys { action } => keys(&config.data_dir, action),
+        Command::Keys { action } => keys(&config, action),
+        Command::Queue { action } => queue(&config, action),
+        Command::Quarantine { action } => quarantine(&config, action),
+        Command::Messages {
+            limit,
+            message_ref,
+            json,
+        } => {
+            let store = Store::open(&config.data_dir)?;
+            for entry in store.index(limit, message_ref.as_deref())? {
+                if json {
+                    println!("{}", serde_json::to_string(&entry)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        entry.message_ref,
+                        entry.verdict,
+                        if entry.sender.is_empty() { "<>" } else { &entry.sender },
+                        entry
+                            .recipients
+                            .iter()
+                            .map(|r| r.address.as_str())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        entry.symbols.join(","),
+                        entry.subject.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 config.click.listen = listen;
@@ -292,12 +380,8 @@ fn invalid_line(link: &str, reason: &str, json: bool) -> String {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn keys(data_dir: &Path, action: KeysAction) -> anyhow::Result<ExitCode> {
-    let mut ring = open_keys(data_dir)?;
+fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
+    let mut ring = open_keys(&config.data_dir)?;
     match action {
         KeysAction::Generate => {
             let key = ring.generate()?;
@@ -322,6 +406,113 @@ fn keys(data_dir: &Path, action: KeysAction) -> anyhow::Result<ExitCode> {
     println!("{:<8} {:<10} created", "id", "state");
     for key in ring.keys() {
         println!("{:<8} {:<10} {}", key.id, key.state.to_string(), key.created);
+    }
+    let arc_domain = config
+        .pipeline
+        .arc_domain
+        .clone()
+        .unwrap_or_else(|| config.smtp.hostname.clone());
+    let arc = ArcKey::open_or_create(&config.data_dir, &arc_domain, &config.pipeline.arc_selector)?;
+    let (name, record) = arc.dns_record();
+    println!("\nARC sealing key (RSA-2048, arc-key.der); publish this TXT record:");
+    println!("{name}. IN TXT \"{record}\"");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn when(secs: i64) -> String {
+    portcullis::smtp::rfc5322_date(secs)
+}
+
+fn queue(config: &Config, action: QueueAction) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.data_dir)?;
+    match action {
+        QueueAction::List { json } => {
+            let entries = store.queue()?;
+            for entry in &entries {
+                if json {
+                    println!("{}", serde_json::to_string(entry)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{} bytes\tattempts={}\tnext={}\t{}",
+                        entry.id,
+                        entry.message_ref,
+                        entry.kind,
+                        entry.recipients.join(","),
+                        entry.size,
+                        entry.attempts,
+                        when(entry.next_attempt),
+                        entry.last_error.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} in the queue", entries.len());
+            }
+        }
+        QueueAction::Flush { id } => {
+            let due = store.flush_queue(id)?;
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+            let delivery = Delivery::new(store.clone(), &config.delivery, &config.smtp.hostname, wake)
+                .map_err(anyhow::Error::msg)?;
+            let attempted = runtime.block_on(delivery.pass());
+            let left = store.queue()?.len();
+            println!("{due} made due, {attempted} attempted, {left} still queued");
+        }
+        QueueAction::Delete { id, message_ref } => {
+            if id.is_none() && message_ref.is_none() {
+                bail!("give an id or --message-ref");
+            }
+            let removed = store.delete_queued(id, message_ref.as_deref())?;
+            if removed == 0 {
+                bail!("nothing in the queue matches");
+            }
+            println!("{removed} removed from the queue");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
+    let store = Store::open(&config.data_dir)?;
+    match action {
+        QuarantineAction::List { category, json } => {
+            for held in store.held(category.as_deref())? {
+                if json {
+                    println!("{}", serde_json::to_string(&held)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\texpires {}\t{}",
+                        held.id,
+                        held.category,
+                        held.message_ref,
+                        if held.sender.is_empty() { "<>" } else { &held.sender },
+                        held.recipients.join(","),
+                        when(held.expires_at),
+                        held.subject.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        QuarantineAction::Show { id } => {
+            let (held, body) = store.held_message(id)?;
+            println!("{}", serde_json::to_string_pretty(&held)?);
+            println!();
+            std::io::stdout().write_all(&body)?;
+        }
+        QuarantineAction::Release { id } => {
+            let held = store.release(id)?;
+            println!(
+                "released {} ({}) to {}; it is delivered by the running gateway or `portcullis queue flush`",
+                held.id,
+                held.message_ref,
+                held.recipients.join(",")
+            );
+        }
+        QuarantineAction::Delete { id } => {
+            store.delete_held(id)?;
+            println!("deleted {id}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

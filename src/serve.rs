@@ -1,5 +1,6 @@
-//! `portcullis serve`: builds the click service from the configuration and runs it until SIGINT or
-//! SIGTERM, then drains connections and flushes the click log.
+//! `portcullis serve`: builds the click service and the SMTP gateway (with its delivery workers and
+//! housekeeping) from the configuration and runs them until SIGINT or SIGTERM, then drains
+//! connections and flushes the click log.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,8 @@ pub enum ServeError {
     Tls(String),
     #[error("reputation provider: {0}")]
     Client(String),
+    #[error("SMTP gateway: {0}")]
+    Gateway(String),
 }
 
 /// Runs the click service until a shutdown signal.
@@ -63,6 +66,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         reputation = reputation.with_redirects(RedirectFollower::new(config.reputation.redirects.clone()));
     }
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
+    let gateway = if config.smtp.listen.is_empty() {
+        None
+    } else {
+        Some(start_gateway(&config, keys.clone()).await?)
+    };
     let service = Arc::new(ClickService::new(config.click.clone(), keys, reputation, log));
 
     // Feed files are watched; a change reloads them and drops cached verdicts.
@@ -134,6 +142,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         }
     }
     drop(listener);
+    if let Some(tasks) = gateway {
+        for task in tasks {
+            task.abort();
+        }
+    }
     tracing::info!("shutting down: draining connections");
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
     watcher.abort();
@@ -141,6 +154,93 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     tokio::task::spawn_blocking(move || writer.join()).await.ok();
     tracing::info!("click log flushed; bye");
     Ok(())
+}
+
+/// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts the
+/// SMTP listener, the delivery workers and the housekeeping (spool sweep, quarantine expiry).
+async fn start_gateway(config: &Config, keys: KeyRing) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+    use crate::pipeline::{ArcKey, Pipeline, Resolver};
+    use crate::smtp::client::ClientSettings;
+    use crate::smtp::server::Recipients;
+    use crate::smtp::{ConnectionFilter, Gateway, Spool};
+    let gateway_error = |e: String| ServeError::Gateway(e);
+    let store = crate::store::Store::open(&config.data_dir).map_err(|e| gateway_error(e.to_string()))?;
+    store.release_leases().map_err(|e| gateway_error(e.to_string()))?;
+    let spool = Spool::open(&config.data_dir).map_err(|e| gateway_error(e.to_string()))?;
+    let resolver = match Resolver::new(&config.dns) {
+        Ok(resolver) => Some(resolver),
+        Err(error) => {
+            tracing::error!(%error, "no DNS resolver: authentication and blocklists are off");
+            None
+        }
+    };
+    let arc_domain = config
+        .pipeline
+        .arc_domain
+        .clone()
+        .unwrap_or_else(|| config.smtp.hostname.clone());
+    let arc = ArcKey::open_or_create(&config.data_dir, &arc_domain, &config.pipeline.arc_selector)
+        .map_err(|e| gateway_error(e.to_string()))?;
+    let pipeline = Arc::new(Pipeline::new(config, keys, resolver.clone(), Some(arc)));
+    let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let delivery = Arc::new(
+        crate::delivery::Delivery::new(store.clone(), &config.delivery, &config.smtp.hostname, wake.clone())
+            .map_err(gateway_error)?,
+    );
+    let callout = ClientSettings::new(&config.delivery, &config.smtp.hostname).map_err(gateway_error)?;
+    let recipients = Recipients::new(&config.smtp, Some((config.delivery.relay.clone(), callout)));
+    let gateway = Arc::new(
+        Gateway::new(
+            config.smtp.clone(),
+            Duration::from_millis(config.pipeline.time_budget_ms.max(1)),
+            pipeline,
+            store.clone(),
+            spool,
+            filter,
+            recipients,
+            wake,
+        )
+        .map_err(gateway_error)?,
+    );
+    let recovered = gateway.sweep_spool().await;
+    if recovered > 0 {
+        tracing::info!(recovered, "finished messages a crash left in the spool");
+    }
+    let listener = TcpListener::bind(&config.smtp.listen)
+        .await
+        .map_err(|source| ServeError::Listen {
+            address: config.smtp.listen.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+        address: config.smtp.listen.clone(),
+        source,
+    })?;
+    println!("portcullis: smtp gateway listening on {local}");
+    tracing::info!(%local, "smtp gateway listening");
+    let housekeeping = {
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                gateway.sweep_spool().await;
+                let store = store.clone();
+                if let Ok(Ok(expired)) =
+                    tokio::task::spawn_blocking(move || store.expire_held(crate::store::now())).await
+                    && expired > 0
+                {
+                    tracing::info!(expired, "quarantined messages past their retention deleted");
+                }
+            }
+        })
+    };
+    Ok(vec![
+        tokio::spawn(gateway.serve(listener)),
+        tokio::spawn(delivery.run()),
+        housekeeping,
+    ])
 }
 
 async fn shutdown_signal() {

@@ -6,7 +6,7 @@
 
 mod charset;
 mod html;
-mod mime;
+pub mod mime;
 mod target;
 mod text;
 mod transfer;

@@ -1,0 +1,430 @@
+//! Delivery: the queue of copies to relay downstream, the workers that relay them (retrying
+//! temporary failures with backoff), and the delivery status notifications (RFC 3464) for
+//! permanent failures and expiry — never sent to the null sender, never about a DSN.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::params;
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::DeliveryConfig;
+use crate::smtp::client::{Client, ClientError, ClientSettings, Reply};
+use crate::store::{DeliveryKind, NewDelivery, Store, StoreError, insert_delivery, now};
+
+/// A claimed queue entry.
+#[derive(Debug, Clone)]
+pub struct QueueItem {
+    pub id: i64,
+    pub message_ref: String,
+    pub kind: DeliveryKind,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub body: Vec<u8>,
+    pub created_at: i64,
+    pub attempts: i64,
+}
+
+/// A queue entry as `portcullis queue list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueSummary {
+    pub id: i64,
+    pub message_ref: String,
+    pub kind: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub size: i64,
+    pub created_at: i64,
+    pub next_attempt: i64,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+}
+
+/// How long a worker owns a claimed entry; a crashed owner's entries come back after this.
+const LEASE_SECS: i64 = 600;
+
+impl Store {
+    /// Claims up to `limit` due entries for this process.
+    pub fn claim_due(&self, limit: usize) -> Result<Vec<QueueItem>, StoreError> {
+        let now = now();
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "UPDATE queue SET lease_until = ?1 + ?2 WHERE id IN
+               (SELECT id FROM queue WHERE next_attempt <= ?1 AND lease_until < ?1 ORDER BY next_attempt, id LIMIT ?3)
+             RETURNING id, message_ref, kind, sender, recipients, body, created_at, attempts",
+        )?;
+        let rows = statement.query_map(params![now, LEASE_SECS, limit as i64], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, Vec<u8>>(5)?,
+                row.get::<_, i64>(6)?,
+                row.get::<_, i64>(7)?,
+            ))
+        })?;
+        let mut items = Vec::new();
+        for row in rows {
+            let (id, message_ref, kind, sender, recipients, body, created_at, attempts) = row?;
+            items.push(QueueItem {
+                id,
+                message_ref,
+                kind: DeliveryKind::parse(&kind),
+                sender,
+                recipients: serde_json::from_str(&recipients)?,
+                body,
+                created_at,
+                attempts,
+            });
+        }
+        items.sort_by_key(|item| item.id);
+        Ok(items)
+    }
+
+    /// Records an attempt: delivered recipients leave, the rest wait until `next_attempt`; any
+    /// DSN to send is queued in the same transaction.
+    fn settle(
+        &self,
+        id: i64,
+        remaining: &[String],
+        next_attempt: i64,
+        error: Option<&str>,
+        dsn: Option<&NewDelivery>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        if remaining.is_empty() {
+            transaction.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+        } else {
+            transaction.execute(
+                "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = attempts + 1, lease_until = 0,
+                 last_error = ?4 WHERE id = ?1",
+                params![id, serde_json::to_string(remaining)?, next_attempt, error],
+            )?;
+        }
+        if let Some(dsn) = dsn {
+            insert_delivery(&transaction, dsn, now())?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// Entries claimed by a process that is gone come back at once (called at server start).
+    pub fn release_leases(&self) -> Result<(), StoreError> {
+        self.lock().execute("UPDATE queue SET lease_until = 0", [])?;
+        Ok(())
+    }
+
+    pub fn queue(&self) -> Result<Vec<QueueSummary>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT id, message_ref, kind, sender, recipients, length(body), created_at, next_attempt, attempts,
+             last_error FROM queue ORDER BY id",
+        )?;
+        let rows = statement.query_map([], |row| {
+            Ok((
+                QueueSummary {
+                    id: row.get(0)?,
+                    message_ref: row.get(1)?,
+                    kind: row.get(2)?,
+                    sender: row.get(3)?,
+                    recipients: Vec::new(),
+                    size: row.get(5)?,
+                    created_at: row.get(6)?,
+                    next_attempt: row.get(7)?,
+                    attempts: row.get(8)?,
+                    last_error: row.get(9)?,
+                },
+                row.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let (mut entry, recipients) = row?;
+            entry.recipients = serde_json::from_str(&recipients)?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    /// Makes every waiting entry (or one) due now. Returns how many.
+    pub fn flush_queue(&self, id: Option<i64>) -> Result<usize, StoreError> {
+        Ok(self.lock().execute(
+            "UPDATE queue SET next_attempt = 0 WHERE (?1 IS NULL OR id = ?1)",
+            params![id],
+        )?)
+    }
+
+    /// Removes one entry (or every entry of a message reference) without delivering it.
+    pub fn delete_queued(&self, id: Option<i64>, message_ref: Option<&str>) -> Result<usize, StoreError> {
+        Ok(self.lock().execute(
+            "DELETE FROM queue WHERE id = ?1 OR message_ref = ?2",
+            params![id, message_ref],
+        )?)
+    }
+}
+
+/// The delivery workers.
+pub struct Delivery {
+    store: Store,
+    settings: ClientSettings,
+    relays: Vec<String>,
+    dsn_relays: Vec<String>,
+    retry_secs: Vec<u64>,
+    max_age_secs: i64,
+    workers: usize,
+    hostname: String,
+    pub wake: Arc<Notify>,
+}
+
+/// What one attempt for one entry came to.
+struct Attempt {
+    delivered: Vec<String>,
+    failed: Vec<(String, Reply)>,
+    deferred: Vec<String>,
+    error: Option<String>,
+}
+
+impl Delivery {
+    pub fn new(store: Store, config: &DeliveryConfig, hostname: &str, wake: Arc<Notify>) -> Result<Self, String> {
+        Ok(Self {
+            store,
+            settings: ClientSettings::new(config, hostname)?,
+            relays: config.relay.clone(),
+            dsn_relays: if config.dsn_relay.is_empty() {
+                config.relay.clone()
+            } else {
+                config.dsn_relay.clone()
+            },
+            retry_secs: config.retry_secs.clone(),
+            max_age_secs: config.max_age_secs as i64,
+            workers: config.workers.max(1),
+            hostname: hostname.to_string(),
+            wake,
+        })
+    }
+
+    /// Runs the workers forever.
+    pub async fn run(self: Arc<Self>) {
+        let mut tasks = Vec::new();
+        for _ in 0..self.workers {
+            let delivery = self.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let notified = delivery.wake.notified();
+                    if delivery.pass_once().await == 0 {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Delivers everything due now; returns how many entries were attempted.
+    pub async fn pass(&self) -> usize {
+        let mut attempted = 0;
+        loop {
+            let batch = self.pass_once().await;
+            if batch == 0 {
+                return attempted;
+            }
+            attempted += batch;
+        }
+    }
+
+    /// Claims one batch and attempts it over one connection per relay list.
+    async fn pass_once(&self) -> usize {
+        let store = self.store.clone();
+        let batch = match tokio::task::spawn_blocking(move || store.claim_due(32)).await {
+            Ok(Ok(batch)) => batch,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "delivery queue unreadable");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return 0;
+            }
+            Err(_) => return 0,
+        };
+        let count = batch.len();
+        let (dsns, messages): (Vec<QueueItem>, Vec<QueueItem>) =
+            batch.into_iter().partition(|item| item.kind == DeliveryKind::Dsn);
+        self.attempt_all(messages, &self.relays).await;
+        self.attempt_all(dsns, &self.dsn_relays).await;
+        count
+    }
+
+    async fn attempt_all(&self, items: Vec<QueueItem>, relays: &[String]) {
+        let mut client: Option<Client> = None;
+        let mut last_error = String::new();
+        for item in items {
+            if client.is_none() {
+                for relay in relays {
+                    match Client::connect(relay, &self.settings).await {
+                        Ok(connected) => {
+                            client = Some(connected);
+                            break;
+                        }
+                        Err(error) => last_error = format!("{relay}: {error}"),
+                    }
+                }
+            }
+            let attempt = match client.as_mut() {
+                None => Attempt {
+                    delivered: Vec::new(),
+                    failed: Vec::new(),
+                    deferred: item.recipients.clone(),
+                    error: Some(last_error.clone()),
+                },
+                Some(open) => match open.send(&item.sender, &item.recipients, &item.body).await {
+                    Ok(sent) => {
+                        let mut attempt = Attempt {
+                            delivered: Vec::new(),
+                            failed: Vec::new(),
+                            deferred: Vec::new(),
+                            error: None,
+                        };
+                        for (recipient, reply) in sent.results {
+                            if reply.is_positive() {
+                                attempt.delivered.push(recipient);
+                            } else if reply.is_permanent() {
+                                attempt.failed.push((recipient, reply));
+                            } else {
+                                attempt.error = Some(reply.to_string());
+                                attempt.deferred.push(recipient);
+                            }
+                        }
+                        attempt
+                    }
+                    Err(ClientError::Rejected(reply)) if reply.is_permanent() => Attempt {
+                        delivered: Vec::new(),
+                        failed: item.recipients.iter().map(|r| (r.clone(), reply.clone())).collect(),
+                        deferred: Vec::new(),
+                        error: None,
+                    },
+                    Err(error) => {
+                        // The connection may be unusable now; the next entry opens a new one.
+                        if !matches!(error, ClientError::Rejected(_)) {
+                            client = None;
+                        }
+                        Attempt {
+                            delivered: Vec::new(),
+                            failed: Vec::new(),
+                            deferred: item.recipients.clone(),
+                            error: Some(error.to_string()),
+                        }
+                    }
+                },
+            };
+            self.settle(&item, attempt).await;
+        }
+        if let Some(open) = client {
+            open.quit().await;
+        }
+    }
+
+    /// Writes the attempt's result: retry schedule, expiry, DSN.
+    async fn settle(&self, item: &QueueItem, mut attempt: Attempt) {
+        let now = now();
+        for recipient in &attempt.delivered {
+            tracing::info!(message_ref = %item.message_ref, %recipient, "delivered");
+        }
+        let expired = !attempt.deferred.is_empty() && now - item.created_at >= self.max_age_secs;
+        if expired {
+            let reason = Reply {
+                code: 451,
+                text: format!(
+                    "4.4.7 Delivery time expired; last error: {}",
+                    attempt.error.as_deref().unwrap_or("none")
+                ),
+            };
+            for recipient in std::mem::take(&mut attempt.deferred) {
+                attempt.failed.push((recipient, reason.clone()));
+            }
+        }
+        let dsn = if attempt.failed.is_empty() || item.kind == DeliveryKind::Dsn || item.sender.is_empty() {
+            None
+        } else {
+            Some(NewDelivery {
+                message_ref: item.message_ref.clone(),
+                kind: DeliveryKind::Dsn,
+                sender: String::new(),
+                recipients: vec![item.sender.clone()],
+                body: dsn_message(&self.hostname, item, &attempt.failed, now),
+            })
+        };
+        for (recipient, reply) in &attempt.failed {
+            tracing::warn!(message_ref = %item.message_ref, %recipient, %reply, "delivery failed permanently");
+        }
+        let step = (item.attempts.max(0) as usize).min(self.retry_secs.len() - 1);
+        let next_attempt = now + self.retry_secs[step] as i64;
+        let store = self.store.clone();
+        let (id, remaining, error) = (item.id, attempt.deferred, attempt.error);
+        let result = tokio::task::spawn_blocking(move || {
+            store.settle(id, &remaining, next_attempt, error.as_deref(), dsn.as_ref())
+        })
+        .await;
+        if !matches!(result, Ok(Ok(()))) {
+            tracing::error!(id, "delivery result not recorded; the entry is retried after its lease");
+        }
+    }
+}
+
+/// An RFC 3464 delivery status notification for the recipients that failed.
+pub fn dsn_message(hostname: &str, item: &QueueItem, failed: &[(String, Reply)], now: i64) -> Vec<u8> {
+    let boundary = format!("dsn-{}-{}", item.message_ref, item.id);
+    let date = crate::smtp::rfc5322_date(now);
+    let mut human = String::from(
+        "This is the mail gateway. Your message could not be delivered to the following recipients:\r\n\r\n",
+    );
+    let mut status = format!(
+        "Reporting-MTA: dns; {hostname}\r\nX-Portcullis-Message-Ref: {}\r\nArrival-Date: {}\r\n",
+        item.message_ref,
+        crate::smtp::rfc5322_date(item.created_at)
+    );
+    for (recipient, reply) in failed {
+        let enhanced = reply
+            .text
+            .split_whitespace()
+            .next()
+            .filter(|code| code.split('.').count() == 3 && code.chars().all(|c| c.is_ascii_digit() || c == '.'))
+            .map(str::to_string)
+            .unwrap_or_else(|| {
+                if reply.code >= 500 {
+                    "5.0.0".into()
+                } else {
+                    "4.0.0".into()
+                }
+            });
+        let status_code = if reply.code >= 500 {
+            enhanced.clone()
+        } else {
+            // An expiry is a permanent failure whatever the last temporary reply said.
+            format!("5{}", &enhanced[1..])
+        };
+        human.push_str(&format!("<{recipient}>: {reply}\r\n"));
+        status.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: {status_code}\r\n\
+             Diagnostic-Code: smtp; {}\r\nLast-Attempt-Date: {date}\r\n",
+            crate::pipeline::headers::clean(&reply.to_string())
+        ));
+    }
+    let headers_end = memchr::memmem::find(&item.body, b"\r\n\r\n").map_or(item.body.len(), |at| at + 2);
+    let original_headers = String::from_utf8_lossy(&item.body[..headers_end]);
+    let mut message = format!(
+        "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
+         Date: {date}\r\nMessage-ID: <dsn.{}.{}@{hostname}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n\
+         --{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{human}\r\n\
+         --{boundary}\r\nContent-Type: message/delivery-status\r\n\r\n{status}\r\n\
+         --{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n",
+        item.sender, item.message_ref, item.id
+    );
+    message.push_str(&original_headers);
+    message.push_str(&format!("\r\n--{boundary}--\r\n"));
+    message.into_bytes()
+}

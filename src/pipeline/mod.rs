@@ -1,0 +1,458 @@
+//! The filtering pipeline: the ordered stages every accepted message goes through, the symbols they
+//! add to a shared context, the verdict, and the copies (rewritten, stamped, sealed) it produces.
+//! Transport-free: the SMTP server calls [`Pipeline::run`]; the milter and HTTP hooks will too.
+
+pub mod auth;
+pub mod headers;
+pub mod malware;
+pub mod rules;
+pub mod seal;
+pub mod symbols;
+
+use std::net::IpAddr;
+
+use mail_auth::AuthenticatedMessage;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Copies, PipelineConfig, QuarantineConfig};
+use crate::rewrite::mime::parse_headers;
+use crate::rewrite::{LeftReason, MessageContext, Rewriter};
+use crate::store::{DeliveryKind, IndexEntry, IndexedRecipient, NewDelivery, NewHold};
+use crate::token::KeyRing;
+
+pub use auth::Resolver;
+pub use rules::{RuleAction, TransportRule};
+pub use seal::ArcKey;
+pub use symbols::{Category, Scores, SymbolTable, SymbolWeight, Thresholds};
+
+/// Who sent a message, to whom, from where: everything the SMTP transaction established.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub message_ref: String,
+    /// Empty for the null sender.
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub client_ip: IpAddr,
+    pub helo: String,
+    pub tls: bool,
+    pub received_at: i64,
+    /// Symbols the connection filter attached at connect time (`IP_ALLOW`, `DNSBL_<zone>`).
+    pub connection_symbols: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Deliver,
+    Quarantine {
+        category: String,
+        reason: String,
+    },
+    /// Refuse at DATA with this reply (code, enhanced code, text).
+    Reject {
+        reply: String,
+    },
+    Discard {
+        rule: String,
+    },
+}
+
+impl Verdict {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Deliver => "deliver",
+            Verdict::Quarantine { .. } => "quarantine",
+            Verdict::Reject { .. } => "reject",
+            Verdict::Discard { .. } => "discard",
+        }
+    }
+}
+
+/// Everything the pipeline decided about one message, ready to file in one transaction.
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub index: IndexEntry,
+    pub deliveries: Vec<NewDelivery>,
+    pub hold: Option<NewHold>,
+}
+
+/// Retention in days for a quarantine category (Exchange Online Protection's defaults).
+pub fn retention_days(category: &str, config: &QuarantineConfig) -> i64 {
+    match category {
+        "spam" => config.spam_retention_days as i64,
+        "bulk" => config.bulk_retention_days as i64,
+        "transport" => 7,
+        _ => 15,
+    }
+}
+
+pub struct Pipeline {
+    config: PipelineConfig,
+    quarantine: QuarantineConfig,
+    hostname: String,
+    resolver: Option<Resolver>,
+    rewriter: Rewriter,
+    table: SymbolTable,
+    arc: Option<ArcKey>,
+}
+
+/// The shared context the stages add to.
+struct Context {
+    symbols: Vec<String>,
+    rule: Option<(String, RuleAction, Option<String>)>,
+}
+
+impl Pipeline {
+    pub fn new(config: &Config, keys: KeyRing, resolver: Option<Resolver>, arc: Option<ArcKey>) -> Pipeline {
+        Pipeline {
+            table: SymbolTable::new(&config.pipeline.symbols),
+            config: config.pipeline.clone(),
+            quarantine: config.quarantine.clone(),
+            hostname: config.smtp.hostname.clone(),
+            resolver,
+            rewriter: Rewriter::new(keys, &config.links.base_url, config.rewrite.clone()),
+            arc,
+        }
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        self.rewriter.keys()
+    }
+
+    /// Runs every stage on one message as received. `can_reject` is false when the DATA reply has
+    /// already gone out (the time budget ran out, or a crash recovery): a reject verdict then holds
+    /// the message in quarantine instead, because a bounce after a 250 is backscatter.
+    pub async fn run(&self, envelope: &Envelope, message: &[u8], can_reject: bool) -> Outcome {
+        let headers = parse_headers(message);
+        let subject = headers.get("subject").map(headers::clean);
+        let message_id = headers.get("message-id").map(headers::clean);
+        let header_from = headers.get("from").map(|from| address_of(from).to_string());
+        let mut context = Context {
+            symbols: Vec::new(),
+            rule: None,
+        };
+
+        // 1. Connection: what the connection filter found at connect time.
+        context.symbols.extend(envelope.connection_symbols.iter().cloned());
+
+        // 2. Authentication: SPF, DKIM, DMARC and ARC, before anything changes the message.
+        let parsed = AuthenticatedMessage::parse(message);
+        let mut authenticated = None;
+        if let (true, Some(resolver), Some(parsed)) = (self.config.authenticate, &self.resolver, parsed.as_ref()) {
+            let (verdicts, arc, results) = auth::verify(
+                resolver,
+                parsed,
+                &self.hostname,
+                envelope.client_ip,
+                &envelope.helo,
+                &envelope.sender,
+            )
+            .await;
+            context.symbols.extend(verdicts.symbols);
+            authenticated = Some((verdicts.header, arc, results));
+        }
+
+        // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
+        let parts = malware::parts(message);
+        let infected = malware::has_eicar(message, &parts);
+        if infected {
+            context.symbols.push("EICAR".into());
+        }
+
+        // 4. Transport rules: the first matching rule with a final action decides; symbol rules add.
+        let rule_input = rules::RuleInput {
+            sender: &envelope.sender,
+            recipients: &envelope.recipients,
+            header_from: header_from.as_deref(),
+            subject: subject.as_deref(),
+            attachment_names: &parts.attachment_names,
+            client_ip: envelope.client_ip,
+        };
+        for rule in self.config.rules.iter().filter(|rule| rule.matches(&rule_input)) {
+            match rule.action {
+                RuleAction::Symbol => {
+                    if let Some(symbol) = &rule.symbol {
+                        context.symbols.push(symbol.to_ascii_uppercase());
+                    }
+                }
+                action => {
+                    context.rule = Some((rule.name.clone(), action, rule.message.clone()));
+                    break;
+                }
+            }
+        }
+
+        // 5. Content filter: weigh the symbols and decide.
+        let scores = Scores::of(&context.symbols, &self.table);
+        let (mut verdict, rule_label) = self.decide(&context, &scores);
+        if !can_reject && let Verdict::Reject { .. } = verdict {
+            let category = if scores.malware >= self.config.thresholds.malware {
+                "malware"
+            } else if scores.phish >= scores.spam {
+                "phish"
+            } else {
+                "spam"
+            };
+            verdict = Verdict::Quarantine {
+                category: category.into(),
+                reason: format!("{rule_label} (reject verdict after the DATA reply)"),
+            };
+        }
+
+        // 6. URL rewrite, 7. stamp headers and ARC seal: one copy per recipient (or per message).
+        let spam_flag = matches!(&verdict, Verdict::Quarantine { category, .. } if category != "malware" && category != "transport")
+            || matches!(verdict, Verdict::Reject { .. });
+        let details = format!(
+            "rule={rule_label} policy={} score={} suspectscore={} phishscore={} bulkscore={} malwarescore={}",
+            verdict.name(),
+            round(scores.spam),
+            round(scores.suspect),
+            round(scores.phish),
+            round(scores.bulk),
+            round(scores.malware),
+        );
+        let mut stamp = Vec::new();
+        if let Some((header, _, _)) = &authenticated {
+            stamp.push(header.clone());
+        }
+        stamp.push(format!("X-Portcullis-Spam-Details: {details}\r\n"));
+        stamp.push(format!(
+            "X-Portcullis-Spam-Flag: {}\r\n",
+            if spam_flag { "YES" } else { "NO" }
+        ));
+        stamp.push(format!(
+            "X-Portcullis-Virus-Details: {}\r\n",
+            if infected { "infected; EICAR-Test-File" } else { "clean" }
+        ));
+        stamp.push(format!("X-Portcullis-Orig-IP: {}\r\n", envelope.client_ip));
+        let original_sender = match envelope.sender.as_str() {
+            "" => "<>".to_string(),
+            sender => headers::clean(sender),
+        };
+        stamp.push(format!("X-Portcullis-Orig-Sender: {original_sender}\r\n"));
+        let stripped = headers::strip_forgeable(message, &self.hostname);
+
+        let mut urls = Vec::new();
+        let mut recipients = Vec::new();
+        let mut deliveries = Vec::new();
+        let mut hold = None;
+        let mut url_symbols_done = false;
+        let copy = |recipient: Option<&str>, symbols: &mut Vec<String>, urls: &mut Vec<String>, done: &mut bool| {
+            let rewritten = if self.config.rewrite_urls {
+                let link_context = MessageContext {
+                    message_ref: envelope.message_ref.as_bytes().to_vec(),
+                    recipient: recipient.map(str::to_string),
+                    issued_at: envelope.received_at.clamp(0, u32::MAX as i64) as u32,
+                    flags: 0,
+                };
+                match self.rewriter.rewrite(&stripped, &link_context) {
+                    Ok(rewritten) => {
+                        if !*done {
+                            *done = true;
+                            if rewritten.report.links_rewritten > 0 {
+                                symbols.push("URL_REWRITTEN".into());
+                            }
+                            if rewritten.report.left_unrewritten.contains_key(&LeftReason::Signed) {
+                                symbols.push("URL_SKIPPED_SIGNED".into());
+                            }
+                            for link in rewritten.report.links.iter().take(1000) {
+                                urls.push(link.foreign.as_ref().map_or(&link.url, |f| &f.inner).clone());
+                            }
+                        }
+                        rewritten.message
+                    }
+                    Err(error) => {
+                        if !*done {
+                            *done = true;
+                            symbols.push("URL_REWRITE_FAILED".into());
+                            tracing::warn!(message_ref = %envelope.message_ref, %error, "links not rewritten");
+                        }
+                        stripped.clone()
+                    }
+                }
+            } else {
+                stripped.clone()
+            };
+            let stamped = headers::prepend(&rewritten, &stamp);
+            match (&self.arc, &authenticated) {
+                (Some(key), Some((_, arc, results))) => match key.seal(&stamped, results, arc) {
+                    Ok(Some(sealed)) => sealed,
+                    Ok(None) => stamped,
+                    Err(error) => {
+                        tracing::warn!(message_ref = %envelope.message_ref, %error, "not sealed");
+                        stamped
+                    }
+                },
+                _ => stamped,
+            }
+        };
+        match &verdict {
+            Verdict::Deliver => match self.config.copies {
+                Copies::Recipient => {
+                    for recipient in &envelope.recipients {
+                        let body = copy(Some(recipient), &mut context.symbols, &mut urls, &mut url_symbols_done);
+                        deliveries.push(NewDelivery {
+                            message_ref: envelope.message_ref.clone(),
+                            kind: DeliveryKind::Message,
+                            sender: envelope.sender.clone(),
+                            recipients: vec![recipient.clone()],
+                            body,
+                        });
+                    }
+                }
+                Copies::Message => {
+                    let body = copy(None, &mut context.symbols, &mut urls, &mut url_symbols_done);
+                    deliveries.push(NewDelivery {
+                        message_ref: envelope.message_ref.clone(),
+                        kind: DeliveryKind::Message,
+                        sender: envelope.sender.clone(),
+                        recipients: envelope.recipients.clone(),
+                        body,
+                    });
+                }
+            },
+            Verdict::Quarantine { category, reason } => {
+                // One copy for all recipients: a release delivers it to each of them.
+                let body = copy(None, &mut context.symbols, &mut urls, &mut url_symbols_done);
+                hold = Some(NewHold {
+                    message_ref: envelope.message_ref.clone(),
+                    category: category.clone(),
+                    reason: reason.clone(),
+                    sender: envelope.sender.clone(),
+                    recipients: envelope.recipients.clone(),
+                    subject: subject.clone(),
+                    body,
+                    expires_at: crate::store::now() + retention_days(category, &self.quarantine) * 86400,
+                });
+            }
+            Verdict::Reject { .. } | Verdict::Discard { .. } => {}
+        }
+        let per_recipient = self.config.copies == Copies::Recipient && verdict == Verdict::Deliver;
+        for address in &envelope.recipients {
+            let reference = match (per_recipient, self.keys().recipient_ref(address)) {
+                (true, Ok(reference)) => hex(&reference),
+                _ => String::new(),
+            };
+            recipients.push(IndexedRecipient {
+                address: address.clone(),
+                reference,
+            });
+        }
+
+        let (category, rule) = match &verdict {
+            Verdict::Quarantine { category, .. } => {
+                (Some(category.clone()), context.rule.as_ref().map(|r| r.0.clone()))
+            }
+            Verdict::Discard { rule } => (None, Some(rule.clone())),
+            _ => (None, context.rule.as_ref().map(|r| r.0.clone())),
+        };
+        Outcome {
+            index: IndexEntry {
+                message_ref: envelope.message_ref.clone(),
+                received_at: envelope.received_at,
+                message_id,
+                sender: envelope.sender.clone(),
+                client_ip: envelope.client_ip.to_string(),
+                helo: envelope.helo.clone(),
+                subject,
+                recipients,
+                urls,
+                symbols: context.symbols,
+                verdict: verdict.name().into(),
+                category,
+                rule,
+                details,
+            },
+            verdict,
+            deliveries,
+            hold,
+        }
+    }
+
+    /// Turns the rule and the scores into a verdict and the label stamped as `rule=`.
+    fn decide(&self, context: &Context, scores: &Scores) -> (Verdict, String) {
+        let thresholds = &self.config.thresholds;
+        if let Some((name, action, message)) = &context.rule {
+            let label = format!("transport:{name}");
+            return match action {
+                RuleAction::Reject => (
+                    Verdict::Reject {
+                        reply: format!(
+                            "550 5.7.1 {}",
+                            message
+                                .as_deref()
+                                .map(headers::clean)
+                                .unwrap_or_else(|| "Message refused by policy".into())
+                        ),
+                    },
+                    label,
+                ),
+                RuleAction::Discard => (Verdict::Discard { rule: name.clone() }, label),
+                _ => (
+                    Verdict::Quarantine {
+                        category: "transport".into(),
+                        reason: format!("transport rule {name}"),
+                    },
+                    label,
+                ),
+            };
+        }
+        if scores.malware >= thresholds.malware {
+            return (
+                Verdict::Quarantine {
+                    category: "malware".into(),
+                    reason: "malware: EICAR-Test-File".into(),
+                },
+                "malware".into(),
+            );
+        }
+        // The allow list skips spam filtering; malware scanning above still applies.
+        if context.symbols.iter().any(|s| s == "IP_ALLOW") {
+            return (Verdict::Deliver, "allowlisted".into());
+        }
+        if scores.total() >= thresholds.reject {
+            let reply = if context.symbols.iter().any(|s| s == "DMARC_POLICY_REJECT") {
+                "550 5.7.1 Rejected by the sender domain's DMARC policy".to_string()
+            } else {
+                "550 5.7.1 Message refused as spam".to_string()
+            };
+            return (Verdict::Reject { reply }, "reject".into());
+        }
+        for (score, threshold, category) in [
+            (scores.phish, thresholds.phish, "phish"),
+            (scores.spam, thresholds.spam, "spam"),
+            (scores.bulk, thresholds.bulk, "bulk"),
+        ] {
+            if score >= threshold {
+                return (
+                    Verdict::Quarantine {
+                        category: category.into(),
+                        reason: format!("{category} score {} >= {threshold}", round(score)),
+                    },
+                    category.into(),
+                );
+            }
+        }
+        (Verdict::Deliver, "notspam".into())
+    }
+}
+
+fn round(score: f64) -> String {
+    let rounded = (score * 100.0).round() / 100.0;
+    if rounded == 0.0 {
+        "0".into()
+    } else {
+        format!("{rounded}")
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The address inside a `From:` value (`Name <a@b>` or `a@b`).
+fn address_of(from: &str) -> &str {
+    match (from.rfind('<'), from.rfind('>')) {
+        (Some(start), Some(end)) if start < end => from[start + 1..end].trim(),
+        _ => from.trim(),
+    }
+}

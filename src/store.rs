@@ -1,0 +1,315 @@
+//! The gateway's store: one SQLite database (`gateway.db` in the data directory) holding the message
+//! index, the delivery queue and the quarantine, and the one transaction that files a filtered
+//! message into them. The queue and quarantine modules add their own queries on top.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("gateway store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("gateway store: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("no such entry: {0}")]
+    NotFound(String),
+}
+
+/// A handle on the store; cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct Store {
+    connection: Arc<Mutex<Connection>>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS messages (
+    message_ref TEXT PRIMARY KEY,
+    received_at INTEGER NOT NULL,
+    message_id TEXT,
+    sender TEXT NOT NULL,
+    client_ip TEXT NOT NULL,
+    helo TEXT NOT NULL,
+    subject TEXT,
+    recipients TEXT NOT NULL,
+    urls TEXT NOT NULL,
+    symbols TEXT NOT NULL,
+    verdict TEXT NOT NULL,
+    category TEXT,
+    rule TEXT,
+    details TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_ref TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    body BLOB NOT NULL,
+    created_at INTEGER NOT NULL,
+    next_attempt INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    lease_until INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_due ON queue (next_attempt);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_ref TEXT NOT NULL,
+    category TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    recipients TEXT NOT NULL,
+    subject TEXT,
+    body BLOB NOT NULL,
+    held_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS quarantine_expiry ON quarantine (expires_at);
+";
+
+/// One recipient of an indexed message and the keyed pseudonym its links carry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexedRecipient {
+    pub address: String,
+    /// Hex of the recipient reference signed into its links; empty for one copy per message.
+    pub reference: String,
+}
+
+/// The message index entry: what arrived, what was found, what was decided.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct IndexEntry {
+    pub message_ref: String,
+    pub received_at: i64,
+    pub message_id: Option<String>,
+    pub sender: String,
+    pub client_ip: String,
+    pub helo: String,
+    pub subject: Option<String>,
+    pub recipients: Vec<IndexedRecipient>,
+    pub urls: Vec<String>,
+    pub symbols: Vec<String>,
+    /// deliver, quarantine, reject, discard.
+    pub verdict: String,
+    pub category: Option<String>,
+    /// The transport rule that decided, if one did.
+    pub rule: Option<String>,
+    /// The `X-Portcullis-Spam-Details` value.
+    pub details: String,
+}
+
+/// A copy to relay: one recipient (or all of them for one copy per message).
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub message_ref: String,
+    pub kind: DeliveryKind,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryKind {
+    Message,
+    /// A delivery status notification we generated; never answered with another one.
+    Dsn,
+}
+
+impl DeliveryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryKind::Message => "message",
+            DeliveryKind::Dsn => "dsn",
+        }
+    }
+
+    pub fn parse(text: &str) -> Self {
+        if text == "dsn" {
+            DeliveryKind::Dsn
+        } else {
+            DeliveryKind::Message
+        }
+    }
+}
+
+/// A message held in quarantine.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    pub message_ref: String,
+    pub category: String,
+    pub reason: String,
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub body: Vec<u8>,
+    pub expires_at: i64,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) `gateway.db` in `data_dir`. Commits are fully synced: a message the
+    /// gateway answered 250 for is on disk before its spool file is removed.
+    pub fn open(data_dir: &Path) -> Result<Store, StoreError> {
+        crate::token::create_private_dir(data_dir).map_err(|e| {
+            StoreError::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+                Some(format!("{}: {e}", data_dir.display())),
+            ))
+        })?;
+        let connection = Connection::open(data_dir.join("gateway.db"))?;
+        connection.busy_timeout(std::time::Duration::from_secs(30))?;
+        connection.pragma_update(None, "journal_mode", "WAL")?;
+        connection.pragma_update(None, "synchronous", "FULL")?;
+        connection.execute_batch(SCHEMA)?;
+        Ok(Store {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll back),
+        // so a poisoned lock is still usable.
+        self.connection.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the pipeline already filed this message (a spool file left by a crash after filing).
+    pub fn is_indexed(&self, message_ref: &str) -> Result<bool, StoreError> {
+        let connection = self.lock();
+        let found = connection
+            .prepare_cached("SELECT 1 FROM messages WHERE message_ref = ?1")?
+            .exists([message_ref])?;
+        Ok(found)
+    }
+
+    /// Files one filtered message: its index entry, its copies to relay and its quarantine hold, in
+    /// one transaction, so a crash leaves either all of it or none.
+    pub fn file(
+        &self,
+        entry: &IndexEntry,
+        deliveries: &[NewDelivery],
+        hold: Option<&NewHold>,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        transaction
+            .prepare_cached(
+                "INSERT OR REPLACE INTO messages (message_ref, received_at, message_id, sender, client_ip, helo,
+                 subject, recipients, urls, symbols, verdict, category, rule, details)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            )?
+            .execute(params![
+                entry.message_ref,
+                entry.received_at,
+                entry.message_id,
+                entry.sender,
+                entry.client_ip,
+                entry.helo,
+                entry.subject,
+                serde_json::to_string(&entry.recipients)?,
+                serde_json::to_string(&entry.urls)?,
+                serde_json::to_string(&entry.symbols)?,
+                entry.verdict,
+                entry.category,
+                entry.rule,
+                entry.details,
+            ])?;
+        let now = now();
+        for delivery in deliveries {
+            insert_delivery(&transaction, delivery, now)?;
+        }
+        if let Some(hold) = hold {
+            insert_hold(&transaction, hold, now)?;
+        }
+        transaction.commit()?;
+        Ok(())
+    }
+
+    /// The newest index entries (all when `limit` is 0), or one message's.
+    pub fn index(&self, limit: usize, message_ref: Option<&str>) -> Result<Vec<IndexEntry>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(
+            "SELECT message_ref, received_at, message_id, sender, client_ip, helo, subject, recipients, urls,
+             symbols, verdict, category, rule, details FROM messages
+             WHERE ?1 IS NULL OR message_ref = ?1 ORDER BY received_at DESC, rowid DESC LIMIT ?2",
+        )?;
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let rows = statement.query_map(params![message_ref, limit], |row| {
+            Ok((
+                IndexEntry {
+                    message_ref: row.get(0)?,
+                    received_at: row.get(1)?,
+                    message_id: row.get(2)?,
+                    sender: row.get(3)?,
+                    client_ip: row.get(4)?,
+                    helo: row.get(5)?,
+                    subject: row.get(6)?,
+                    recipients: Vec::new(),
+                    urls: Vec::new(),
+                    symbols: Vec::new(),
+                    verdict: row.get(10)?,
+                    category: row.get(11)?,
+                    rule: row.get(12)?,
+                    details: row.get(13)?,
+                },
+                row.get::<_, String>(7)?,
+                row.get::<_, String>(8)?,
+                row.get::<_, String>(9)?,
+            ))
+        })?;
+        let mut entries = Vec::new();
+        for row in rows {
+            let (mut entry, recipients, urls, symbols) = row?;
+            entry.recipients = serde_json::from_str(&recipients)?;
+            entry.urls = serde_json::from_str(&urls)?;
+            entry.symbols = serde_json::from_str(&symbols)?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+pub(crate) fn insert_delivery(connection: &Connection, delivery: &NewDelivery, now: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO queue (message_ref, kind, sender, recipients, body, created_at, next_attempt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+        )?
+        .execute(params![
+            delivery.message_ref,
+            delivery.kind.as_str(),
+            delivery.sender,
+            serde_json::to_string(&delivery.recipients)?,
+            delivery.body,
+            now,
+        ])?;
+    Ok(())
+}
+
+pub(crate) fn insert_hold(connection: &Connection, hold: &NewHold, now: i64) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "INSERT INTO quarantine (message_ref, category, reason, sender, recipients, subject, body, held_at,
+             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?
+        .execute(params![
+            hold.message_ref,
+            hold.category,
+            hold.reason,
+            hold.sender,
+            serde_json::to_string(&hold.recipients)?,
+            hold.subject,
+            hold.body,
+            now,
+            hold.expires_at,
+        ])?;
+    Ok(())
+}
