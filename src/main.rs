@@ -67,6 +67,9 @@ enum Command {
         /// Listen address; overrides `click.listen` (`127.0.0.1:0` picks a free port).
         #[arg(long)]
         listen: Option<String>,
+        /// SMTP gateway listen address; overrides `smtp.listen` (`off` turns the gateway off).
+        #[arg(long)]
+        smtp_listen: Option<String>,
     },
     /// The delivery queue (works whether or not the server runs).
     Queue {
@@ -215,9 +218,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen } => {
+        Command::Serve { listen, smtp_listen } => {
             if let Some(listen) = listen {
                 config.click.listen = listen;
+            }
+            if let Some(smtp_listen) = smtp_listen {
+                config.smtp.listen = if smtp_listen == "off" {
+                    String::new()
+                } else {
+                    smtp_listen
+                };
             }
             init_logging(config.click.json_logs);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

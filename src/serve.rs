@@ -223,6 +223,7 @@ async fn start_gateway(config: &Config, keys: KeyRing) -> Result<Vec<tokio::task
         let gateway = gateway.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
             loop {
                 tick.tick().await;
                 gateway.sweep_spool().await;

@@ -121,7 +121,9 @@ impl SymbolTable {
             }
         }
         // Longest prefix first, so a specific `DNSBL_ZEN_*` beats `DNSBL_*`.
-        table.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+        table
+            .prefixes
+            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
         table
     }
 

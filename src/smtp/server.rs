@@ -160,6 +160,8 @@ impl Gateway {
         queued: Arc<Notify>,
     ) -> Result<Self, String> {
         let tls = crate::tls::acceptor_for("smtp", config.tls_cert.as_deref(), config.tls_key.as_deref(), &[])?;
+        // No session runs yet: whatever is half-written was never answered with 250.
+        spool.clear_incoming();
         Ok(Self {
             config,
             budget,
@@ -312,15 +314,16 @@ impl Gateway {
         let spool = self.spool.clone();
         let message = Arc::new(message);
         let (spooled_envelope, spooled_message) = (envelope.clone(), message.clone());
-        match tokio::task::spawn_blocking(move || spool.write(&spooled_envelope, &spooled_message)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => {
-                tracing::error!(%error, "cannot spool a message");
-                return "451 4.3.0 Temporary failure storing the message, try again later".into();
-            }
-            Err(_) => return "451 4.3.0 Temporary failure storing the message, try again later".into(),
-        }
+        // Claimed before it is on disk, so a concurrent sweep never runs it a second time.
         self.claim(&envelope.message_ref);
+        let written = tokio::task::spawn_blocking(move || spool.write(&spooled_envelope, &spooled_message)).await;
+        if !matches!(written, Ok(Ok(()))) {
+            if let Ok(Err(error)) = written {
+                tracing::error!(%error, "cannot spool a message");
+            }
+            self.release(&envelope.message_ref);
+            return "451 4.3.0 Temporary failure storing the message, try again later".into();
+        }
         let phase = Arc::new(Mutex::new(Phase::Waiting));
         let (answer, answered) = oneshot::channel::<String>();
         let gateway = self.clone();

@@ -93,13 +93,17 @@ impl Spool {
             }
         }
         found.sort_by_key(|(envelope, _)| envelope.received_at);
-        // Leftover temporaries were never answered with 250: the sender still owns them.
+        Ok(found)
+    }
+
+    /// Removes half-written files. Only at start: they were never answered with 250, so the
+    /// sender still owns those messages.
+    pub fn clear_incoming(&self) {
         if let Ok(entries) = fs::read_dir(&self.incoming) {
             for entry in entries.flatten() {
                 let _ = fs::remove_file(entry.path());
             }
         }
-        Ok(found)
     }
 }
 

@@ -9,10 +9,12 @@
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
+//! - `gateway`: the SMTP gateway through real SMTP (swaks, smtp-sink, a local DNS server).
 
 mod click;
 mod common;
 mod corpus;
+mod gateway;
 mod keys_and_decode;
 mod malformed;
 mod rewrite_html;

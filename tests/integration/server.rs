@@ -19,18 +19,25 @@ use crate::common::{BASE, Portcullis, our_links};
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The SMTP gateway's address, when it runs.
+    pub smtp: Option<String>,
 }
 
 impl Server {
     /// Starts `portcullis serve` with `config` (TOML) on a free loopback port.
     pub fn start(p: &Portcullis, config: &str) -> Server {
+        Self::start_with(p, config, "off")
+    }
+
+    /// Starts `portcullis serve` with the SMTP gateway on `smtp_listen` as well.
+    pub fn start_with(p: &Portcullis, config: &str, smtp_listen: &str) -> Server {
         let config = p.write_config(config);
         let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
             .arg("--data-dir")
             .arg(p.data_dir())
             .arg("--config")
             .arg(&config)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--smtp-listen", smtp_listen])
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("SERVE_STDERR").is_some() {
                 Stdio::inherit()
@@ -39,13 +46,24 @@ impl Server {
             })
             .spawn()
             .expect("start portcullis serve");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let base = line.trim().rsplit(' ').next().expect("address").to_string();
-        assert!(base.starts_with("http"), "unexpected first line: {line}");
-        Server { child, base }
+        let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut smtp = None;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).expect("listening line");
+            assert!(!line.is_empty(), "portcullis serve exited before listening");
+            let address = line.trim().rsplit(' ').next().expect("address").to_string();
+            if line.contains("smtp gateway listening") {
+                smtp = Some(address);
+                continue;
+            }
+            assert!(address.starts_with("http"), "unexpected line: {line}");
+            return Server {
+                child,
+                base: address,
+                smtp,
+            };
+        }
     }
 
     /// A signed link to `url`, made by `portcullis rewrite`, pointing at this server.
@@ -231,10 +249,24 @@ pub async fn fake_urlhaus(listed: &'static [&'static str]) -> FakeHttp {
 /// A local DNS server (UDP, the DNS wire format) answering A queries for `records` and NXDOMAIN
 /// for everything else. Returns its `address:port`.
 pub async fn fake_dns(records: &'static [(&'static str, [u8; 4])]) -> String {
+    let records: Vec<(&'static str, Record)> = records.iter().map(|(name, ip)| (*name, Record::A(*ip))).collect();
+    fake_dns_records(Box::leak(records.into_boxed_slice())).await
+}
+
+/// A DNS record the fake server answers with.
+#[derive(Clone, Copy)]
+pub enum Record {
+    A([u8; 4]),
+    Txt(&'static str),
+}
+
+/// A UDP DNS server answering A and TXT questions from `records`; other types of a known name get
+/// an empty answer, unknown names NXDOMAIN.
+pub async fn fake_dns_records(records: &'static [(&'static str, Record)]) -> String {
     let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let address = socket.local_addr().unwrap().to_string();
     tokio::spawn(async move {
-        let mut buffer = [0u8; 512];
+        let mut buffer = [0u8; 4096];
         loop {
             let Ok((length, peer)) = socket.recv_from(&mut buffer).await else {
                 return;
@@ -248,24 +280,51 @@ pub async fn fake_dns(records: &'static [(&'static str, [u8; 4])]) -> String {
             let mut labels = Vec::new();
             while position < length && query[position] != 0 {
                 let size = query[position] as usize;
+                if position + 1 + size > length {
+                    break;
+                }
                 labels.push(String::from_utf8_lossy(&query[position + 1..position + 1 + size]).to_ascii_lowercase());
                 position += 1 + size;
+            }
+            if position + 5 > length {
+                continue;
             }
             let question_end = position + 5;
             let name = labels.join(".");
             let qtype = u16::from_be_bytes([query[position + 1], query[position + 2]]);
-            let answer = records.iter().find(|(n, _)| *n == name).filter(|_| qtype == 1);
+            let answers: Vec<&Record> = records
+                .iter()
+                .filter(|(n, _)| *n == name)
+                .map(|(_, record)| record)
+                .filter(|record| matches!((record, qtype), (Record::A(_), 1) | (Record::Txt(_), 16)))
+                .collect();
             let mut response = query[..question_end].to_vec();
             response[2] = 0x84 | (query[2] & 0x01); // QR, AA, RD copied
-            response[3] = if answer.is_some() || records.iter().any(|(n, _)| *n == name) {
+            response[3] = if records.iter().any(|(n, _)| *n == name) {
                 0x80
             } else {
                 0x83
             }; // RA, NXDOMAIN
-            response[6..12].copy_from_slice(&[0, u16::from(answer.is_some()) as u8, 0, 0, 0, 0]);
-            if let Some((_, ip)) = answer {
-                response.extend_from_slice(&[0xC0, 0x0C, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-                response.extend_from_slice(ip);
+            response[4..6].copy_from_slice(&[0, 1]);
+            response[6..12].copy_from_slice(&[0, answers.len() as u8, 0, 0, 0, 0]);
+            for record in answers {
+                response.extend_from_slice(&[0xC0, 0x0C]);
+                match record {
+                    Record::A(ip) => {
+                        response.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
+                        response.extend_from_slice(ip);
+                    }
+                    Record::Txt(text) => {
+                        let mut data = Vec::new();
+                        for chunk in text.as_bytes().chunks(255) {
+                            data.push(chunk.len() as u8);
+                            data.extend_from_slice(chunk);
+                        }
+                        response.extend_from_slice(&[0, 16, 0, 1, 0, 0, 0, 60]);
+                        response.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                        response.extend_from_slice(&data);
+                    }
+                }
             }
             let _ = socket.send_to(&response, peer).await;
         }
