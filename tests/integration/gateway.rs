@@ -1032,3 +1032,99 @@ async fn queue_cli_works_without_the_server() {
     assert_eq!(delivered.len(), 1);
     assert!(delivered[0].contains("Subject: two"));
 }
+
+/// Messages numbered 0..N go in while the gateway is killed with SIGKILL and restarted; every
+/// message that got a 250 must come out at the sink. Duplicates are counted (a 250 lost with the
+/// connection, or a delivery cut before its result was recorded, cannot be told apart from loss
+/// by the sender or the gateway, so SMTP resends).
+#[tokio::test(flavor = "multi_thread")]
+async fn nothing_acknowledged_is_lost_across_sigkill() {
+    const MESSAGES: usize = 300;
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let smtp_port = free_port();
+    let smtp = format!("127.0.0.1:{smtp_port}");
+    let config = gateway_config(&dns, &sink.address, "", "");
+    let mut server = Server::start_with(&p, &config, &smtp);
+
+    let address = smtp.clone();
+    let sender = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        let mut connection: Option<Raw> = None;
+        let mut n = 0;
+        while n < MESSAGES {
+            if connection.is_none() {
+                match TcpStream::connect(&address) {
+                    Ok(_) => {
+                        let (mut raw, greeting) = Raw::connect(&address);
+                        if greeting.starts_with("220") && raw.command("EHLO crash.test").starts_with("250") {
+                            connection = Some(raw);
+                        }
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+                continue;
+            }
+            let raw = connection.as_mut().unwrap();
+            let body = format!("Subject: crash-test-{n}\r\n\r\nmessage {n} https://n{n}.example/\r\n.\r\n");
+            raw.send(b"MAIL FROM:<load@sender.test>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n");
+            let replies = [raw.reply(), raw.reply(), raw.reply()];
+            if !replies[2].starts_with("354") {
+                connection = None;
+                continue;
+            }
+            raw.send(body.as_bytes());
+            let reply = raw.reply();
+            if reply.starts_with("250") {
+                acknowledged.push(n);
+                n += 1;
+            } else {
+                // No answer (killed) or a temporary failure: send the same message again.
+                connection = None;
+            }
+        }
+        acknowledged
+    });
+
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_millis(700));
+        server.kill9();
+        server = Server::start_with(&p, &config, &smtp);
+    }
+    let acknowledged = tokio::task::spawn_blocking(move || sender.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(acknowledged.len(), MESSAGES);
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let count = |messages: &[String]| {
+        let mut seen = vec![0usize; MESSAGES];
+        for message in messages {
+            if let Some(at) = message.find("Subject: crash-test-") {
+                let digits: String = message[at + 20..].chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(n) = digits.parse::<usize>() {
+                    seen[n] += 1;
+                }
+            }
+        }
+        seen
+    };
+    let seen = loop {
+        let seen = count(&sink.messages());
+        if seen.iter().all(|&c| c > 0) || Instant::now() > deadline {
+            break seen;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let lost: Vec<usize> = acknowledged.iter().copied().filter(|&n| seen[n] == 0).collect();
+    let duplicates: usize = seen.iter().map(|&c| c.saturating_sub(1)).sum();
+    eprintln!(
+        "crash test: {} acknowledged, {} delivered, {} lost, {duplicates} duplicates, 3 SIGKILLs",
+        acknowledged.len(),
+        seen.iter().filter(|&&c| c > 0).count(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
+    server.stop();
+}
