@@ -515,6 +515,13 @@ mod tests {
         );
         assert_eq!(config.click.prefetch_user_agents, defaults.click.prefetch_user_agents);
         assert_eq!(config.rewrite.max_parts, defaults.rewrite.max_parts);
+        assert_eq!(config.smtp.listen, defaults.smtp.listen);
+        assert_eq!(config.smtp.max_message_bytes, defaults.smtp.max_message_bytes);
+        assert_eq!(config.delivery.retry_secs, defaults.delivery.retry_secs);
+        assert_eq!(config.delivery.max_age_secs, defaults.delivery.max_age_secs);
+        assert_eq!(config.pipeline.thresholds.reject, defaults.pipeline.thresholds.reject);
+        assert_eq!(config.pipeline.time_budget_ms, defaults.pipeline.time_budget_ms);
+        config.validate().expect("documented configuration is valid");
     }
 
     #[test]

@@ -1128,3 +1128,153 @@ async fn nothing_acknowledged_is_lost_across_sigkill() {
     assert!(lost.is_empty(), "acknowledged but never delivered: {lost:?}");
     server.stop();
 }
+
+/// A real Postfix, started by the test in its own directory, as the downstream host: STARTTLS
+/// required and verified against its certificate, recipients refused temporarily and permanently
+/// through its access map, and Postfix stopped and started again.
+#[tokio::test(flavor = "multi_thread")]
+async fn real_postfix_downstream() {
+    let p = Portcullis::new();
+    let dir = p.dir.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let certified = rcgen::generate_simple_self_signed(vec!["downstream.test".to_string()]).unwrap();
+    let (cert, key) = (dir.join("downstream.pem"), dir.join("downstream.key"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+    let access = dir.join("access");
+    std::fs::write(
+        &access,
+        "temp@example.com 450 4.2.0 try again later\ngone@example.com 550 5.1.1 no such user\n",
+    )
+    .unwrap();
+    let sink = Sink::start(&dir.join("sink"), free_port(), &[]);
+    let postfix_port = free_port();
+    let postfix_dir = dir.join("postfix");
+    let postfix = |action: &str| {
+        let status = Command::new("postfix")
+            .args(["-c", postfix_dir.join("etc").to_str().unwrap(), action])
+            .status()
+            .unwrap();
+        assert!(status.success(), "postfix {action}");
+    };
+    let started = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/postfix-instance.sh"))
+        .arg(&postfix_dir)
+        .arg(postfix_port.to_string())
+        .arg(&sink.address)
+        .arg(format!("smtpd_tls_cert_file = {}", cert.display()))
+        .arg(format!("smtpd_tls_key_file = {}", key.display()))
+        .arg("smtpd_tls_security_level = may")
+        .arg(format!(
+            "smtpd_recipient_restrictions = check_recipient_access texthash:{}, permit_mynetworks, reject_unauth_destination",
+            access.display()
+        ))
+        .status()
+        .unwrap();
+    assert!(started.success(), "postfix instance");
+    struct Stop(PathBuf);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = Command::new("postfix")
+                .args(["-c", self.0.to_str().unwrap(), "stop"])
+                .status();
+        }
+    }
+    let _stop = Stop(postfix_dir.join("etc"));
+
+    let dns = crate::server::fake_dns(&[]).await;
+    let delivery = format!(
+        "[delivery]\nrelay = [\"127.0.0.1:{postfix_port}\"]\ntls = \"required\"\nca_file = \"{}\"\n\
+         tls_name = \"downstream.test\"\nretry_secs = [1]\n",
+        cert.display()
+    );
+    let config = gateway_config(&dns, "unused:1", "", "").replace(
+        "[delivery]\nrelay = [\"unused:1\"]\ntls = \"off\"\nretry_secs = [1]\n",
+        &delivery,
+    );
+    let (_server, smtp) = start_gateway(&p, &config);
+    let address = smtp.clone();
+    tokio::task::spawn_blocking(move || {
+        for (to, subject) in [
+            ("bob@example.com", "through postfix"),
+            ("gone@example.com", "gone"),
+            ("temp@example.com", "later"),
+        ] {
+            let header = format!("Subject: {subject}");
+            let (ok, t) = swaks(
+                &address,
+                &[
+                    "--from",
+                    "alice@sender.test",
+                    "--to",
+                    to,
+                    "--header",
+                    &header,
+                    "--body",
+                    "https://x.example/",
+                ],
+            );
+            assert!(ok, "{t}");
+        }
+    })
+    .await
+    .unwrap();
+    // Bob's copy, and the DSN for the 550 (Postfix relays it on for us, over the same TLS).
+    let delivered = sink.wait_for(2, 20);
+    assert_eq!(delivered.len(), 2, "{delivered:?}");
+    let copy = delivered
+        .iter()
+        .find(|m| m.contains("Subject: through postfix"))
+        .expect("bob's copy");
+    assert!(
+        copy.contains("by downstream.test (Postfix) with ESMTPS"),
+        "STARTTLS to Postfix: {copy}"
+    );
+    let dsn = delivered
+        .iter()
+        .find(|m| m.contains("report-type=delivery-status"))
+        .expect("a DSN");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; gone@example.com") && dsn.contains("5.1.1"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("X-Rcpt-Args: <alice@sender.test>"), "{dsn}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let listed = String::from_utf8(p.run(&["queue", "list"], b"").stdout).unwrap();
+    assert!(
+        listed.contains("temp@example.com") && listed.contains("450"),
+        "4xx waits in the queue: {listed}"
+    );
+
+    // Postfix down: the next message waits too; the access map relents; Postfix comes back.
+    postfix("stop");
+    let address = smtp.clone();
+    tokio::task::spawn_blocking(move || {
+        let (ok, t) = swaks(
+            &address,
+            &[
+                "--from",
+                "alice@sender.test",
+                "--to",
+                "bob@example.com",
+                "--header",
+                "Subject: while down",
+            ],
+        );
+        assert!(ok, "{t}");
+    })
+    .await
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let listed = String::from_utf8(p.run(&["queue", "list"], b"").stdout).unwrap();
+    assert_eq!(listed.lines().count(), 2, "{listed}");
+    std::fs::write(&access, "gone@example.com 550 5.1.1 no such user\n").unwrap();
+    postfix("start");
+    let delivered = sink.wait_for(4, 30);
+    let subjects: Vec<bool> = ["Subject: later", "Subject: while down"]
+        .iter()
+        .map(|s| delivered.iter().any(|m| m.contains(s)))
+        .collect();
+    assert_eq!(subjects, [true, true], "{delivered:?}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(p.run(&["queue", "list"], b"").stdout.is_empty());
+}
