@@ -66,7 +66,7 @@ fn host_matches(pattern: &str, host: &str) -> bool {
 }
 
 /// `*` matches any run of bytes; everything else matches itself.
-fn glob(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while t < text.len() {

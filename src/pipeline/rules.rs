@@ -85,27 +85,7 @@ impl TransportRule {
 
 /// Case-insensitive match with `*` standing for any run of characters.
 pub fn wildcard(pattern: &str, value: &str) -> bool {
-    let pattern: Vec<char> = pattern.to_lowercase().chars().collect();
-    let value: Vec<char> = value.to_lowercase().chars().collect();
-    // Greedy match with backtracking to the last star: linear in practice, no recursion.
-    let (mut p, mut v) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while v < value.len() {
-        if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, v));
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == value[v] {
-            p += 1;
-            v += 1;
-        } else if let Some((star_p, star_v)) = star {
-            p = star_p + 1;
-            v = star_v + 1;
-            star = Some((star_p, star_v + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
+    crate::patterns::glob(pattern.to_lowercase().as_bytes(), value.to_lowercase().as_bytes())
 }
 
 #[cfg(test)]
