@@ -178,6 +178,27 @@ fn message(subject: &str, body: &str) -> String {
     )
 }
 
+/// One message from alice to bob with this subject, through swaks; panics unless it gets a 250.
+async fn send_to_bob(smtp: &str, subject: &str) {
+    let (smtp, header) = (smtp.to_string(), format!("Subject: {subject}"));
+    let (ok, transcript) = tokio::task::spawn_blocking(move || {
+        swaks(
+            &smtp,
+            &[
+                "--from",
+                "alice@sender.test",
+                "--to",
+                "bob@example.com",
+                "--header",
+                &header,
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{transcript}");
+}
+
 fn messages_index(p: &Portcullis) -> Vec<serde_json::Value> {
     let output = p.run(&["messages", "--json", "--limit", "0"], b"");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
@@ -941,23 +962,7 @@ async fn downstream_failures_retry_bounce_and_recover() {
     refusing.stop();
 
     // Down, then a temporary refusal, then up: the copy waits in the queue and goes out.
-    let address = smtp.clone();
-    tokio::task::spawn_blocking(move || {
-        let (ok, t) = swaks(
-            &address,
-            &[
-                "--from",
-                "alice@sender.test",
-                "--to",
-                "bob@example.com",
-                "--header",
-                "Subject: patient",
-            ],
-        );
-        assert!(ok, "{t}");
-    })
-    .await
-    .unwrap();
+    send_to_bob(&smtp, "patient").await;
     std::thread::sleep(Duration::from_millis(2500));
     let listed = String::from_utf8(p.run(&["queue", "list"], b"").stdout).unwrap();
     assert!(
@@ -1247,23 +1252,7 @@ async fn real_postfix_downstream() {
 
     // Postfix down: the next message waits too; the access map relents; Postfix comes back.
     postfix("stop");
-    let address = smtp.clone();
-    tokio::task::spawn_blocking(move || {
-        let (ok, t) = swaks(
-            &address,
-            &[
-                "--from",
-                "alice@sender.test",
-                "--to",
-                "bob@example.com",
-                "--header",
-                "Subject: while down",
-            ],
-        );
-        assert!(ok, "{t}");
-    })
-    .await
-    .unwrap();
+    send_to_bob(&smtp, "while down").await;
     std::thread::sleep(Duration::from_millis(1500));
     let listed = String::from_utf8(p.run(&["queue", "list"], b"").stdout).unwrap();
     assert_eq!(listed.lines().count(), 2, "{listed}");
