@@ -107,6 +107,17 @@ pub struct ClickConfig {
     /// Structured logs as JSON lines.
     pub json_logs: bool,
     pub policy: ClickPolicy,
+    /// A request's head (request line and header fields) must arrive whole within this. On a
+    /// kept-alive connection it is counted from the previous response, so it is also how long an
+    /// idle keep-alive connection is kept.
+    pub header_timeout_ms: u64,
+    /// Longest silence while reading anything else (a request body).
+    pub read_timeout_ms: u64,
+    /// Connections open at once; past it, new ones wait in the listen backlog. Keep it below the
+    /// process's file descriptor limit (`ulimit -n`).
+    pub max_connections: usize,
+    /// A TLS client must finish its handshake within this.
+    pub tls_handshake_timeout_ms: u64,
 }
 
 impl Default for ClickConfig {
@@ -140,6 +151,10 @@ impl Default for ClickConfig {
             .to_vec(),
             json_logs: false,
             policy: ClickPolicy::default(),
+            header_timeout_ms: 10_000,
+            read_timeout_ms: 30_000,
+            max_connections: 4096,
+            tls_handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -346,6 +361,13 @@ pub struct PipelineConfig {
     /// `d=` and `s=` of the gateway's ARC seal; the domain defaults to `smtp.hostname`.
     pub arc_domain: Option<String>,
     pub arc_selector: String,
+    /// Deepest MIME nesting (multiparts and attached messages) any stage gets to see. A deeper
+    /// message is refused at DATA (554 5.6.0), or held as `damaged` when it can no longer be.
+    pub max_nesting: usize,
+    /// Messages filtered at once; past it the DATA reply is `451 4.3.2` and nothing is accepted.
+    pub max_in_flight: usize,
+    /// Attempts at filtering one message before it is held as `damaged` with the error.
+    pub max_attempts: u32,
 }
 
 impl Default for PipelineConfig {
@@ -360,6 +382,9 @@ impl Default for PipelineConfig {
             rules: Vec::new(),
             arc_domain: None,
             arc_selector: "portcullis".into(),
+            max_nesting: 64,
+            max_in_flight: 64,
+            max_attempts: 3,
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod clicklog;
 pub mod config;
 pub mod delivery;
 pub mod escape;
+pub mod listen;
 pub mod metrics;
 pub mod patterns;
 pub mod pipeline;

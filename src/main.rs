@@ -231,7 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             init_logging(config.click.json_logs);
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(portcullis::serve::serve(config))?;
+            runtime.block_on(portcullis::serve::serve(config, cli.config.clone()))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Clicks {

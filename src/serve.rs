@@ -2,22 +2,24 @@
 //! housekeeping) from the configuration and runs them until SIGINT or SIGTERM, then drains
 //! connections and flushes the click log.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
 use crate::clicklog::{ClickLog, ClickLogError};
 use crate::config::Config;
+use crate::listen::{Gate, ReadTimeout};
 use crate::redirect::ClickService;
 use crate::reputation::{
     DnsBlocklists, Heuristics, LocalFeeds, Provider, RedirectFollower, Reputation, SafeBrowsing, Urlhaus,
 };
-use crate::token::{KeyRing, KeyRingError};
+use crate::token::{KeyRing, KeyRingError, LiveKeyRing};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -35,9 +37,11 @@ pub enum ServeError {
     Gateway(String),
 }
 
-/// Runs the click service until a shutdown signal.
-pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let keys = KeyRing::open_or_create(&config.data_dir)?;
+/// Runs the click service and the gateway until SIGINT or SIGTERM. `config_path` is the file the
+/// configuration came from, read again on SIGHUP.
+pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), ServeError> {
+    announce_data_dir(&config.data_dir);
+    let keys = LiveKeyRing::new(KeyRing::open_or_create(&config.data_dir)?);
     let (log, writer) = ClickLog::open(&config.data_dir, config.click.durability)?;
     let feeds = Arc::new(LocalFeeds::new(config.reputation.feeds.clone()));
     let mut providers: Vec<Arc<dyn Provider>> = vec![
@@ -71,22 +75,42 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     } else {
         Some(start_gateway(&config, keys.clone()).await?)
     };
-    let service = Arc::new(ClickService::new(config.click.clone(), keys, reputation, log));
+    let service = Arc::new(ClickService::new(config.click.clone(), keys.clone(), reputation, log));
 
-    // Feed files are watched; a change reloads them and drops cached verdicts.
+    // Feed files and the key ring are watched; SIGHUP reloads them at once and reads the
+    // configuration file again.
     let reload_every = Duration::from_secs(config.reputation.feed_reload_secs.max(1));
     let watcher = {
-        let (feeds, service) = (feeds.clone(), service.clone());
+        let (feeds, service, keys) = (feeds.clone(), service.clone(), keys.clone());
+        let running = config.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload_every);
+            let mut tick = tokio::time::interval(reload_every.min(Duration::from_secs(1)));
+            let mut since_feeds = Duration::ZERO;
+            let mut hangup = hangup_signal();
             loop {
-                tick.tick().await;
-                let feeds = feeds.clone();
-                if tokio::task::spawn_blocking(move || feeds.reload_if_changed())
-                    .await
-                    .unwrap_or(false)
-                {
-                    service.reputation.invalidate();
+                let forced = tokio::select! {
+                    _ = tick.tick() => false,
+                    Some(()) = hangup.recv() => true,
+                };
+                since_feeds += Duration::from_secs(1);
+                if forced {
+                    tracing::info!("SIGHUP: reloading keys, feeds and configuration");
+                    report_config_changes(&running, config_path.as_deref());
+                }
+                match keys.reload_if_changed(forced) {
+                    Ok(Some(changes)) => tracing::warn!(%changes, "key ring reloaded"),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "key ring not reloaded; the running keys stay"),
+                }
+                if forced || since_feeds >= reload_every {
+                    since_feeds = Duration::ZERO;
+                    let feeds = feeds.clone();
+                    if tokio::task::spawn_blocking(move || feeds.reload(forced))
+                        .await
+                        .unwrap_or(false)
+                    {
+                        service.reputation.invalidate();
+                    }
                 }
             }
         })
@@ -98,7 +122,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             address: config.click.listen.clone(),
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
+    let gate = Gate::new(listener, config.click.max_connections, "click");
+    let local = gate.local_addr().map_err(|source| ServeError::Listen {
         address: config.click.listen.clone(),
         source,
     })?;
@@ -109,39 +134,46 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
     tracing::info!(%local, "click service listening");
 
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.click.header_timeout_ms.max(1)));
+    let read_timeout = Duration::from_millis(config.click.read_timeout_ms.max(1));
+    let handshake_timeout = Duration::from_millis(config.click.tls_handshake_timeout_ms.max(1));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, peer)) = accepted else { continue };
-                let _ = stream.set_nodelay(true);
+            (stream, peer, slot) = gate.accept() => {
                 let service = service.clone();
                 let handler = service_fn(move |request| {
                     let service = service.clone();
                     async move { Ok::<_, std::convert::Infallible>(service.handle(request, peer).await) }
                 });
-                match &tls {
-                    None => {
-                        let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
-                        let watched = graceful.watch(connection);
-                        tokio::spawn(async move { let _ = watched.await; });
-                    }
-                    Some(acceptor) => {
-                        let acceptor = acceptor.clone();
-                        let watcher = graceful.watcher();
-                        tokio::spawn(async move {
-                            let Ok(stream) = acceptor.accept(stream).await else { return };
-                            let connection = http1::Builder::new().serve_connection(TokioIo::new(stream), handler);
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    let _slot = slot;
+                    let stream = ReadTimeout::new(stream, read_timeout);
+                    match tls {
+                        None => {
+                            let connection = http.serve_connection(TokioIo::new(stream), handler);
                             let _ = watcher.watch(connection).await;
-                        });
+                        }
+                        Some(acceptor) => {
+                            let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
+                                return;
+                            };
+                            let connection = http.serve_connection(TokioIo::new(stream), handler);
+                            let _ = watcher.watch(connection).await;
+                        }
                     }
-                }
+                });
             }
             () = &mut shutdown => break,
         }
     }
-    drop(listener);
+    drop(gate);
     if let Some(tasks) = gateway {
         for task in tasks {
             task.abort();
@@ -156,9 +188,108 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
+/// Says where state lives. A relative data directory resolves against the working directory, so
+/// starting from another directory silently makes a new key ring: say so loudly.
+fn announce_data_dir(data_dir: &Path) {
+    let absolute = std::path::absolute(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    let fresh = !data_dir.join("keys.json").exists();
+    if fresh {
+        tracing::warn!(
+            data_dir = %absolute.display(),
+            relative = data_dir.is_relative(),
+            "no key ring here: generating new keys. Links signed with keys from another data \
+             directory will not verify; set data_dir to an absolute path"
+        );
+    } else {
+        tracing::info!(data_dir = %absolute.display(), "data directory");
+    }
+}
+
+/// SIGHUP as a stream; never fires where there is no such signal.
+fn hangup_signal() -> tokio::sync::mpsc::Receiver<()> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(1);
+    #[cfg(unix)]
+    if let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                let _ = sender.try_send(());
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    drop(sender);
+    receiver
+}
+
+/// Reads the configuration file again and logs every section that differs from the running one.
+/// Keys and feed files reload live; other settings take effect at the next start, and the log
+/// says which.
+fn report_config_changes(running: &Config, path: Option<&Path>) {
+    let Some(path) = path else {
+        tracing::info!("no configuration file: only keys and feeds reloaded");
+        return;
+    };
+    let mut new = match Config::load(path) {
+        Ok(config) => config,
+        Err(error) => {
+            tracing::error!(%error, "configuration not reloaded: the running one stays");
+            return;
+        }
+    };
+    // Command-line overrides stay what they were.
+    new.data_dir.clone_from(&running.data_dir);
+    new.click.listen.clone_from(&running.click.listen);
+    new.smtp.listen.clone_from(&running.smtp.listen);
+    let sections: [(&str, String, String); 9] = [
+        ("links", format!("{:?}", running.links), format!("{:?}", new.links)),
+        (
+            "rewrite",
+            format!("{:?}", running.rewrite),
+            format!("{:?}", new.rewrite),
+        ),
+        ("click", format!("{:?}", running.click), format!("{:?}", new.click)),
+        (
+            "reputation",
+            format!("{:?}", running.reputation),
+            format!("{:?}", new.reputation),
+        ),
+        ("smtp", format!("{:?}", running.smtp), format!("{:?}", new.smtp)),
+        ("dns", format!("{:?}", running.dns), format!("{:?}", new.dns)),
+        (
+            "pipeline",
+            format!("{:?}", running.pipeline),
+            format!("{:?}", new.pipeline),
+        ),
+        (
+            "delivery",
+            format!("{:?}", running.delivery),
+            format!("{:?}", new.delivery),
+        ),
+        (
+            "quarantine",
+            format!("{:?}", running.quarantine),
+            format!("{:?}", new.quarantine),
+        ),
+    ];
+    let changed: Vec<&str> = sections
+        .iter()
+        .filter(|(_, old, new)| old != new)
+        .map(|(name, _, _)| *name)
+        .collect();
+    if changed.is_empty() {
+        tracing::info!(path = %path.display(), "configuration unchanged");
+    } else {
+        tracing::warn!(
+            path = %path.display(),
+            sections = %changed.join(","),
+            "configuration changed; these sections take effect at the next start (keys and feed files reload live)"
+        );
+    }
+}
+
 /// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts the
 /// SMTP listener, the delivery workers and the housekeeping (spool sweep, quarantine expiry).
-async fn start_gateway(config: &Config, keys: KeyRing) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
     use crate::pipeline::{ArcKey, Pipeline, Resolver};
     use crate::smtp::client::ClientSettings;
     use crate::smtp::server::Recipients;

@@ -18,7 +18,7 @@ use crate::config::{Config, Copies, PipelineConfig, QuarantineConfig};
 use crate::rewrite::mime::parse_headers;
 use crate::rewrite::{LeftReason, MessageContext, Rewriter};
 use crate::store::{DeliveryKind, IndexEntry, IndexedRecipient, NewDelivery, NewHold};
-use crate::token::KeyRing;
+use crate::token::{KeyRing, LiveKeyRing};
 
 pub use auth::Resolver;
 pub use rules::{RuleAction, TransportRule};
@@ -75,6 +75,66 @@ pub struct Outcome {
     pub hold: Option<NewHold>,
 }
 
+impl Outcome {
+    /// A message no stage could finish (an error, a panic, a structure too deep), held unchanged
+    /// as quarantine category `damaged` with the reason, for an operator to look at.
+    pub fn damaged(envelope: &Envelope, message: &[u8], reason: &str, symbol: &str) -> Outcome {
+        let category = "damaged".to_string();
+        let mut outcome = Outcome::refused(envelope, message, String::new(), symbol);
+        outcome.verdict = Verdict::Quarantine {
+            category: category.clone(),
+            reason: reason.to_string(),
+        };
+        outcome.index.verdict = "quarantine".into();
+        outcome.index.category = Some(category.clone());
+        outcome.index.details = format!("rule=damaged policy=quarantine reason={}", headers::clean(reason));
+        outcome.hold = Some(NewHold {
+            message_ref: envelope.message_ref.clone(),
+            category,
+            reason: reason.to_string(),
+            sender: envelope.sender.clone(),
+            recipients: envelope.recipients.clone(),
+            subject: outcome.index.subject.clone(),
+            body: message.to_vec(),
+            expires_at: crate::store::now() + 15 * 86400,
+        });
+        outcome
+    }
+
+    /// A message refused at DATA with `reply`, indexed with `symbol` and nothing else looked at.
+    pub fn refused(envelope: &Envelope, message: &[u8], reply: String, symbol: &str) -> Outcome {
+        let headers = parse_headers(message);
+        Outcome {
+            index: IndexEntry {
+                message_ref: envelope.message_ref.clone(),
+                received_at: envelope.received_at,
+                message_id: headers.get("message-id").map(headers::clean),
+                sender: envelope.sender.clone(),
+                client_ip: envelope.client_ip.to_string(),
+                helo: envelope.helo.clone(),
+                subject: headers.get("subject").map(headers::clean),
+                recipients: envelope
+                    .recipients
+                    .iter()
+                    .map(|address| IndexedRecipient {
+                        address: address.clone(),
+                        reference: String::new(),
+                    })
+                    .collect(),
+                urls: Vec::new(),
+                symbols: vec![symbol.to_string()],
+                verdict: "reject".into(),
+                category: None,
+                rule: None,
+                details: format!("rule={} policy=reject", symbol.to_ascii_lowercase()),
+            },
+            verdict: Verdict::Reject { reply },
+            deliveries: Vec::new(),
+            hold: None,
+        }
+    }
+}
+
 /// Retention in days for a quarantine category (Exchange Online Protection's defaults).
 pub fn retention_days(category: &str, config: &QuarantineConfig) -> i64 {
     match category {
@@ -93,6 +153,7 @@ pub struct Pipeline {
     rewriter: Rewriter,
     table: SymbolTable,
     arc: Option<ArcKey>,
+    max_parts: usize,
 }
 
 /// The shared context the stages add to.
@@ -102,7 +163,12 @@ struct Context {
 }
 
 impl Pipeline {
-    pub fn new(config: &Config, keys: KeyRing, resolver: Option<Resolver>, arc: Option<ArcKey>) -> Pipeline {
+    pub fn new(
+        config: &Config,
+        keys: impl Into<LiveKeyRing>,
+        resolver: Option<Resolver>,
+        arc: Option<ArcKey>,
+    ) -> Pipeline {
         Pipeline {
             table: SymbolTable::new(&config.pipeline.symbols),
             config: config.pipeline.clone(),
@@ -111,10 +177,15 @@ impl Pipeline {
             resolver,
             rewriter: Rewriter::new(keys, &config.links.base_url, config.rewrite.clone()),
             arc,
+            max_parts: config.rewrite.max_parts,
         }
     }
 
-    pub fn keys(&self) -> &KeyRing {
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    pub fn keys(&self) -> std::sync::Arc<KeyRing> {
         self.rewriter.keys()
     }
 
@@ -122,6 +193,21 @@ impl Pipeline {
     /// already gone out (the time budget ran out, or a crash recovery): a reject verdict then holds
     /// the message in quarantine instead, because a bounce after a 250 is backscatter.
     pub async fn run(&self, envelope: &Envelope, message: &[u8], can_reject: bool) -> Outcome {
+        // 0. Structure: no stage, ours or a library's, sees nesting deeper than the bound.
+        let limit = self.config.max_nesting;
+        if crate::rewrite::nesting_depth(message, limit, self.max_parts) > limit {
+            let reason = format!("MIME structure nested deeper than {limit} levels");
+            return if can_reject {
+                Outcome::refused(
+                    envelope,
+                    message,
+                    format!("554 5.6.0 {reason}; message not accepted"),
+                    "MIME_TOO_DEEP",
+                )
+            } else {
+                Outcome::damaged(envelope, message, &reason, "MIME_TOO_DEEP")
+            };
+        }
         let headers = parse_headers(message);
         let subject = headers.get("subject").map(headers::clean);
         let message_id = headers.get("message-id").map(headers::clean);

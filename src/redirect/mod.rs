@@ -16,7 +16,7 @@ use crate::clicklog::{Action, ClickEvent, ClickLog};
 use crate::config::ClickConfig;
 use crate::patterns::UrlPatterns;
 use crate::reputation::{Assessment, Category, Finding, Reputation, Verdict};
-use crate::token::{KeyRing, LinkError, policy};
+use crate::token::{LinkError, LiveKeyRing, policy};
 use pages::Page;
 
 pub type Body = Full<Bytes>;
@@ -24,7 +24,7 @@ pub type Body = Full<Bytes>;
 /// Everything a request needs, shared by all connections.
 pub struct ClickService {
     pub config: ClickConfig,
-    pub keys: KeyRing,
+    pub keys: LiveKeyRing,
     pub reputation: Reputation,
     pub log: ClickLog,
     allow: UrlPatterns,
@@ -35,7 +35,7 @@ pub struct ClickService {
 const CLICK_THROUGH_PURPOSE: &str = "click-through";
 
 impl ClickService {
-    pub fn new(config: ClickConfig, keys: KeyRing, reputation: Reputation, log: ClickLog) -> Self {
+    pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Reputation, log: ClickLog) -> Self {
         let allow = UrlPatterns::new(&config.policy.allow_list);
         let block = UrlPatterns::new(&config.policy.block_list);
         let prefetch_agents = config
@@ -45,7 +45,7 @@ impl ClickService {
             .collect();
         Self {
             config,
-            keys,
+            keys: keys.into(),
             reputation,
             log,
             allow,
@@ -117,7 +117,7 @@ impl ClickService {
                 }
             },
         };
-        let verified = match self.keys.verify(&target) {
+        let verified = match self.keys.current().verify(&target) {
             Ok(verified) => verified,
             Err(error) => {
                 event.url = target.chars().take(2048).collect();
@@ -280,7 +280,7 @@ impl ClickService {
     fn continuation(&self, target: &str) -> Option<String> {
         let expires = unix_now() + self.config.click_through_ttl_secs;
         let data = format!("{expires}\0{target}");
-        let token = self.keys.sign_token(CLICK_THROUGH_PURPOSE, data.as_bytes())?;
+        let token = self.keys.current().sign_token(CLICK_THROUGH_PURPOSE, data.as_bytes())?;
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("l", target)
             .append_pair("e", &expires.to_string())
@@ -304,8 +304,12 @@ impl ClickService {
         }
         let (target, expires, token) = (target?, expires?, token?);
         let data = format!("{expires}\0{target}");
-        (expires >= unix_now() && self.keys.verify_token(CLICK_THROUGH_PURPOSE, data.as_bytes(), &token))
-            .then_some(target)
+        (expires >= unix_now()
+            && self
+                .keys
+                .current()
+                .verify_token(CLICK_THROUGH_PURPOSE, data.as_bytes(), &token))
+        .then_some(target)
     }
 
     fn page(&self, status: StatusCode, page: &Page<'_>) -> Response<Body> {

@@ -86,12 +86,17 @@ impl LocalFeeds {
     /// Reloads every feed when any file's modification time changed. Returns whether it did.
     /// A feed that fails to parse keeps its previous entries out and is reported, never fatal.
     pub fn reload_if_changed(&self) -> bool {
+        self.reload(false)
+    }
+
+    /// Reloads every feed when a file changed, or always when `force` (SIGHUP).
+    pub fn reload(&self, force: bool) -> bool {
         let stamps: Vec<Option<SystemTime>> = self
             .feeds
             .iter()
             .map(|f| std::fs::metadata(&f.path).and_then(|m| m.modified()).ok())
             .collect();
-        if *self.loaded.read().unwrap_or_else(|e| e.into_inner()) == stamps {
+        if !force && *self.loaded.read().unwrap_or_else(|e| e.into_inner()) == stamps {
             return false;
         }
         let mut index = Index::default();

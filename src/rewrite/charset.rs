@@ -77,6 +77,20 @@ pub fn decode_mapped(bytes: &[u8], encoding: &'static Encoding) -> MappedText {
         for (i, c) in decoded.chars().enumerate() {
             push_char(&mut text, c, i, i + 1);
         }
+    } else if encoding == UTF_8 {
+        // Each maximal invalid sequence is one U+FFFD over exactly its own bytes, so the byte after
+        // it (a space, `>`, a line end) keeps a range of its own and is never replaced with a link.
+        let mut at = 0;
+        for chunk in bytes.utf8_chunks() {
+            for (offset, c) in chunk.valid().char_indices() {
+                push_char(&mut text, c, at + offset, at + offset + c.len_utf8());
+            }
+            at += chunk.valid().len();
+            if !chunk.invalid().is_empty() {
+                push_char(&mut text, '\u{FFFD}', at, at + chunk.invalid().len());
+                at += chunk.invalid().len();
+            }
+        }
     } else {
         // Feed one byte at a time: a character is complete when the decoder emits it.
         let mut decoder = encoding.new_decoder_without_bom_handling();
@@ -100,6 +114,15 @@ pub fn decode_mapped(bytes: &[u8], encoding: &'static Encoding) -> MappedText {
             }
             let end = (i + 1).min(bytes.len());
             let produced = std::str::from_utf8(&buffer[..written]).unwrap_or("\u{FFFD}");
+            // A malformed sequence cut short by an ASCII byte comes out as U+FFFD and that byte
+            // together: the byte keeps its own range, the replacement character the bytes before.
+            let (produced, ascii_tail) = match produced.as_bytes() {
+                [.., last] if produced.len() > 1 && last.is_ascii() && bytes[i] == *last && code_unit == 1 => {
+                    (&produced[..produced.len() - 1], Some(*last as char))
+                }
+                _ => (produced, None),
+            };
+            let end = if ascii_tail.is_some() { i } else { end };
             for c in produced.chars() {
                 // Escape sequences (ISO-2022-JP) emit nothing; they stay outside the next
                 // character's range so replacing a link never removes a mode switch.
@@ -110,7 +133,10 @@ pub fn decode_mapped(bytes: &[u8], encoding: &'static Encoding) -> MappedText {
                 };
                 push_char(&mut text, c, start, end);
             }
-            char_start = end;
+            if let Some(c) = ascii_tail {
+                push_char(&mut text, c, i, i + 1);
+            }
+            char_start = (i + 1).min(bytes.len());
         }
     }
     if starts.len() < text.len() + 1 {
@@ -154,6 +180,29 @@ mod tests {
         let start = text.find("https").unwrap();
         let end = start + "https://example.com/".len();
         assert_eq!(&bytes[mapped.original_range(start, end)], b"https://example.com/");
+    }
+
+    #[test]
+    fn invalid_bytes_keep_their_neighbours() {
+        for (encoding, bytes) in [
+            (UTF_8, &b"https://example.com/a\xC3 next"[..]),
+            (UTF_8, b"https://example.com/a\xFF>"),
+            (SHIFT_JIS, b"https://example.com/a\x81 next"),
+            (EUC_JP, b"https://example.com/a\xA4\nnext"),
+        ] {
+            let mapped = decode_mapped(bytes, encoding);
+            let replacement = mapped.text.find('\u{FFFD}').unwrap();
+            let after = replacement + '\u{FFFD}'.len_utf8();
+            let range = mapped.original_range(after, after + 1);
+            assert_eq!(
+                range.len(),
+                1,
+                "{encoding:?}: the byte after the bad one maps to itself"
+            );
+            assert_eq!(bytes[range.start] as char, mapped.text[after..].chars().next().unwrap());
+            let link = mapped.original_range(0, "https://example.com/a".len());
+            assert_eq!(&bytes[link], b"https://example.com/a");
+        }
     }
 
     #[test]

@@ -44,7 +44,8 @@ pub fn parse_headers(entity: &[u8]) -> Headers {
             headers.body_start = pos;
             return headers;
         };
-        let name = &line[..colon];
+        // RFC 5322 §4.5 (obs-optional): white space may stand between the name and the colon.
+        let name = trim_trailing_wsp(&line[..colon]);
         if name.is_empty() || name.iter().any(|&b| b <= b' ' || b >= 0x7f) {
             headers.body_start = pos;
             return headers;
@@ -65,6 +66,14 @@ pub fn parse_headers(entity: &[u8]) -> Headers {
     }
     headers.body_start = entity.len();
     headers
+}
+
+fn trim_trailing_wsp(bytes: &[u8]) -> &[u8] {
+    let end = bytes
+        .iter()
+        .rposition(|b| !matches!(b, b' ' | b'\t'))
+        .map_or(0, |i| i + 1);
+    &bytes[..end]
 }
 
 /// Offset just past the line feed of the line starting at `from` (or the end of input).
@@ -189,7 +198,9 @@ pub fn split_multipart(body: &[u8], boundary: &str) -> Option<Vec<Range<usize>>>
             continue;
         }
         if let Some(start) = current_start.take() {
-            parts.push(start..part_end_before(body, at));
+            // A delimiter straight after another one is an empty part: its line break belongs to
+            // the delimiter, so the end must not fall before the start.
+            parts.push(start..part_end_before(body, at).max(start));
         }
         if is_close {
             return Some(parts);
@@ -246,6 +257,26 @@ mod tests {
         let parts = split_multipart(body, "b").unwrap();
         let texts: Vec<&[u8]> = parts.iter().map(|r| &body[r.clone()]).collect();
         assert_eq!(texts, vec![&b"one\r\n--bb"[..], &b"two"[..]]);
+    }
+
+    #[test]
+    fn empty_parts_are_empty_ranges() {
+        for body in [&b"--b\n--b\nx\n--b--\n"[..], b"--b\r\n--b--\r\n", b"--b\n--b\n--b\n"] {
+            let parts = split_multipart(body, "b").unwrap();
+            assert!(
+                parts.iter().all(|r| r.start <= r.end && r.end <= body.len()),
+                "{parts:?}"
+            );
+            assert!(parts[0].is_empty());
+        }
+    }
+
+    #[test]
+    fn obsolete_space_before_colon() {
+        let headers = parse_headers(b"Subject : hi\nFrom\t: a@b\n\nbody");
+        let names: Vec<&str> = headers.fields.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["subject", "from"]);
+        assert_eq!(headers.get("subject"), Some("hi"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Finding and rewriting the links in a whole RFC 5322 message: the MIME walk (transfer encodings,
-//! charsets), HTML (lol_html), plain text (linkify) and the skip rules.
+//! charsets), HTML (lol_html), plain text (our own scanner, in `text`) and the skip rules.
 //!
 //! Parts we do not change are copied through byte for byte. In a part we change, only the bytes of
 //! each link are replaced, in the part's own charset, and the part keeps its transfer encoding.
@@ -14,13 +14,14 @@ mod transfer;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 use serde::Serialize;
 use url::Url;
 
 use crate::config::RewriteConfig;
 use crate::patterns::UrlPatterns;
-use crate::token::{ForeignVendor, KeyRing, LinkContext, LinkError, is_own_link, unwrap_foreign};
+use crate::token::{ForeignVendor, KeyRing, LinkContext, LinkError, LiveKeyRing, is_own_link, unwrap_foreign};
 use mime::{ContentType, Headers, line_ending, parse_headers, split_multipart};
 use target::{decode_entities, resolve};
 use transfer::TransferEncoding;
@@ -143,7 +144,7 @@ pub struct MessageContext {
 
 /// Rewrites links with one key ring and one configuration.
 pub struct Rewriter {
-    keys: KeyRing,
+    keys: LiveKeyRing,
     base_url: String,
     settings: RewriteConfig,
     do_not_rewrite: UrlPatterns,
@@ -160,18 +161,19 @@ enum Mode {
 type Edit = (Range<usize>, Vec<u8>);
 
 impl Rewriter {
-    pub fn new(keys: KeyRing, base_url: &str, settings: RewriteConfig) -> Self {
+    pub fn new(keys: impl Into<LiveKeyRing>, base_url: &str, settings: RewriteConfig) -> Self {
         let do_not_rewrite = UrlPatterns::new(&settings.do_not_rewrite);
         Self {
-            keys,
+            keys: keys.into(),
             base_url: base_url.trim_end_matches('/').to_string(),
             settings,
             do_not_rewrite,
         }
     }
 
-    pub fn keys(&self) -> &KeyRing {
-        &self.keys
+    /// The key ring as it is now (a running server reloads it when the file changes).
+    pub fn keys(&self) -> Arc<KeyRing> {
+        self.keys.current()
     }
 
     /// Rewrites every http(s) link in `message` into a signed link for `context`.
@@ -190,8 +192,10 @@ impl Rewriter {
         if parse_headers(message).fields.is_empty() {
             return Err(RewriteError::NotAMessage);
         }
+        // One snapshot of the ring for the whole message: a reload never splits a message.
+        let keys = self.keys.current();
         let recipient_ref = match (&context.recipient, mode) {
-            (Some(address), Mode::Rewrite) => self.keys.recipient_ref(address)?,
+            (Some(address), Mode::Rewrite) => keys.recipient_ref(address)?,
             _ => Vec::new(),
         };
         let link_context = LinkContext {
@@ -203,10 +207,11 @@ impl Rewriter {
         // Reject an unusable context or key ring before touching the message, not on its first link.
         if mode == Mode::Rewrite {
             link_context.check().map_err(LinkError::from)?;
-            self.keys.active().ok_or(LinkError::NoActiveKey)?;
+            keys.active().ok_or(LinkError::NoActiveKey)?;
         }
         let mut walk = Walk {
             rewriter: self,
+            keys,
             link_context,
             mode,
             report: Report::default(),
@@ -254,6 +259,7 @@ fn apply_edits(input: &[u8], mut edits: Vec<Edit>) -> Vec<u8> {
 /// One pass over one message (and, recursively, over encoded attached messages).
 struct Walk<'a> {
     rewriter: &'a Rewriter,
+    keys: Arc<KeyRing>,
     link_context: LinkContext,
     mode: Mode,
     report: Report,
@@ -476,7 +482,7 @@ impl Walk<'_> {
         let link = match self.mode {
             Mode::Scan => None,
             // Context and key ring were checked in `run`, so signing cannot fail here.
-            Mode::Rewrite => rewriter
+            Mode::Rewrite => self
                 .keys
                 .sign(&rewriter.base_url, &destination, &self.link_context)
                 .ok(),
@@ -562,4 +568,67 @@ fn headers_with_qp(entity: &[u8], headers: &Headers, eol: &[u8]) -> Vec<u8> {
 fn is_inline_pgp(content: &[u8]) -> bool {
     let finder = |needle: &[u8]| memchr::memmem::find(content, needle).is_some();
     finder(b"-----BEGIN PGP SIGNED MESSAGE-----") || finder(b"-----BEGIN PGP MESSAGE-----")
+}
+
+/// How deeply `message` nests MIME entities (each multipart and each attached message is a
+/// level; encoded attached messages are decoded and counted too), up to `limit + 1`: the answer
+/// is exact below the limit and `limit + 1` for anything deeper. Iterative and bounded by
+/// `max_entities`, so it is safe on any input. Callers check it before handing a message to a
+/// parser that recurses (mail-parser, mail-auth).
+pub fn nesting_depth(message: &[u8], limit: usize, max_entities: usize) -> usize {
+    // Decoded attached messages live in `buffers`; entry 0 is the message itself.
+    let mut buffers: Vec<Cow<'_, [u8]>> = vec![Cow::Borrowed(message)];
+    let mut stack = vec![(0usize, 0..message.len(), ContentType::text_plain(), 0usize)];
+    let mut deepest = 0;
+    let mut entities = 0;
+    while let Some((buffer, range, default_type, depth)) = stack.pop() {
+        deepest = deepest.max(depth);
+        entities += 1;
+        if deepest > limit || entities > max_entities {
+            break;
+        }
+        let buf = &buffers[buffer];
+        let headers = parse_headers(&buf[range.clone()]);
+        let content_type = headers
+            .get("content-type")
+            .and_then(ContentType::parse)
+            .unwrap_or(default_type);
+        let body = range.start + headers.body_start..range.end;
+        match (content_type.kind.as_str(), content_type.subtype.as_str()) {
+            ("multipart", subtype) => {
+                let child_default = if subtype == "digest" {
+                    ContentType::message_rfc822()
+                } else {
+                    ContentType::text_plain()
+                };
+                let parts = content_type
+                    .param("boundary")
+                    .and_then(|b| split_multipart(&buf[body.clone()], b))
+                    .unwrap_or_default();
+                for part in parts {
+                    stack.push((
+                        buffer,
+                        body.start + part.start..body.start + part.end,
+                        child_default.clone(),
+                        depth + 1,
+                    ));
+                }
+            }
+            ("message", "rfc822" | "global") => match transfer_encoding(&headers) {
+                Some(TransferEncoding::Identity) | None => {
+                    stack.push((buffer, body, ContentType::text_plain(), depth + 1))
+                }
+                Some(encoding) => {
+                    if let Some(inner) = decode_transfer(&buf[body], encoding) {
+                        let inner: Vec<u8> = inner.into_owned();
+                        let len = inner.len();
+                        buffers.push(Cow::Owned(inner));
+                        stack.push((buffers.len() - 1, 0..len, ContentType::text_plain(), depth + 1));
+                    }
+                }
+            },
+            _ => {}
+        }
+    }
+    deepest.min(limit + 1)
 }

@@ -117,6 +117,8 @@ pub struct Gateway {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: AtomicUsize,
     in_flight: Mutex<HashSet<String>>,
+    /// One permit per message being filtered (`pipeline.max_in_flight`).
+    filtering: Arc<tokio::sync::Semaphore>,
     /// Woken whenever new copies are queued for delivery.
     pub queued: Arc<Notify>,
 }
@@ -162,6 +164,7 @@ impl Gateway {
         let tls = crate::tls::acceptor_for("smtp", config.tls_cert.as_deref(), config.tls_key.as_deref(), &[])?;
         // No session runs yet: whatever is half-written was never answered with 250.
         spool.clear_incoming();
+        let filtering = Arc::new(tokio::sync::Semaphore::new(pipeline.config().max_in_flight.max(1)));
         Ok(Self {
             config,
             budget,
@@ -174,6 +177,7 @@ impl Gateway {
             per_ip: Mutex::new(HashMap::new()),
             open: AtomicUsize::new(0),
             in_flight: Mutex::new(HashSet::new()),
+            filtering,
             queued,
         })
     }
@@ -279,7 +283,7 @@ impl Gateway {
                     Ok(())
                 }
                 Ok(false) => {
-                    let outcome = self.pipeline.run(&envelope, &message, false).await;
+                    let outcome = self.filter(&envelope, &Arc::new(message), false).await;
                     self.file(outcome).await
                 }
                 Err(error) => Err(error.to_string()),
@@ -309,8 +313,37 @@ impl Gateway {
             .remove(message_ref);
     }
 
+    /// Runs the pipeline on a task of its own, so that a panic ends only that attempt, up to
+    /// `pipeline.max_attempts` times; a message that fails them all is held as `damaged` with the
+    /// last error instead of blocking the spool or the next start.
+    async fn filter(&self, envelope: &Envelope, message: &Arc<Vec<u8>>, can_reject: bool) -> Outcome {
+        let attempts = self.pipeline.config().max_attempts.max(1);
+        let mut last_error = String::new();
+        for attempt in 1..=attempts {
+            let (pipeline, task_envelope, task_message) = (self.pipeline.clone(), envelope.clone(), message.clone());
+            let run = tokio::spawn(async move { pipeline.run(&task_envelope, &task_message, can_reject).await });
+            match run.await {
+                Ok(outcome) => return outcome,
+                Err(error) => {
+                    last_error = describe_failure(error);
+                    tracing::error!(message_ref = %envelope.message_ref, attempt, error = %last_error, "filtering failed");
+                }
+            }
+        }
+        Outcome::damaged(
+            envelope,
+            message,
+            &format!("filtering failed {attempts} times: {last_error}"),
+            "PROCESSING_FAILED",
+        )
+    }
+
     /// Spools the message, runs the pipeline within the time budget, and returns the DATA reply.
     async fn accept(self: &Arc<Self>, envelope: Envelope, message: Vec<u8>) -> String {
+        let Ok(permit) = self.filtering.clone().try_acquire_owned() else {
+            tracing::warn!(message_ref = %envelope.message_ref, "too many messages being filtered; 451");
+            return "451 4.3.2 Too busy to take this message now, try again later".into();
+        };
         let spool = self.spool.clone();
         let message = Arc::new(message);
         let (spooled_envelope, spooled_message) = (envelope.clone(), message.clone());
@@ -331,8 +364,9 @@ impl Gateway {
         let message_ref = envelope.message_ref.clone();
         let task_ref = message_ref.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let message_ref = task_ref;
-            let mut outcome = gateway.pipeline.run(&envelope, &message, true).await;
+            let mut outcome = gateway.filter(&envelope, &message, true).await;
             let late = {
                 let mut phase = task_phase.lock().unwrap_or_else(|p| p.into_inner());
                 if *phase == Phase::Late {
@@ -343,7 +377,7 @@ impl Gateway {
                 }
             };
             if late && matches!(outcome.verdict, Verdict::Reject { .. }) {
-                outcome = gateway.pipeline.run(&envelope, &message, false).await;
+                outcome = gateway.filter(&envelope, &message, false).await;
             }
             let reply = match &outcome.verdict {
                 Verdict::Reject { reply } => reply.clone(),
@@ -880,6 +914,20 @@ impl Session<'_> {
 }
 
 /// A message reference: time-ordered and unguessable (seconds, then 64 random bits), 24 hex digits.
+/// What a failed pipeline task said: its panic message, or why it was cancelled.
+fn describe_failure(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return error.to_string();
+    }
+    let payload = error.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("panic: {text}")
+}
+
 pub fn new_message_ref() -> String {
     format!("{:08x}{:016x}", crate::store::now() as u32, rand::random::<u64>())
 }

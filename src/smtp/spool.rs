@@ -52,13 +52,17 @@ impl Spool {
             message: e.to_string(),
         })?;
         header.push(b'\n');
-        let mut file = File::create(&temporary).map_err(io(&temporary))?;
-        file.write_all(&header).map_err(io(&temporary))?;
-        file.write_all(message).map_err(io(&temporary))?;
-        file.sync_all().map_err(io(&temporary))?;
-        drop(file);
+        let written = File::create(&temporary).and_then(|mut file| {
+            file.write_all(&header)?;
+            file.write_all(message)?;
+            file.sync_all()
+        });
         let path = self.path_of(&envelope.message_ref);
-        fs::rename(&temporary, &path).map_err(io(&path))?;
+        if let Err(source) = written.and_then(|()| fs::rename(&temporary, &path)) {
+            // A disk that filled up must not leave half-written (or 0-byte) files behind.
+            let _ = fs::remove_file(&temporary);
+            return Err(SpoolError::Io { path, source });
+        }
         File::open(&self.directory)
             .and_then(|dir| dir.sync_all())
             .map_err(io(&self.directory))?;

@@ -12,4 +12,4 @@ pub use format::{
     ContextError, LINK_VERSION, LinkContext, LinkError, MAX_MESSAGE_REF, MAX_RECIPIENT_REF, VerifiedLink, is_own_link,
     policy,
 };
-pub use keyring::{Key, KeyRing, KeyRingError, KeyState, create_private_dir};
+pub use keyring::{Key, KeyRing, KeyRingError, KeyState, LiveKeyRing, create_private_dir};
