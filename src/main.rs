@@ -492,14 +492,15 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
                     println!("{}", serde_json::to_string(&held)?);
                 } else {
                     println!(
-                        "{}\t{}\t{}\t{}\t{}\texpires {}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\texpires {}\t{}\t{}",
                         held.id,
                         held.category,
                         held.message_ref,
                         if held.sender.is_empty() { "<>" } else { &held.sender },
                         held.recipients.join(","),
                         when(held.expires_at),
-                        held.subject.as_deref().unwrap_or("")
+                        held.subject.as_deref().unwrap_or(""),
+                        held.reason
                     );
                 }
             }

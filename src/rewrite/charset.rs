@@ -4,9 +4,30 @@
 
 use encoding_rs::{CoderResult, Encoding, ISO_2022_JP, UTF_8, UTF_16BE, UTF_16LE, WINDOWS_1252};
 
+/// Charsets we cannot map byte for byte: the ones WHATWG decodes to the replacement character
+/// (ISO-2022-KR, ISO-2022-CN, HZ-GB-2312) and the ones it does not know (UTF-7, UTF-32). A part in
+/// one of them is left as it is and the message flagged, except UTF-7 text with no `+` in it,
+/// which is plain ASCII.
+fn undecodable(label: &str, bytes: &[u8]) -> bool {
+    let label = label.trim().trim_matches('"').to_ascii_lowercase();
+    match label.as_str() {
+        "utf-7" | "unicode-1-1-utf-7" | "csunicode11utf7" | "x-utf-7" => bytes.contains(&b'+'),
+        "utf-32" | "utf-32le" | "utf-32be" | "ucs-4" | "ucs4" | "iso-10646-ucs-4" | "csucs4" => !bytes.is_empty(),
+        _ => Encoding::for_label(label.as_bytes()) == Some(encoding_rs::REPLACEMENT),
+    }
+}
+
 /// Picks the decoder for a part: its declared charset when we know the label; otherwise UTF-8 when
 /// the bytes are valid UTF-8, else windows-1252 (which maps every byte and keeps ASCII as is).
-pub fn resolve(label: Option<&str>, bytes: &[u8]) -> &'static Encoding {
+/// `None` for a charset whose text we cannot map back to its bytes.
+pub fn resolve(label: Option<&str>, bytes: &[u8]) -> Option<&'static Encoding> {
+    if label.is_some_and(|l| undecodable(l, bytes)) {
+        return None;
+    }
+    Some(guess(label, bytes))
+}
+
+fn guess(label: Option<&str>, bytes: &[u8]) -> &'static Encoding {
     if let Some(encoding) = label.and_then(|l| Encoding::for_label(l.trim().as_bytes())) {
         // `utf-16` without BOM means big-endian in MIME, but WHATWG maps the label to LE.
         if label.is_some_and(|l| l.trim().eq_ignore_ascii_case("utf-16")) {

@@ -47,6 +47,8 @@ pub enum LeftReason {
     TooManyParts,
     /// A multipart without a usable boundary, or HTML the parser refused.
     Malformed,
+    /// A charset whose text cannot be mapped back to its bytes (UTF-7, UTF-32, ISO-2022-KR…).
+    Charset,
 }
 
 impl LeftReason {
@@ -58,6 +60,7 @@ impl LeftReason {
             LeftReason::TooLarge => "too-large",
             LeftReason::TooManyParts => "too-many-parts",
             LeftReason::Malformed => "malformed",
+            LeftReason::Charset => "charset",
         }
     }
 }
@@ -386,7 +389,10 @@ impl Walk<'_> {
             return None;
         }
         self.report.text_parts += 1;
-        let charset = charset::resolve(content_type.param("charset"), &content);
+        let Some(charset) = charset::resolve(content_type.param("charset"), &content) else {
+            self.report.left(LeftReason::Charset);
+            return None;
+        };
         let replacements = if content_type.subtype == "html" {
             self.html_replacements(&content, charset)?
         } else {
@@ -400,19 +406,20 @@ impl Walk<'_> {
             .map(|(range, text)| (range, charset::encode_ascii(&text, charset)))
             .collect();
         self.report.parts_rewritten += 1;
+        let eol = line_ending(&buf[entity.clone()]);
         if encoding == TransferEncoding::QuotedPrintable {
             let bytes = transfer::reencode_quoted_printable(body, &qp_lines, &edits);
-            return Some((body_range, bytes));
+            return Some(with_header_end(body_range, bytes, headers, eol));
         }
         let changed = splice(&content, &edits);
         if encoding == TransferEncoding::Identity && transfer::has_overlong_line(&changed) {
             // SMTP forbids lines over 998 octets: this part has to become quoted-printable.
-            let eol = line_ending(&buf[entity.clone()]);
             let mut rebuilt = headers_with_qp(&buf[entity.clone()], headers, eol);
             rebuilt.extend_from_slice(&transfer::encode_quoted_printable(&changed, eol));
             return Some((entity, rebuilt));
         }
-        Some((body_range, encode_transfer(&changed, encoding, body)))
+        let encoded = encode_transfer(&changed, encoding, body);
+        Some(with_header_end(body_range, encoded, headers, eol))
     }
 
     fn html_replacements(
@@ -542,6 +549,20 @@ fn encode_transfer(content: &[u8], encoding: TransferEncoding, original: &[u8]) 
             out
         }
     }
+}
+
+/// A body edit for an entity whose header block had no blank line after it (lenient parsers,
+/// ours included, start the body at the first line that is not a field): the edit writes the
+/// blank line too, or a link we put at the start of that body (`http://host:port/…`) would read
+/// as a header field to the next parser.
+fn with_header_end(body: Range<usize>, bytes: Vec<u8>, headers: &Headers, eol: &[u8]) -> Edit {
+    if headers.complete || body.is_empty() {
+        return (body, bytes);
+    }
+    let mut ended = Vec::with_capacity(eol.len() + bytes.len());
+    ended.extend_from_slice(eol);
+    ended.extend_from_slice(&bytes);
+    (body, ended)
 }
 
 /// The entity's header block with `Content-Transfer-Encoding: quoted-printable` in place of any

@@ -10,11 +10,13 @@
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
 //! - `gateway`: the SMTP gateway through real SMTP (swaks, smtp-sink, a local DNS server).
+//! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
 mod click;
 mod common;
 mod corpus;
 mod gateway;
+mod hostile;
 mod keys_and_decode;
 mod malformed;
 mod rewrite_html;

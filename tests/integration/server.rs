@@ -77,6 +77,10 @@ impl Server {
         links[0].replacen(BASE, &self.base, 1)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
