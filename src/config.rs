@@ -68,6 +68,9 @@ pub struct RewriteConfig {
     pub max_part_bytes: usize,
     /// How many levels of base64/quoted-printable encoded `message/rfc822` attachments are opened.
     pub max_encoded_nesting: usize,
+    /// How deep the MIME walk descends (multiparts and attached messages, encoded or not); deeper
+    /// entities are left untouched and the message is flagged `too-deep`.
+    pub max_depth: usize,
     /// How many MIME entities one message may have before the rest is left untouched.
     pub max_parts: usize,
 }
@@ -79,6 +82,7 @@ impl Default for RewriteConfig {
             unwrap_foreign: false,
             max_part_bytes: 32 * 1024 * 1024,
             max_encoded_nesting: 8,
+            max_depth: 100,
             max_parts: 100_000,
         }
     }

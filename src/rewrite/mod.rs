@@ -37,7 +37,7 @@ pub const PARTIAL_HEADER: &str = "X-Portcullis-Rewrite";
 pub enum LeftReason {
     /// S/MIME or PGP signed or encrypted (including inline PGP).
     Signed,
-    /// An encoded `message/rfc822` nested deeper than `max_encoded_nesting`.
+    /// Nested deeper than `max_depth`, or an encoded `message/rfc822` deeper than `max_encoded_nesting`.
     TooDeep,
     /// A transfer encoding we cannot decode, or content that does not decode.
     Undecodable,
@@ -220,7 +220,7 @@ impl Rewriter {
             report: Report::default(),
             entities: 0,
         };
-        let edits = walk.message(message, 0);
+        let edits = walk.message(message, 0, 0);
         let mut report = walk.report;
         let mut output = apply_edits(message, edits);
         if mode == Mode::Rewrite
@@ -272,13 +272,17 @@ struct Walk<'a> {
 impl Walk<'_> {
     /// Walks the MIME tree of `buf` with an explicit stack (no recursion, so nesting depth costs
     /// memory, not stack) and returns the edits to make.
-    fn message(&mut self, buf: &[u8], encoded_depth: usize) -> Vec<Edit> {
+    fn message(&mut self, buf: &[u8], encoded_depth: usize, depth: usize) -> Vec<Edit> {
         let mut edits = Vec::new();
-        let mut stack = vec![(0..buf.len(), ContentType::text_plain())];
-        while let Some((range, default_type)) = stack.pop() {
+        let mut stack = vec![(0..buf.len(), ContentType::text_plain(), depth)];
+        while let Some((range, default_type, depth)) = stack.pop() {
             self.entities += 1;
             if self.entities > self.rewriter.settings.max_parts {
                 self.report.left(LeftReason::TooManyParts);
+                continue;
+            }
+            if depth > self.rewriter.settings.max_depth {
+                self.report.left(LeftReason::TooDeep);
                 continue;
             }
             let headers = parse_headers(&buf[range.clone()]);
@@ -307,12 +311,16 @@ impl Walk<'_> {
                         ContentType::text_plain()
                     };
                     for part in parts.into_iter().rev() {
-                        stack.push((body.start + part.start..body.start + part.end, child_default.clone()));
+                        stack.push((
+                            body.start + part.start..body.start + part.end,
+                            child_default.clone(),
+                            depth + 1,
+                        ));
                     }
                 }
                 ("message", "rfc822" | "global") => match transfer_encoding(&headers) {
-                    Some(TransferEncoding::Identity) => stack.push((body, ContentType::text_plain())),
-                    Some(encoding) => edits.extend(self.encoded_message(buf, body, encoding, encoded_depth)),
+                    Some(TransferEncoding::Identity) => stack.push((body, ContentType::text_plain(), depth + 1)),
+                    Some(encoding) => edits.extend(self.encoded_message(buf, body, encoding, encoded_depth, depth + 1)),
                     None => self.report.left(LeftReason::Undecodable),
                 },
                 ("text", "plain" | "html") => {
@@ -330,9 +338,10 @@ impl Walk<'_> {
         buf: &[u8],
         body: Range<usize>,
         encoding: TransferEncoding,
+        encoded_depth: usize,
         depth: usize,
     ) -> Option<Edit> {
-        if depth >= self.rewriter.settings.max_encoded_nesting {
+        if encoded_depth >= self.rewriter.settings.max_encoded_nesting {
             self.report.left(LeftReason::TooDeep);
             return None;
         }
@@ -341,7 +350,7 @@ impl Walk<'_> {
             self.report.left(LeftReason::Undecodable);
             return None;
         };
-        let inner_edits = self.message(&inner, depth + 1);
+        let inner_edits = self.message(&inner, encoded_depth + 1, depth);
         if inner_edits.is_empty() {
             return None;
         }

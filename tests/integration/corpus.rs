@@ -10,7 +10,7 @@ use mail_parser::{Encoding, MessageParser, PartType};
 
 use crate::common::*;
 
-fn corpus_files() -> Vec<PathBuf> {
+pub(crate) fn corpus_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let data = root.join("target/corpus/package/data");
     if !data.exists() {
@@ -39,7 +39,7 @@ fn corpus_files() -> Vec<PathBuf> {
 }
 
 /// The message text of one corpus entry, without its mbox `From ` line (a gateway never sees it).
-fn corpus_message(path: &Path) -> Vec<u8> {
+pub(crate) fn corpus_message(path: &Path) -> Vec<u8> {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let text = json["text"].as_str().expect("text");
     let text = if text.starts_with("From ") {

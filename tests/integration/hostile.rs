@@ -11,22 +11,27 @@ use crate::server::Server;
 
 /// A message nested `levels` deep in `message/rfc822` parts (about 190 KB at 3,000 levels).
 pub fn nested_rfc822(levels: usize) -> Vec<u8> {
-    let mut inner = "From: x@example.org\r\nSubject: leaf\r\n\r\nhello https://example.org/leaf\r\n".to_string();
+    let mut message = b"From: a@sender.test\r\nTo: bob@example.com\r\nSubject: deep\r\n".to_vec();
     for _ in 0..levels {
-        inner = format!("Content-Type: message/rfc822\r\n\r\n{inner}");
+        message.extend_from_slice(b"Content-Type: message/rfc822\r\n\r\n");
     }
-    format!("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: deep\r\n{inner}").into_bytes()
+    message.extend_from_slice(b"From: x@example.org\r\nSubject: leaf\r\n\r\nhello https://example.org/leaf\r\n");
+    message
 }
 
 /// A message nested `levels` deep in multiparts.
 pub fn nested_multipart(levels: usize) -> Vec<u8> {
-    let mut body = "Content-Type: text/plain\r\n\r\nleaf https://example.org/leaf\r\n".to_string();
+    let mut message = b"From: a@sender.test\r\nTo: bob@example.com\r\nSubject: deep\r\nMIME-Version: 1.0\r\n".to_vec();
     for level in 0..levels {
-        body = format!(
-            "Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n{body}\r\n--b{level}--\r\n"
+        message.extend_from_slice(
+            format!("Content-Type: multipart/mixed; boundary=\"b{level}\"\r\n\r\n--b{level}\r\n").as_bytes(),
         );
     }
-    format!("From: a@sender.test\r\nTo: bob@example.com\r\nSubject: deep\r\nMIME-Version: 1.0\r\n{body}").into_bytes()
+    message.extend_from_slice(b"Content-Type: text/plain\r\n\r\nleaf https://example.org/leaf\r\n");
+    for level in (0..levels).rev() {
+        message.extend_from_slice(format!("\r\n--b{level}--\r\n").as_bytes());
+    }
+    message
 }
 
 fn data(raw: &mut Raw, message: &[u8]) -> String {

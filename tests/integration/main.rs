@@ -7,6 +7,7 @@
 //! - `rewrite_mime`: MIME structure: attachments, nested messages, signed parts, partial flags.
 //! - `malformed`: broken, huge and hostile input.
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
+//! - `fuzz`: seeded mutants of the corpus and of attack structures through the rewriter and pipeline.
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
 //! - `gateway`: the SMTP gateway through real SMTP (swaks, smtp-sink, a local DNS server).
@@ -15,6 +16,7 @@
 mod click;
 mod common;
 mod corpus;
+mod fuzz;
 mod gateway;
 mod hostile;
 mod keys_and_decode;
