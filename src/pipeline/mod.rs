@@ -238,7 +238,7 @@ impl Pipeline {
         }
 
         // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
-        let parts = malware::parts(message);
+        let parts = malware::parts(message, limit);
         let infected = malware::has_eicar(message, &parts);
         if infected {
             context.symbols.push("EICAR".into());

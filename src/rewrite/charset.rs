@@ -138,7 +138,7 @@ pub fn decode_mapped(bytes: &[u8], encoding: &'static Encoding) -> MappedText {
             // A malformed sequence cut short by an ASCII byte comes out as U+FFFD and that byte
             // together: the byte keeps its own range, the replacement character the bytes before.
             let (produced, ascii_tail) = match produced.as_bytes() {
-                [.., last] if produced.len() > 1 && last.is_ascii() && bytes[i] == *last && code_unit == 1 => {
+                [.., last] if produced.len() > 1 && last.is_ascii() && bytes.get(i) == Some(last) && code_unit == 1 => {
                     (&produced[..produced.len() - 1], Some(*last as char))
                 }
                 _ => (produced, None),

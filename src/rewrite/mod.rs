@@ -602,10 +602,23 @@ fn is_inline_pgp(content: &[u8]) -> bool {
 
 /// How deeply `message` nests MIME entities (each multipart and each attached message is a
 /// level; encoded attached messages are decoded and counted too), up to `limit + 1`: the answer
-/// is exact below the limit and `limit + 1` for anything deeper. Iterative and bounded by
-/// `max_entities`, so it is safe on any input. Callers check it before handing a message to a
-/// parser that recurses (mail-parser, mail-auth).
+/// is exact below the limit and `limit + 1` for anything deeper. Callers check it before handing a
+/// message to anything that recurses.
 pub fn nesting_depth(message: &[u8], limit: usize, max_entities: usize) -> usize {
+    walk_entities(message, limit, max_entities, |_, _, _| {})
+}
+
+/// Visits every entity of `message` with its bytes, header block and content type, depth first,
+/// with an explicit stack (never recursion): multiparts, attached messages, and base64 or
+/// quoted-printable encoded attached messages, decoded. Descends at most `max_depth` levels and
+/// visits at most `max_entities` entities, so it is safe on any input. Returns the deepest level
+/// reached, `max_depth + 1` when something lies deeper.
+pub fn walk_entities(
+    message: &[u8],
+    max_depth: usize,
+    max_entities: usize,
+    mut visit: impl FnMut(&[u8], &Headers, &ContentType),
+) -> usize {
     // Decoded attached messages live in `buffers`; entry 0 is the message itself.
     let mut buffers: Vec<Cow<'_, [u8]>> = vec![Cow::Borrowed(message)];
     let mut stack = vec![(0usize, 0..message.len(), ContentType::text_plain(), 0usize)];
@@ -614,16 +627,19 @@ pub fn nesting_depth(message: &[u8], limit: usize, max_entities: usize) -> usize
     while let Some((buffer, range, default_type, depth)) = stack.pop() {
         deepest = deepest.max(depth);
         entities += 1;
-        if deepest > limit || entities > max_entities {
+        if deepest > max_depth || entities > max_entities {
             break;
         }
         let buf = &buffers[buffer];
-        let headers = parse_headers(&buf[range.clone()]);
+        let entity = &buf[range.clone()];
+        let headers = parse_headers(entity);
         let content_type = headers
             .get("content-type")
             .and_then(ContentType::parse)
             .unwrap_or(default_type);
+        visit(entity, &headers, &content_type);
         let body = range.start + headers.body_start..range.end;
+        let mut children = Vec::new();
         match (content_type.kind.as_str(), content_type.subtype.as_str()) {
             ("multipart", subtype) => {
                 let child_default = if subtype == "digest" {
@@ -635,30 +651,33 @@ pub fn nesting_depth(message: &[u8], limit: usize, max_entities: usize) -> usize
                     .param("boundary")
                     .and_then(|b| split_multipart(&buf[body.clone()], b))
                     .unwrap_or_default();
-                for part in parts {
-                    stack.push((
+                for part in parts.into_iter().rev() {
+                    children.push((
                         buffer,
                         body.start + part.start..body.start + part.end,
                         child_default.clone(),
-                        depth + 1,
                     ));
                 }
             }
             ("message", "rfc822" | "global") => match transfer_encoding(&headers) {
-                Some(TransferEncoding::Identity) | None => {
-                    stack.push((buffer, body, ContentType::text_plain(), depth + 1))
-                }
+                Some(TransferEncoding::Identity) | None => children.push((buffer, body, ContentType::text_plain())),
                 Some(encoding) => {
                     if let Some(inner) = decode_transfer(&buf[body], encoding) {
                         let inner: Vec<u8> = inner.into_owned();
                         let len = inner.len();
                         buffers.push(Cow::Owned(inner));
-                        stack.push((buffers.len() - 1, 0..len, ContentType::text_plain(), depth + 1));
+                        children.push((buffers.len() - 1, 0..len, ContentType::text_plain()));
                     }
                 }
             },
             _ => {}
         }
+        stack.extend(children.into_iter().map(|(b, r, t)| (b, r, t, depth + 1)));
     }
-    deepest.min(limit + 1)
+    deepest.min(max_depth + 1)
+}
+
+/// The decoded body of a leaf entity (`body` as it stands after its header block).
+pub fn decoded_body<'a>(entity: &'a [u8], headers: &Headers) -> Option<Cow<'a, [u8]>> {
+    decode_transfer(&entity[headers.body_start..], transfer_encoding(headers)?)
 }

@@ -266,9 +266,12 @@ fn check_rewrite(rewriter: &Rewriter, keys: &KeyRing, mutant: &[u8]) -> Result<(
     let Ok(rewritten) = result else {
         return Ok(()); // Not a message at all: a clear error, which is right.
     };
-    if mail_parser::MessageParser::default()
-        .parse(&rewritten.message)
-        .is_none()
+    // mail-parser recurses: like the gateway, it only ever sees bounded nesting.
+    let bounded = portcullis::rewrite::nesting_depth(&rewritten.message, 64, 100_000) <= 64;
+    if bounded
+        && mail_parser::MessageParser::default()
+            .parse(&rewritten.message)
+            .is_none()
         && !mutant.is_empty()
     {
         return Err("output does not parse".into());
@@ -336,6 +339,35 @@ async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(),
     Ok(())
 }
 
+fn setup() -> (KeyRing, Rewriter, Arc<Pipeline>) {
+    let keys = KeyRing::ephemeral();
+    let mut config = Config::default();
+    config.pipeline.authenticate = false;
+    let rewriter = Rewriter::new(keys.clone(), &config.links.base_url, config.rewrite.clone());
+    let pipeline = Arc::new(Pipeline::new(&config, keys.clone(), None, None));
+    (keys, rewriter, pipeline)
+}
+
+/// Every mutant the fuzzer ever caught, kept in `tests/fixtures/hostile/` under a name that says
+/// what it is, stays fixed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutants_found_before_stay_fixed() {
+    let (keys, rewriter, pipeline) = setup();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/hostile");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let mutant = std::fs::read(&path).unwrap();
+        let result = match check_rewrite(&rewriter, &keys, &mutant) {
+            Ok(()) => check_pipeline(&pipeline, mutant).await,
+            Err(problem) => Err(problem),
+        };
+        assert_eq!(result, Ok(()), "{}", path.display());
+        checked += 1;
+    }
+    assert!(checked > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutants_never_crash_stall_or_slip_a_link_past() {
     let seed: u64 = std::env::var("FUZZ_SEED")
@@ -351,11 +383,7 @@ async fn mutants_never_crash_stall_or_slip_a_link_past() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(2000);
     let seeds = seeds();
-    let keys = KeyRing::ephemeral();
-    let mut config = Config::default();
-    config.pipeline.authenticate = false;
-    let rewriter = Rewriter::new(keys.clone(), &config.links.base_url, config.rewrite.clone());
-    let pipeline = Arc::new(Pipeline::new(&config, keys.clone(), None, None));
+    let (keys, rewriter, pipeline) = setup();
     let mut rng = Rng(seed);
     let started = Instant::now();
     let mut failures: Vec<Failure> = Vec::new();
@@ -377,6 +405,9 @@ async fn mutants_never_crash_stall_or_slip_a_link_past() {
             "seed{index}-{mutation}{}-{done}",
             second.map(|s| format!("+{s}")).unwrap_or_default()
         );
+        if std::env::var_os("FUZZ_VERBOSE").is_some() {
+            eprintln!("{name}");
+        }
         *by_mutation.entry(mutation).or_default() += 1;
         let result = match check_rewrite(&rewriter, &keys, &mutant) {
             Ok(()) => check_pipeline(&pipeline, mutant.clone()).await,
