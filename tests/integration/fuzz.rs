@@ -442,3 +442,175 @@ async fn mutants_never_crash_stall_or_slip_a_link_past() {
         );
     }
 }
+
+/// What the gateway's session must answer, tracked alongside it.
+#[derive(Default)]
+struct SessionModel {
+    greeted: bool,
+    mail: bool,
+    recipients: usize,
+}
+
+/// One command of the session fuzz: the bytes to send and the reply codes that are correct now.
+fn next_command(rng: &mut Rng, model: &mut SessionModel) -> (Vec<u8>, Vec<u16>, bool) {
+    let pick = rng.below(16);
+    let line = |text: &str| format!("{text}\r\n").into_bytes();
+    let (bytes, codes): (Vec<u8>, Vec<u16>) = match pick {
+        0 => {
+            *model = SessionModel {
+                greeted: true,
+                ..Default::default()
+            };
+            (line("EHLO fuzz.test"), vec![250])
+        }
+        1 => {
+            *model = SessionModel {
+                greeted: true,
+                ..Default::default()
+            };
+            (line("HELO fuzz.test"), vec![250])
+        }
+        2 | 3 => {
+            let codes = if !model.greeted || model.mail {
+                vec![503]
+            } else {
+                vec![250]
+            };
+            model.mail |= codes == [250];
+            (line("MAIL FROM:<a@sender.test>"), codes)
+        }
+        4 | 5 => {
+            let codes = if model.mail { vec![250] } else { vec![503] };
+            if model.mail {
+                model.recipients = 1;
+            }
+            (line("RCPT TO:<bob@example.com>"), codes)
+        }
+        6 => {
+            let codes = if model.mail { vec![550] } else { vec![503] };
+            (line("RCPT TO:<someone@elsewhere.test>"), codes)
+        }
+        7 => (line("MAIL FROM:<<<broken"), vec![500, 501, 503]),
+        8 => {
+            let codes = if !model.mail {
+                vec![503]
+            } else if model.recipients == 0 {
+                vec![554]
+            } else {
+                vec![354]
+            };
+            (line("DATA"), codes)
+        }
+        9 => {
+            model.mail = false;
+            model.recipients = 0;
+            (line("RSET"), vec![250])
+        }
+        10 => (line("NOOP"), vec![250]),
+        11 => (line("VRFY bob"), vec![502]),
+        12 => {
+            let mut garbage = b"X".to_vec();
+            for _ in 0..rng.below(60) {
+                garbage.push(match rng.next() as u8 {
+                    b'\r' | b'\n' => b' ',
+                    b => b,
+                });
+            }
+            garbage.extend_from_slice(b"\r\n");
+            (garbage, vec![500, 501, 502])
+        }
+        13 => {
+            let mut long = b"NOOP ".to_vec();
+            long.extend(std::iter::repeat_n(b'a', 5000 + rng.below(5000)));
+            long.extend_from_slice(b"\r\n");
+            (long, vec![500])
+        }
+        14 => (b"NOOP\0x\r\n".to_vec(), vec![250, 500, 501]),
+        _ => (line("HELP"), vec![214]),
+    };
+    (bytes, codes, pick == 8)
+}
+
+/// The SMTP session under random valid and invalid command sequences, pipelined in groups: every
+/// reply is the one the protocol asks for, DATA goes through when it should, and the server
+/// neither dies nor stops answering.
+#[test]
+fn smtp_sessions_under_random_commands_answer_correctly() {
+    let p = crate::common::Portcullis::new();
+    let config = crate::gateway::gateway_config(
+        "127.0.0.1:9",
+        "127.0.0.1:9",
+        "max_errors = 100000\nmax_commands = 100000\n",
+        "[pipeline]\nauthenticate = false\n",
+    );
+    let (server, smtp) = crate::gateway::start_gateway(&p, &config);
+    let mut rng = Rng(std::env::var("FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5));
+    let sessions = 120;
+    let mut accepted = 0;
+    for session in 0..sessions {
+        let (mut raw, greeting) = crate::gateway::Raw::connect(&smtp);
+        assert!(greeting.starts_with("220"), "{greeting}");
+        let mut model = SessionModel::default();
+        let mut transcript = String::new();
+        let commands = 5 + rng.below(40);
+        let mut sent = 0;
+        while sent < commands {
+            // A group of pipelined commands; DATA, when it comes, ends its group (RFC 2920).
+            let mut group = Vec::new();
+            let mut expected = Vec::new();
+            let mut ends_in_data = false;
+            for _ in 0..1 + rng.below(6) {
+                let (bytes, codes, is_data) = next_command(&mut rng, &mut model);
+                transcript.push_str(&String::from_utf8_lossy(&bytes[..bytes.len().min(80)]));
+                group.extend_from_slice(&bytes);
+                expected.push(codes);
+                sent += 1;
+                if is_data {
+                    ends_in_data = true;
+                    break;
+                }
+            }
+            raw.send(&group);
+            let mut data_accepted = false;
+            for codes in &expected {
+                let reply = raw.reply();
+                transcript.push_str(&format!("  <- {reply}"));
+                let code: u16 = reply.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
+                assert!(
+                    codes.contains(&code),
+                    "session {session}: expected one of {codes:?}, got {reply:?}\n{transcript}"
+                );
+                data_accepted = code == 354;
+            }
+            if ends_in_data && data_accepted {
+                if rng.below(10) == 0 {
+                    // Hang up in the middle of the message: the server must shrug it off.
+                    raw.send(b"Subject: cut\r\n\r\nhalf a mess");
+                    break;
+                }
+                raw.send(b"Subject: fuzz\r\n\r\nsee https://example.org/fuzz\r\n.\r\n");
+                let reply = raw.reply();
+                assert!(
+                    reply.starts_with("250"),
+                    "session {session}: after DATA: {reply}\n{transcript}"
+                );
+                accepted += 1;
+                model.mail = false;
+                model.recipients = 0;
+            }
+        }
+        if rng.below(2) == 0 {
+            let reply = raw.command("QUIT");
+            assert!(reply.starts_with("221"), "{reply}");
+            assert!(raw.closed());
+        }
+    }
+    assert!(accepted > 0, "some messages went through");
+    let (mut raw, greeting) = crate::gateway::Raw::connect(&smtp);
+    assert!(greeting.starts_with("220"));
+    assert!(raw.command("EHLO after.test").starts_with("250"));
+    drop(server);
+}
