@@ -13,6 +13,7 @@ pub struct Config {
     pub links: LinksConfig,
     pub rewrite: RewriteConfig,
     pub click: ClickConfig,
+    pub admin: AdminConfig,
     pub reputation: ReputationConfig,
     pub smtp: SmtpConfig,
     pub dns: DnsConfig,
@@ -28,6 +29,7 @@ impl Default for Config {
             links: LinksConfig::default(),
             rewrite: RewriteConfig::default(),
             click: ClickConfig::default(),
+            admin: AdminConfig::default(),
             reputation: ReputationConfig::default(),
             smtp: SmtpConfig::default(),
             dns: DnsConfig::default(),
@@ -84,6 +86,22 @@ impl Default for RewriteConfig {
             max_encoded_nesting: 8,
             max_depth: 100,
             max_parts: 100_000,
+        }
+    }
+}
+
+/// The admin listener: operators' endpoints (`/metrics`), kept off the public click listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Loopback by default; empty turns it off.
+    pub listen: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8026".into(),
         }
     }
 }

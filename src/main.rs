@@ -70,6 +70,9 @@ enum Command {
         /// SMTP gateway listen address; overrides `smtp.listen` (`off` turns the gateway off).
         #[arg(long)]
         smtp_listen: Option<String>,
+        /// Admin listener (`/metrics`); overrides `admin.listen` (`off` turns it off).
+        #[arg(long)]
+        admin_listen: Option<String>,
     },
     /// The delivery queue (works whether or not the server runs).
     Queue {
@@ -218,9 +221,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Serve { listen, smtp_listen } => {
+        Command::Serve {
+            listen,
+            smtp_listen,
+            admin_listen,
+        } => {
             if let Some(listen) = listen {
                 config.click.listen = listen;
+            }
+            if let Some(admin_listen) = admin_listen {
+                config.admin.listen = if admin_listen == "off" {
+                    String::new()
+                } else {
+                    admin_listen
+                };
             }
             if let Some(smtp_listen) = smtp_listen {
                 config.smtp.listen = if smtp_listen == "off" {

@@ -116,17 +116,39 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         })
     };
 
-    let listener = TcpListener::bind(&config.click.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            address: config.click.listen.clone(),
-            source,
-        })?;
-    let gate = Gate::new(listener, config.click.max_connections, "click");
-    let local = gate.local_addr().map_err(|source| ServeError::Listen {
-        address: config.click.listen.clone(),
-        source,
-    })?;
+    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let graceful = GracefulShutdown::new();
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_millis(config.click.header_timeout_ms.max(1)));
+    let limits = ConnectionLimits {
+        http,
+        read_timeout: Duration::from_millis(config.click.read_timeout_ms.max(1)),
+        handshake_timeout: Duration::from_millis(config.click.tls_handshake_timeout_ms.max(1)),
+    };
+    let admin = if config.admin.listen.is_empty() {
+        None
+    } else {
+        let gate = bind(&config.admin.listen, ADMIN_CONNECTIONS, "admin").await?;
+        println!(
+            "portcullis: admin listening on http://{}",
+            local_address(&gate, &config.admin.listen)?
+        );
+        let limits = limits.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let (stream, _, slot) = gate.accept().await;
+                let handler = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                    Ok::<_, std::convert::Infallible>(admin_response(&request))
+                });
+                // Nothing to drain at shutdown: a scrape is answered in one go.
+                limits.serve(stream, slot, None, handler, None);
+            }
+        }))
+    };
+
+    let gate = bind(&config.click.listen, config.click.max_connections, "click").await?;
+    let local = local_address(&gate, &config.click.listen)?;
     // Tests and operators read this line to learn the bound port.
     println!(
         "portcullis: click service listening on {}://{local}",
@@ -134,13 +156,6 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     );
     tracing::info!(%local, "click service listening");
 
-    let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_millis(config.click.header_timeout_ms.max(1)));
-    let read_timeout = Duration::from_millis(config.click.read_timeout_ms.max(1));
-    let handshake_timeout = Duration::from_millis(config.click.tls_handshake_timeout_ms.max(1));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
     loop {
         tokio::select! {
             (stream, peer, slot) = gate.accept() => {
@@ -149,29 +164,13 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
                     let service = service.clone();
                     async move { Ok::<_, std::convert::Infallible>(service.handle(request, peer).await) }
                 });
-                let http = http.clone();
-                let watcher = graceful.watcher();
-                let tls = tls.clone();
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    let stream = ReadTimeout::new(stream, read_timeout);
-                    match tls {
-                        None => {
-                            let connection = http.serve_connection(TokioIo::new(stream), handler);
-                            let _ = watcher.watch(connection).await;
-                        }
-                        Some(acceptor) => {
-                            let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await else {
-                                return;
-                            };
-                            let connection = http.serve_connection(TokioIo::new(stream), handler);
-                            let _ = watcher.watch(connection).await;
-                        }
-                    }
-                });
+                limits.serve(stream, slot, tls.clone(), handler, Some(graceful.watcher()));
             }
             () = &mut shutdown => break,
         }
+    }
+    if let Some(admin) = admin {
+        admin.abort();
     }
     drop(gate);
     if let Some(tasks) = gateway {
@@ -186,6 +185,100 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     tokio::task::spawn_blocking(move || writer.join()).await.ok();
     tracing::info!("click log flushed; bye");
     Ok(())
+}
+
+/// Connections the admin listener holds at once: it is for a scraper and an operator.
+const ADMIN_CONNECTIONS: usize = 64;
+
+async fn bind(address: &str, max_connections: usize, name: &'static str) -> Result<Gate, ServeError> {
+    let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen {
+        address: address.to_string(),
+        source,
+    })?;
+    Ok(Gate::new(listener, max_connections, name))
+}
+
+fn local_address(gate: &Gate, address: &str) -> Result<std::net::SocketAddr, ServeError> {
+    gate.local_addr().map_err(|source| ServeError::Listen {
+        address: address.to_string(),
+        source,
+    })
+}
+
+/// The admin listener's routes.
+fn admin_response(request: &hyper::Request<hyper::body::Incoming>) -> hyper::Response<crate::redirect::Body> {
+    let respond = |status: u16, body: &str| {
+        let mut response = hyper::Response::new(crate::redirect::Body::new(bytes::Bytes::copy_from_slice(
+            body.as_bytes(),
+        )));
+        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+        response
+    };
+    match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => crate::redirect::metrics_response(),
+        (&hyper::Method::GET | &hyper::Method::HEAD, "/healthz") => respond(200, "ok\n"),
+        _ => respond(404, "not found\n"),
+    }
+}
+
+/// How every HTTP connection is served: hyper's header timeout, a read-silence timeout, a TLS
+/// handshake deadline, and the connection's slot held until it closes.
+#[derive(Clone)]
+struct ConnectionLimits {
+    http: http1::Builder,
+    read_timeout: Duration,
+    handshake_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    fn serve<S>(
+        &self,
+        stream: tokio::net::TcpStream,
+        slot: crate::listen::Slot,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+        handler: S,
+        watcher: Option<hyper_util::server::graceful::Watcher>,
+    ) where
+        S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::redirect::Body> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let (http, handshake_timeout) = (self.http.clone(), self.handshake_timeout);
+        let stream = ReadTimeout::new(stream, self.read_timeout);
+        tokio::spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => serve_http(stream, http, handler, watcher).await,
+                Some(acceptor) => {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        serve_http(stream, http, handler, watcher).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+async fn serve_http<I, S>(
+    io: I,
+    http: http1::Builder,
+    handler: S,
+    watcher: Option<hyper_util::server::graceful::Watcher>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = crate::redirect::Body> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = http.serve_connection(TokioIo::new(io), handler);
+    match watcher {
+        Some(watcher) => {
+            let _ = watcher.watch(connection).await;
+        }
+        None => {
+            let _ = connection.await;
+        }
+    }
 }
 
 /// Says where state lives. A relative data directory resolves against the working directory, so
@@ -375,19 +468,28 @@ async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::
     ])
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is
+/// first polled: a signal that arrives as soon as the listening line is out must not kill the
+/// process without draining.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => return interrupt.await.unwrap_or(()),
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let (sender, receiver) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        if let Some(mut terminate) = terminate {
+            tokio::select! {
+                _ = interrupt => {}
+                _ = terminate.recv() => {}
+            }
+            let _ = sender.send(());
+            return;
         }
+        let _ = interrupt.await;
+        let _ = sender.send(());
+    });
+    async move {
+        let _ = receiver.await;
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -34,6 +34,8 @@ pub enum Action {
     Rejected,
     /// A genuine link whose key is retired.
     Expired,
+    /// A user reported a block as a mistake (false positive) from the block page.
+    Reported,
 }
 
 impl Action {
@@ -46,6 +48,7 @@ impl Action {
             Action::Prefetch => "prefetch",
             Action::Rejected => "rejected",
             Action::Expired => "expired",
+            Action::Reported => "reported",
         }
     }
 }

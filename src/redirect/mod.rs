@@ -33,6 +33,11 @@ pub struct ClickService {
 }
 
 const CLICK_THROUGH_PURPOSE: &str = "click-through";
+const REPORT_PURPOSE: &str = "report";
+/// How long the "report a mistake" form on a block page stays valid.
+const REPORT_TTL_SECS: u64 = 7 * 86400;
+/// The largest report form accepted.
+const REPORT_MAX_BYTES: usize = 8192;
 
 impl ClickService {
     pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Reputation, log: ClickLog) -> Self {
@@ -60,15 +65,9 @@ impl ClickService {
         let response = match (request.method(), path) {
             (&Method::GET | &Method::HEAD, "/healthz") => text(StatusCode::OK, "ok\n"),
             (&Method::GET | &Method::HEAD, "/readyz") => text(StatusCode::OK, "ready\n"),
-            (&Method::GET, "/metrics") => {
-                let mut response = text(StatusCode::OK, &crate::metrics::render());
-                response
-                    .headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
-                response
-            }
             (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/") => self.click(&request, peer, false).await,
             (&Method::GET | &Method::HEAD, "/continue") => self.click(&request, peer, true).await,
+            (&Method::POST, "/report") => self.report(request, peer).await,
             (&Method::GET | &Method::HEAD, _) => {
                 self.error_page(StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
             }
@@ -84,21 +83,7 @@ impl ClickService {
     async fn click(&self, request: &Request<hyper::body::Incoming>, peer: SocketAddr, through: bool) -> Response<Body> {
         let started = Instant::now();
         let user_agent = header(request, hyper::header::USER_AGENT);
-        let mut event = ClickEvent {
-            id: ClickEvent::new_id(),
-            at_ms: now_ms(),
-            message_ref: String::new(),
-            recipient_ref: String::new(),
-            url: String::new(),
-            verdict: String::new(),
-            category: String::new(),
-            action: Action::Rejected,
-            client_ip: peer.ip().to_string(),
-            user_agent: user_agent.chars().take(512).collect(),
-            cache_hit: false,
-            latency_us: 0,
-            key_id: String::new(),
-        };
+        let mut event = new_event(peer, &user_agent);
 
         // 1. Verify the link (constant-time MAC); a continuation also needs its own fresh token.
         let target = match through {
@@ -211,6 +196,8 @@ impl ClickService {
                     destination: Some(&destination),
                     proceed: None,
                     accent: "#1d4ed8",
+                    go_back: false,
+                    report: None,
                 },
             ),
             Action::Warned => {
@@ -225,20 +212,27 @@ impl ClickService {
                         destination: Some(&destination),
                         proceed: continuation.as_deref().map(|href| ("Continue anyway", href)),
                         accent: "#d97706",
+                        go_back: true,
+                        report: None,
                     },
                 )
             }
-            _ => self.page(
-                StatusCode::FORBIDDEN,
-                &Page {
-                    title: "Blocked",
-                    heading: "This site has been blocked",
-                    message: &block_message(&assessment),
-                    destination: Some(&destination),
-                    proceed: None,
-                    accent: "#b91c1c",
-                },
-            ),
+            _ => {
+                let report = self.report_fields(&target, assessment.verdict.as_str());
+                self.page(
+                    StatusCode::FORBIDDEN,
+                    &Page {
+                        title: "Blocked",
+                        heading: "This site has been blocked",
+                        message: &block_message(&assessment),
+                        destination: Some(&destination),
+                        proceed: None,
+                        accent: "#b91c1c",
+                        go_back: true,
+                        report: report.as_deref(),
+                    },
+                )
+            }
         }
     }
 
@@ -312,6 +306,94 @@ impl ClickService {
         .then_some(target)
     }
 
+    /// The signed fields of a block page's "report a mistake" form.
+    fn report_fields(&self, target: &str, verdict: &str) -> Option<Vec<(&'static str, String)>> {
+        let expires = unix_now() + REPORT_TTL_SECS;
+        let data = format!("{expires}\0{verdict}\0{target}");
+        let token = self.keys.current().sign_token(REPORT_PURPOSE, data.as_bytes())?;
+        Some(vec![
+            ("l", target.to_string()),
+            ("v", verdict.to_string()),
+            ("e", expires.to_string()),
+            ("t", token),
+        ])
+    }
+
+    /// A user says a block was a mistake: the report is recorded in the click log as action
+    /// `reported` (with the message, recipient and destination of the blocked link) for the
+    /// security team to review. Only a form this service signed is accepted.
+    async fn report(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
+        use http_body_util::BodyExt;
+        let started = Instant::now();
+        let user_agent = header(&request, hyper::header::USER_AGENT);
+        let body = match http_body_util::Limited::new(request.into_body(), REPORT_MAX_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n"),
+        };
+        let (mut target, mut verdict, mut expires, mut token) = (None, None, None, None);
+        for (key, value) in url::form_urlencoded::parse(&body) {
+            match &*key {
+                "l" => target = Some(value.into_owned()),
+                "v" => verdict = Some(value.into_owned()),
+                "e" => expires = value.parse::<u64>().ok(),
+                "t" => token = Some(value.into_owned()),
+                _ => {}
+            }
+        }
+        let keys = self.keys.current();
+        let verified = match (target, verdict, expires, token) {
+            (Some(target), Some(verdict), Some(expires), Some(token))
+                if expires >= unix_now()
+                    && keys.verify_token(
+                        REPORT_PURPOSE,
+                        format!("{expires}\0{verdict}\0{target}").as_bytes(),
+                        &token,
+                    ) =>
+            {
+                keys.verify(&target).ok().map(|link| (link, verdict))
+            }
+            _ => None,
+        };
+        let Some((link, verdict)) = verified else {
+            return self.error_page(
+                StatusCode::BAD_REQUEST,
+                "Report not accepted",
+                "This report form is not valid or has expired.",
+            );
+        };
+        let mut event = new_event(peer, &user_agent);
+        event.action = Action::Reported;
+        event.url = link.url;
+        event.verdict = verdict;
+        event.key_id = link.key_id;
+        event.message_ref = String::from_utf8_lossy(&link.context.message_ref).into_owned();
+        event.recipient_ref = hex(&link.context.recipient_ref);
+        if !self.config.policy.track_clicks {
+            event.message_ref.clear();
+            event.recipient_ref.clear();
+            event.client_ip.clear();
+            event.user_agent.clear();
+        }
+        event.latency_us = started.elapsed().as_micros() as i64;
+        if let Err(error) = self.log.record(event).await {
+            tracing::error!(%error, "report could not be recorded");
+            return self.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Try again",
+                "Your report could not be recorded right now. Please try again in a moment.",
+            );
+        }
+        crate::metrics::increment("portcullis_reports_total", &[]);
+        self.error_page(
+            StatusCode::OK,
+            "Thank you",
+            "Your report was sent to the security team, who will review this block.",
+        )
+    }
+
     fn page(&self, status: StatusCode, page: &Page<'_>) -> Response<Body> {
         html(status, pages::render(&self.config, page))
     }
@@ -326,6 +408,8 @@ impl ClickService {
                 destination: None,
                 proceed: None,
                 accent: "#6b7280",
+                go_back: false,
+                report: None,
             },
         )
     }
@@ -387,6 +471,33 @@ fn redirect(destination: &Url) -> Response<Body> {
     response
 }
 
+fn new_event(peer: SocketAddr, user_agent: &str) -> ClickEvent {
+    ClickEvent {
+        id: ClickEvent::new_id(),
+        at_ms: now_ms(),
+        message_ref: String::new(),
+        recipient_ref: String::new(),
+        url: String::new(),
+        verdict: String::new(),
+        category: String::new(),
+        action: Action::Rejected,
+        client_ip: peer.ip().to_string(),
+        user_agent: user_agent.chars().take(512).collect(),
+        cache_hit: false,
+        latency_us: 0,
+        key_id: String::new(),
+    }
+}
+
+/// `/metrics` in the Prometheus text format: served on the admin listener only.
+pub fn metrics_response() -> Response<Body> {
+    let mut response = text(StatusCode::OK, &crate::metrics::render());
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
+}
+
 fn text(status: StatusCode, body: &str) -> Response<Body> {
     let mut response = Response::new(Body::new(Bytes::copy_from_slice(body.as_bytes())));
     *response.status_mut() = status;
@@ -402,10 +513,9 @@ fn html(status: StatusCode, body: String) -> Response<Body> {
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        "content-security-policy",
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src https:"),
-    );
+    if let Ok(policy) = HeaderValue::from_str(pages::content_security_policy()) {
+        headers.insert("content-security-policy", policy);
+    }
     headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert(hyper::header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));

@@ -16,6 +16,42 @@ pub struct Page<'a> {
     /// `(label, href)`: a button that continues to the destination (click-through).
     pub proceed: Option<(&'a str, &'a str)>,
     pub accent: &'static str,
+    /// "Go back" as the primary action.
+    pub go_back: bool,
+    /// "Report a mistake": a form posting these fields to `/report`.
+    pub report: Option<&'a [(&'static str, String)]>,
+}
+
+/// The one script a page runs: "Go back" returns to the message, or closes a tab opened for the
+/// link. Allowed by its hash in the pages' Content-Security-Policy, nothing else is.
+pub const GO_BACK_SCRIPT: &str =
+    "document.getElementById('back').onclick=function(){if(history.length>1){history.back()}else{window.close()}};";
+
+/// The pages' Content-Security-Policy, with the hash of [`GO_BACK_SCRIPT`].
+pub fn content_security_policy() -> &'static str {
+    static POLICY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    POLICY.get_or_init(|| {
+        use base64::Engine;
+        use sha2::Digest;
+        let hash = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(GO_BACK_SCRIPT.as_bytes()));
+        format!(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src https:; script-src 'sha256-{hash}'; form-action 'self'"
+        )
+    })
+}
+
+/// A support contact as a link: `mailto:` for an address, the URL itself for a web page.
+fn support_link(contact: &str) -> String {
+    let text = escape(contact);
+    let lower = contact.to_ascii_lowercase();
+    if lower.starts_with("https://") || lower.starts_with("http://") {
+        format!(r#"<a href="{text}">{text}</a>"#)
+    } else if contact.contains('@') && !contact.contains(char::is_whitespace) {
+        let address = contact.trim_start_matches("mailto:");
+        format!(r#"<a href="mailto:{}">{}</a>"#, escape(address), escape(address))
+    } else {
+        text
+    }
 }
 
 pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
@@ -28,7 +64,7 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
     let support = config
         .support_contact
         .as_deref()
-        .map(|s| format!("Questions? Contact {}.", escape(s)))
+        .map(|s| format!("Questions? Contact {}.", support_link(s)))
         .unwrap_or_default();
     let destination = page
         .destination
@@ -42,6 +78,9 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
         })
         .unwrap_or_default();
     let mut actions = String::from(r#"<div class="actions">"#);
+    if page.go_back {
+        actions.push_str(r#"<button type="button" class="button primary" id="back">Go back</button>"#);
+    }
     if let Some((label, href)) = page.proceed {
         actions.push_str(&format!(
             r#"<a class="button secondary" rel="noreferrer" href="{}">{}</a>"#,
@@ -50,6 +89,21 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
         ));
     }
     actions.push_str("</div>");
+    if let Some(fields) = page.report {
+        actions.push_str(r#"<form class="report" method="post" action="/report">"#);
+        for (name, value) in fields {
+            actions.push_str(&format!(
+                r#"<input type="hidden" name="{name}" value="{}">"#,
+                escape(value)
+            ));
+        }
+        actions.push_str(r#"<button type="submit" class="link">Is this a mistake? Report it</button></form>"#);
+    }
+    if page.go_back {
+        actions.push_str("<script>");
+        actions.push_str(GO_BACK_SCRIPT);
+        actions.push_str("</script>");
+    }
     // Values are substituted in one pass so text from one value is never read as a placeholder.
     let mut out = String::with_capacity(TEMPLATE.len() + 1024);
     let mut rest = TEMPLATE;

@@ -29,6 +29,9 @@ pub enum FeedFormat {
 #[serde(deny_unknown_fields)]
 pub struct FeedConfig {
     pub path: PathBuf,
+    /// What users and logs see when this feed lists a destination (never the file's path).
+    /// Defaults to the file name without its extension.
+    pub name: Option<String>,
     pub format: FeedFormat,
     /// Defaults by format: URLhaus malware, PhishTank and OpenPhish phish, plain phish.
     pub category: Option<Category>,
@@ -41,6 +44,14 @@ fn malicious() -> Verdict {
 }
 
 impl FeedConfig {
+    pub fn display_name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| {
+            self.path
+                .file_stem()
+                .map_or_else(|| "feed".to_string(), |stem| stem.to_string_lossy().into_owned())
+        })
+    }
+
     fn category(&self) -> Category {
         self.category.unwrap_or(match self.format {
             FeedFormat::UrlhausCsv => Category::Malware,
@@ -135,7 +146,7 @@ impl LocalFeeds {
             }
         };
         if let Some(&i) = index.urls.get(url.as_str()) {
-            return Some(feed(i, format!("{} lists {}", self.feeds[i].path.display(), url)));
+            return Some(feed(i, format!("{} lists {}", self.feeds[i].display_name(), url)));
         }
         let host = url.host_str()?.trim_end_matches('.').to_ascii_lowercase();
         let mut candidate = host.as_str();
@@ -143,7 +154,7 @@ impl LocalFeeds {
             if let Some(&i) = index.domains.get(candidate) {
                 return Some(feed(
                     i,
-                    format!("{} lists domain {candidate}", self.feeds[i].path.display()),
+                    format!("{} lists domain {candidate}", self.feeds[i].display_name()),
                 ));
             }
             match candidate.split_once('.') {

@@ -371,7 +371,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(get(&format!("{}/readyz", server.base)).await.status(), 200);
     get(&server.link(&p, "https://m.example/")).await;
     get(&format!("{}/v1/bogus", server.base)).await;
-    let metrics = get(&format!("{}/metrics", server.base)).await.text().await.unwrap();
+    // Metrics are for operators: on the admin listener, not the public click listener.
+    assert_eq!(get(&format!("{}/metrics", server.base)).await.status(), 404);
+    assert_eq!(get(&format!("{}/healthz", server.admin)).await.status(), 200);
+    let metrics = get(&format!("{}/metrics", server.admin)).await.text().await.unwrap();
     assert!(
         metrics.contains("portcullis_clicks_total{action=\"permitted\",verdict=\"unknown\"} 1"),
         "{metrics}"
@@ -725,4 +728,90 @@ async fn foreign_wrappers_are_judged_by_the_url_inside() {
             .unwrap()
             .contains("wrapped URL https://example.com/#newsletter")
     );
+}
+
+/// The block page: the feed's name (never the server's file path), "Go back" first, a `mailto:`
+/// support link, and "report a mistake", which records a signed report in the click log.
+#[tokio::test(flavor = "multi_thread")]
+async fn block_page_actions_and_false_positive_reports() {
+    let p = Portcullis::new();
+    let feed = p.dir.path().join("secret-feeds-dir-openphish.txt");
+    std::fs::write(&feed, "https://blocked-by-feed.example/login\n").unwrap();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[click]\nsupport_contact = \"soc@acme.example\"\n\
+             [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\nname = \"OpenPhish\"\n",
+            feed.display()
+        ),
+    );
+    let response = get(&server.link(&p, "https://blocked-by-feed.example/login")).await;
+    assert_eq!(response.status(), 403);
+    let policy = response.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    let page = response.text().await.unwrap();
+    assert!(page.contains("OpenPhish"), "{page}");
+    assert!(
+        !page.contains("secret-feeds-dir"),
+        "the feed's path is not for users: {page}"
+    );
+    assert!(page.contains(r#"id="back">Go back</button>"#));
+    assert!(page.contains(r#"<a href="mailto:soc@acme.example">soc@acme.example</a>"#));
+    assert!(policy.contains("script-src 'sha256-") && policy.contains("form-action 'self'"));
+
+    let field = |name: &str| {
+        let marker = format!(r#"name="{name}" value=""#);
+        let start = page.find(&marker).unwrap_or_else(|| panic!("{name} in {page}")) + marker.len();
+        page[start..start + page[start..].find('"').unwrap()].replace("&amp;", "&")
+    };
+    let form = [
+        ("l", field("l")),
+        ("v", field("v")),
+        ("e", field("e")),
+        ("t", field("t")),
+    ];
+    let report = client()
+        .post(format!("{}/report", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&form))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(report.status(), 200);
+    assert!(report.text().await.unwrap().contains("Thank you"));
+    let reported = clicks(&p, "reported");
+    assert_eq!(reported.len(), 1);
+    assert_eq!(reported[0]["url"], "https://blocked-by-feed.example/login");
+    assert_eq!(reported[0]["verdict"], "malicious");
+    assert_eq!(reported[0]["message_ref"], "msg-1");
+
+    // A forged or altered form records nothing.
+    let mut forged = form.clone();
+    forged[0].1 = forged[0].1.replace("login", "logon");
+    let refused = client()
+        .post(format!("{}/report", server.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_body(&forged))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let oversized = client()
+        .post(format!("{}/report", server.base))
+        .body(vec![b'a'; 100_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oversized.status(), 413);
+    assert_eq!(clicks(&p, "reported").len(), 1);
+}
+
+fn form_body(fields: &[(&str, String)]) -> String {
+    let mut serializer = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in fields {
+        serializer.append_pair(name, value);
+    }
+    serializer.finish()
 }

@@ -83,10 +83,8 @@ fn rewrite_and_decode_bytes(p: &Portcullis, message: &[u8]) -> (Vec<u8>, serde_j
     (out, report, destinations)
 }
 
-#[test]
-fn ten_thousand_nested_multiparts() {
-    let p = Portcullis::new();
-    let depth = 10_000;
+/// A message whose text part sits `depth` multiparts down.
+fn nested(depth: usize) -> String {
     let mut message = String::from(
         "From: a@example.org\r\nSubject: deep\r\nContent-Type: multipart/mixed; boundary=\"=_0_=\"\r\n\r\n",
     );
@@ -103,9 +101,26 @@ fn ten_thousand_nested_multiparts() {
     for level in (0..depth).rev() {
         message.push_str(&format!("--=_{level}_=--\r\n"));
     }
+    message
+}
+
+#[test]
+fn ten_thousand_nested_multiparts() {
+    let p = Portcullis::new();
+    let message = nested(10_000);
     let out = p.run(&["rewrite"], message.as_bytes());
     assert_no_panic(&out);
     assert!(out.status.success());
+    // Past `rewrite.max_depth` nothing is walked: the message says so instead of a link slipping by.
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("X-Portcullis-Rewrite: partial; reason=too-deep"),
+        "{}",
+        &text[..200]
+    );
+    assert!(our_links(&text, false).is_empty());
+    // Within the bound the bottom link is found and rewritten.
+    let out = p.run(&["rewrite"], nested(90).as_bytes());
     let links = our_links(&String::from_utf8(out.stdout).unwrap(), false);
     assert_eq!(p.decode(&links), ["https://bottom.example/"]);
 }

@@ -21,6 +21,8 @@ pub struct Server {
     pub base: String,
     /// The SMTP gateway's address, when it runs.
     pub smtp: Option<String>,
+    /// The admin listener's base URL (`/metrics`).
+    pub admin: String,
 }
 
 impl Server {
@@ -37,7 +39,15 @@ impl Server {
             .arg(p.data_dir())
             .arg("--config")
             .arg(&config)
-            .args(["serve", "--listen", "127.0.0.1:0", "--smtp-listen", smtp_listen])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--smtp-listen",
+                smtp_listen,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("SERVE_STDERR").is_some() {
                 Stdio::inherit()
@@ -48,6 +58,7 @@ impl Server {
             .expect("start portcullis serve");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut smtp = None;
+        let mut admin = String::new();
         loop {
             let mut line = String::new();
             reader.read_line(&mut line).expect("listening line");
@@ -57,11 +68,16 @@ impl Server {
                 smtp = Some(address);
                 continue;
             }
+            if line.contains("admin listening") {
+                admin = address;
+                continue;
+            }
             assert!(address.starts_with("http"), "unexpected line: {line}");
             return Server {
                 child,
                 base: address,
                 smtp,
+                admin,
             };
         }
     }
