@@ -362,6 +362,15 @@ impl Delivery {
         }
         let step = (item.attempts.max(0) as usize).min(self.retry_secs.len() - 1);
         let next_attempt = now + self.retry_secs[step] as i64;
+        if !attempt.deferred.is_empty() {
+            tracing::warn!(
+                message_ref = %item.message_ref,
+                recipients = attempt.deferred.len(),
+                error = %attempt.error.as_deref().unwrap_or("temporary failure"),
+                retry_in_secs = next_attempt - now,
+                "delivery deferred"
+            );
+        }
         let store = self.store.clone();
         let (id, remaining, error) = (item.id, attempt.deferred, attempt.error);
         let result = tokio::task::spawn_blocking(move || {

@@ -247,10 +247,23 @@ impl Gateway {
         }
     }
 
-    /// Files a message whose DATA reply has gone out (late or recovered) and wakes delivery.
-    async fn file(&self, outcome: Outcome) -> Result<(), String> {
+    /// Files a message's outcome and wakes delivery; logs the message's one line (reference, client,
+    /// sender, recipient count, verdict, leading symbols, milliseconds since filtering started).
+    async fn file(&self, outcome: Outcome, started: Instant) -> Result<(), String> {
         let store = self.store.clone();
         let message_ref = outcome.index.message_ref.clone();
+        let index = &outcome.index;
+        tracing::info!(
+            message_ref = %index.message_ref,
+            client_ip = %index.client_ip,
+            sender = %if index.sender.is_empty() { "<>" } else { index.sender.as_str() },
+            recipients = index.recipients.len(),
+            verdict = %index.verdict,
+            category = %index.category.as_deref().unwrap_or("-"),
+            symbols = %index.symbols.iter().take(6).cloned().collect::<Vec<_>>().join(","),
+            ms = started.elapsed().as_millis() as u64,
+            "message"
+        );
         tokio::task::spawn_blocking(move || store.file(&outcome.index, &outcome.deliveries, outcome.hold.as_ref()))
             .await
             .map_err(|e| e.to_string())?
@@ -283,8 +296,9 @@ impl Gateway {
                     Ok(())
                 }
                 Ok(false) => {
+                    let started = Instant::now();
                     let outcome = self.filter(&envelope, &Arc::new(message), false).await;
-                    self.file(outcome).await
+                    self.file(outcome, started).await
                 }
                 Err(error) => Err(error.to_string()),
             };
@@ -365,6 +379,7 @@ impl Gateway {
         let task_ref = message_ref.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let started = Instant::now();
             let message_ref = task_ref;
             let mut outcome = gateway.filter(&envelope, &message, true).await;
             let late = {
@@ -384,7 +399,7 @@ impl Gateway {
                 _ => format!("250 2.0.0 Ok: queued as {}", envelope.message_ref),
             };
             let rejected = matches!(outcome.verdict, Verdict::Reject { .. });
-            let reply = match gateway.file(outcome).await {
+            let reply = match gateway.file(outcome, started).await {
                 Ok(()) => reply,
                 Err(error) if late => {
                     // The sender has its 250; the spool keeps the message for the next sweep.

@@ -279,3 +279,77 @@ fn plain_text_links_are_signed_whole() {
         );
     }
 }
+
+/// At the default log level: where the data lives (and that keys were made there), then one line
+/// per message with its reference, client, sender, recipient count, verdict, symbols and time.
+#[test]
+fn logs_say_where_keys_live_and_one_line_per_message() {
+    use std::io::BufRead;
+    let p = Portcullis::new();
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let config = p.write_config(&gateway_config(
+        "127.0.0.1:9",
+        &sink.address,
+        "",
+        "[pipeline]\nauthenticate = false\n",
+    ));
+    let log_path = p.dir.path().join("serve.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--data-dir")
+        .arg(p.data_dir())
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--smtp-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "off",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let smtp = loop {
+        let line = lines.next().unwrap().unwrap();
+        if line.contains("smtp gateway listening") {
+            break line.rsplit(' ').next().unwrap().to_string();
+        }
+    };
+    let (mut raw, _) = Raw::connect(&smtp);
+    let reply = data(&mut raw, b"From: a@sender.test\r\nSubject: log me\r\n\r\nhello\r\n");
+    let message_ref = reply.trim().rsplit(' ').next().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        if log.contains(&message_ref) || Instant::now() > deadline {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let absolute = p.data_dir().display().to_string();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("generating new keys") && l.contains(&absolute)),
+        "{log}"
+    );
+    let line = log
+        .lines()
+        .find(|l| l.contains(&message_ref) && l.contains(" message"))
+        .unwrap_or_else(|| panic!("no line for {message_ref}: {log}"));
+    for part in [
+        "client_ip=127.0.0.1",
+        "sender=a@sender.test",
+        "recipients=1",
+        "verdict=deliver",
+        "ms=",
+    ] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+}
