@@ -1,13 +1,16 @@
-//! Finding links in HTML with lol_html: `a[href]`, `area[href]`, `form[action]`, `formaction` on
-//! buttons and inputs, VML `href`s in
-//! Outlook conditional comments, `meta http-equiv=refresh` URLs, and `<base href>`. The scan only
-//! records where each value sits in the original bytes; the caller writes the changes.
+//! Finding links in HTML with lol_html: `a[href]`, `area[href]`, SVG `a[xlink:href]`,
+//! `form[action]`, `formaction` on buttons and inputs, VML `href`s in Outlook conditional comments,
+//! `meta http-equiv=refresh` URLs, `<base href>`, absolute `url(…)`s in `style` attributes and
+//! `<style>` elements, and URLs written as text outside links (mail clients make those clickable;
+//! they are rewritten in place, as in plain text). The scan only records where each value sits in
+//! the original bytes; the caller writes the changes.
 
 use std::cell::RefCell;
 use std::ops::Range;
 
 use encoding_rs::Encoding;
-use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, doc_comments, element};
+use lol_html::html_content::TextType;
+use lol_html::{AsciiCompatibleEncoding, HtmlRewriter, Settings, doc_comments, doc_text, element, text};
 
 use super::charset::{self, html_reads_directly};
 
@@ -47,6 +50,11 @@ pub fn scan(bytes: &[u8], encoding: &'static Encoding) -> HtmlLinks {
 fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usize) -> HtmlLinks {
     let found = RefCell::new(HtmlLinks::default());
     let conditional_comments = RefCell::new(Vec::<Range<usize>>::new());
+    // Text outside links (merged runs of adjacent chunks), text inside links, and style sheets.
+    let text_runs = RefCell::new(Vec::<Range<usize>>::new());
+    let anchor_text = RefCell::new(Vec::<Range<usize>>::new());
+    let style_sheets = RefCell::new(Vec::<Range<usize>>::new());
+    let css_values = RefCell::new(Vec::<Range<usize>>::new());
     let record = |attribute: &lol_html::html_content::Attribute<'_>| {
         if let Some(location) = attribute.value_source_location() {
             let range = location.bytes();
@@ -75,6 +83,32 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
                     t if t.starts_with("v:") => record(attribute),
                     _ => {}
                 }
+                Ok(())
+            }),
+            // SVG links: `<a xlink:href>` (SVG 2 uses plain `href`, handled above).
+            element!("a", |el| {
+                if let Some(attribute) = el.attributes().iter().find(|a| a.name() == "xlink:href") {
+                    record(attribute);
+                }
+                Ok(())
+            }),
+            element!("*[style]", |el| {
+                if let Some(location) = el
+                    .attributes()
+                    .iter()
+                    .find(|a| a.name() == "style")
+                    .and_then(|a| a.value_source_location())
+                {
+                    css_values.borrow_mut().push(location.bytes());
+                }
+                Ok(())
+            }),
+            text!("a", |chunk| {
+                anchor_text.borrow_mut().push(chunk.source_location().bytes());
+                Ok(())
+            }),
+            text!("style", |chunk| {
+                style_sheets.borrow_mut().push(chunk.source_location().bytes());
                 Ok(())
             }),
             element!("form[action]", |el| {
@@ -110,13 +144,21 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
                 Ok(())
             }),
         ],
-        document_content_handlers: vec![doc_comments!(|comment| {
-            let range = comment.source_location().bytes();
-            if comment.text().trim_start().starts_with("[if") && range.len() >= 7 {
-                conditional_comments.borrow_mut().push(range.start + 4..range.end - 3);
-            }
-            Ok(())
-        })],
+        document_content_handlers: vec![
+            doc_comments!(|comment| {
+                let range = comment.source_location().bytes();
+                if comment.text().trim_start().starts_with("[if") && range.len() >= 7 {
+                    conditional_comments.borrow_mut().push(range.start + 4..range.end - 3);
+                }
+                Ok(())
+            }),
+            doc_text!(|chunk| {
+                if chunk.text_type() == TextType::Data {
+                    push_merged(&mut text_runs.borrow_mut(), chunk.source_location().bytes());
+                }
+                Ok(())
+            }),
+        ],
         encoding: AsciiCompatibleEncoding::new(encoding).unwrap_or_else(AsciiCompatibleEncoding::utf_8),
         strict: false,
         ..Settings::new()
@@ -127,6 +169,41 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
     if result.is_err() {
         found.unparsable = true;
         return found;
+    }
+    // URLs written as text outside links, found as in plain text (entities stay as written: the
+    // caller decodes them before deciding, and the link replaces the text in place).
+    let mut inside_links = Vec::new();
+    for chunk in anchor_text.into_inner() {
+        push_merged(&mut inside_links, chunk);
+    }
+    for run in text_runs.into_inner() {
+        if inside_links
+            .iter()
+            .any(|a: &Range<usize>| a.start < run.end && run.start < a.end)
+        {
+            continue;
+        }
+        let mapped = charset::decode_mapped(&bytes[run.clone()], encoding);
+        for link in super::text::find(&mapped.text) {
+            let range = mapped.original_range(link.range.start, link.range.end);
+            found.links.push(FoundLink {
+                range: run.start + range.start + offset..run.start + range.end + offset,
+                raw: link.url,
+            });
+        }
+    }
+    // `url(…)` in style sheets and style attributes: only absolute web URLs are links.
+    for range in style_sheets.into_inner().into_iter().chain(css_values.into_inner()) {
+        let css = String::from_utf8_lossy(&bytes[range.clone()]);
+        if css.len() != range.len() {
+            continue; // Not ASCII-clean: offsets would not map; such CSS holds no url() we can sign.
+        }
+        for url in css_urls(&css) {
+            found.links.push(FoundLink {
+                range: range.start + url.start + offset..range.start + url.end + offset,
+                raw: css[url].to_string(),
+            });
+        }
     }
     for inner in conditional_comments.into_inner() {
         if bytes.get(inner.clone()).is_some_and(|b| {
@@ -139,6 +216,47 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
     }
     found.links.sort_by_key(|l| l.range.start);
     found
+}
+
+/// Adds `range` to `runs`, joining it to the last run when they touch (one text node often comes in
+/// several chunks).
+fn push_merged(runs: &mut Vec<Range<usize>>, range: Range<usize>) {
+    match runs.last_mut() {
+        Some(last) if last.end == range.start => last.end = range.end,
+        _ => runs.push(range),
+    }
+}
+
+/// The absolute web URLs in `url(…)` values of a style sheet or style attribute, as ranges of `css`
+/// (inside the quotes when quoted; `&quot;` counts as a quote in an attribute).
+fn css_urls(css: &str) -> Vec<Range<usize>> {
+    let lower = css.to_ascii_lowercase();
+    let mut urls = Vec::new();
+    let mut from = 0;
+    while let Some(found) = lower[from..].find("url(") {
+        let mut start = from + found + 4;
+        from = start;
+        start += css[start..].len() - css[start..].trim_start().len();
+        let rest = &css[start..];
+        let (start, end) = if let Some(quote) = ["\"", "'", "&quot;", "&#39;"].iter().find(|q| rest.starts_with(**q)) {
+            let inner = start + quote.len();
+            match css[inner..].find(*quote) {
+                Some(close) => (inner, inner + close),
+                None => continue,
+            }
+        } else {
+            match rest.find(')') {
+                Some(close) => (start, start + rest[..close].trim_end().len()),
+                None => continue,
+            }
+        };
+        let value = lower[start..end].trim_start();
+        if value.starts_with("http:") || value.starts_with("https:") || value.starts_with("//") {
+            urls.push(start..end);
+        }
+        from = end;
+    }
+    urls
 }
 
 /// The URL inside a refresh `content` value (`5; url=https://…`, `0;URL='…'`, `3, https://…`), as
@@ -192,6 +310,24 @@ mod tests {
         assert_eq!(
             scan(html.as_bytes(), encoding_rs::UTF_8).base.as_deref(),
             Some("http://b/")
+        );
+    }
+
+    #[test]
+    fn text_urls_svg_links_and_css() {
+        let html = r#"<p>Go to https://t.example/a?x=1&amp;y=2 or www.w.example.</p><a href="https://a.example/">https://shown.example/</a>
+<svg><a xlink:href="https://svg.example/"><text>x</text></a></svg><div style="background:url(&quot;https://css.example/i.png&quot;)">d</div>
+<style>p { background: url( 'https://sheet.example/b.png' ) } q { background: url(/relative.png) }</style><script>var u = "https://script.example/";</script>"#;
+        assert_eq!(
+            urls(html),
+            [
+                "https://t.example/a?x=1&amp;y=2",
+                "www.w.example",
+                "https://a.example/",
+                "https://svg.example/",
+                "https://css.example/i.png",
+                "https://sheet.example/b.png",
+            ]
         );
     }
 

@@ -353,3 +353,30 @@ fn logs_say_where_keys_live_and_one_line_per_message() {
         assert!(line.contains(part), "{part} in {line}");
     }
 }
+
+/// 11. Bypass surfaces in HTML: URLs written as text (clients auto-link them), SVG `xlink:href`, and
+/// CSS `url()` in style attributes and style sheets are rewritten too.
+#[test]
+fn html_bypass_surfaces_are_rewritten() {
+    let p = Portcullis::new();
+    let html = "<html><head><style>.b { background: url('https://sheet.example/b.png') }</style></head><body>\
+        <p>Pay at https://pay.example/invoice?a=1&amp;b=2 today.</p>\
+        <svg><a xlink:href=\"https://svg.example/x\"><text>go</text></a></svg>\
+        <div style=\"background-image: url(https://inline.example/i.png)\">x</div></body></html>";
+    let message = format!("From: a@x.test\r\nSubject: h\r\nContent-Type: text/html; charset=utf-8\r\n\r\n{html}\r\n");
+    let (out, report) = p.rewrite(message.as_bytes(), &[]);
+    assert_eq!(report["links_rewritten"], 4, "{report}");
+    let text = String::from_utf8(out).unwrap();
+    let mut destinations = p.decode(&our_links(&text, true));
+    destinations.sort();
+    assert_eq!(
+        destinations,
+        [
+            "https://inline.example/i.png",
+            "https://pay.example/invoice?a=1&b=2",
+            "https://sheet.example/b.png",
+            "https://svg.example/x",
+        ]
+    );
+    assert!(text.contains(" today.</p>"), "text around the link stays: {text}");
+}
