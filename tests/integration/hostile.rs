@@ -354,8 +354,8 @@ fn logs_say_where_keys_live_and_one_line_per_message() {
     }
 }
 
-/// 11. Bypass surfaces in HTML: URLs written as text (clients auto-link them), SVG `xlink:href`, and
-/// CSS `url()` in style attributes and style sheets are rewritten too.
+/// Class 11, bypass surfaces in HTML: URLs written as text (clients auto-link them), SVG
+/// `xlink:href`, and CSS `url()` in style attributes and style sheets are rewritten too.
 #[test]
 fn html_bypass_surfaces_are_rewritten() {
     let p = Portcullis::new();
