@@ -23,7 +23,7 @@ use crate::config::RewriteConfig;
 use crate::patterns::UrlPatterns;
 use crate::token::{ForeignVendor, KeyRing, LinkContext, LinkError, LiveKeyRing, is_own_link, unwrap_foreign};
 use mime::{ContentType, Headers, line_ending, parse_headers, split_multipart};
-use target::{decode_entities, resolve};
+use target::{decode_entities, resolve, resolve_in};
 use transfer::TransferEncoding;
 
 pub use target::SkipReason;
@@ -446,10 +446,10 @@ impl Walk<'_> {
         let base = found
             .base
             .as_deref()
-            .and_then(|b| resolve(&decode_entities(b), None).ok());
+            .and_then(|b| resolve_in(&decode_entities(b), None, Some(charset)).ok());
         let mut replacements = Vec::new();
         for link in found.links {
-            if let Some(new) = self.decide(&decode_entities(&link.raw), base.as_ref()) {
+            if let Some(new) = self.decide(&decode_entities(&link.raw), base.as_ref(), Some(charset)) {
                 replacements.push((link.range, crate::escape::html(&new)));
             }
         }
@@ -464,7 +464,8 @@ impl Walk<'_> {
         let mapped = charset::decode_mapped(content, charset);
         let mut replacements = Vec::new();
         for link in text::find(&mapped.text) {
-            if let Some(new) = self.decide(&link.url, None) {
+            // A mail client opens a plain-text link as a UTF-8 URL, whatever the part's charset.
+            if let Some(new) = self.decide(&link.url, None, None) {
                 replacements.push((mapped.original_range(link.range.start, link.range.end), new));
             }
         }
@@ -472,10 +473,16 @@ impl Walk<'_> {
     }
 
     /// Classifies one link and returns its replacement, or `None` to leave it as written.
-    fn decide(&mut self, raw: &str, base: Option<&Url>) -> Option<String> {
+    /// `query_encoding`: the HTML document's charset, in which a browser sends the link's query.
+    fn decide(
+        &mut self,
+        raw: &str,
+        base: Option<&Url>,
+        query_encoding: Option<&'static encoding_rs::Encoding>,
+    ) -> Option<String> {
         let rewriter = self.rewriter;
         self.report.links_found += 1;
-        let url = match resolve(raw, base) {
+        let url = match resolve_in(raw, base, query_encoding) {
             Ok(url) => url,
             Err(reason) => return self.skip(raw.trim().to_string(), reason),
         };

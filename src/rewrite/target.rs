@@ -39,11 +39,33 @@ impl SkipReason {
 /// resolved against `https:`, and relative references resolved against `<base href>` when there is
 /// one. Returns the absolute http(s) URL or why it is skipped.
 pub fn resolve(raw: &str, base: Option<&Url>) -> Result<Url, SkipReason> {
+    resolve_in(raw, base, None)
+}
+
+/// [`resolve`] for a link in a document whose charset is `query_encoding`: a browser sends the
+/// query of such a link in the document's charset, not UTF-8 (WHATWG URL parsing with an encoding
+/// override), so that is what gets signed. `None`, UTF-8 and UTF-16 documents use UTF-8.
+pub fn resolve_in(
+    raw: &str,
+    base: Option<&Url>,
+    query_encoding: Option<&'static encoding_rs::Encoding>,
+) -> Result<Url, SkipReason> {
+    let encoding = query_encoding.filter(|e| e.output_encoding() != encoding_rs::UTF_8);
+    let parse = |text: &str, base: Option<&Url>| {
+        let options = Url::options().base_url(base);
+        match encoding {
+            Some(encoding) => {
+                let encode = query_encoder(move |query| encoding.encode(query).0);
+                options.encoding_override(Some(&encode)).parse(text)
+            }
+            None => options.parse(text),
+        }
+    };
     let trimmed = raw.trim_matches(|c: char| c <= ' ');
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return Err(SkipReason::Fragment);
     }
-    let url = match Url::parse(trimmed) {
+    let url = match parse(trimmed, None) {
         Ok(url) => url,
         Err(url::ParseError::RelativeUrlWithoutBase) => {
             let cleaned: String = trimmed.chars().filter(|c| !matches!(c, '\t' | '\n' | '\r')).collect();
@@ -52,10 +74,10 @@ pub fn resolve(raw: &str, base: Option<&Url>) -> Result<Url, SkipReason> {
                 || cleaned.starts_with("/\\")
                 || cleaned.starts_with("\\/");
             match base {
-                Some(base) => base.join(trimmed).map_err(|_| SkipReason::Invalid)?,
+                Some(base) => parse(trimmed, Some(base)).map_err(|_| SkipReason::Invalid)?,
                 None if scheme_relative => {
                     let https = Url::parse("https://scheme-relative.invalid/").expect("static URL");
-                    https.join(trimmed).map_err(|_| SkipReason::Invalid)?
+                    parse(trimmed, Some(&https)).map_err(|_| SkipReason::Invalid)?
                 }
                 None => return Err(SkipReason::Relative),
             }
@@ -67,6 +89,11 @@ pub fn resolve(raw: &str, base: Option<&Url>) -> Result<Url, SkipReason> {
         "http" | "https" => Err(SkipReason::Invalid),
         _ => Err(SkipReason::Scheme),
     }
+}
+
+/// Pins the closure's signature to the one `url`'s encoding override wants (for every lifetime).
+fn query_encoder<F: for<'a> Fn(&'a str) -> std::borrow::Cow<'a, [u8]>>(encode: F) -> F {
+    encode
 }
 
 /// Decodes the character references that appear in attribute values, including the HTML5 names
@@ -150,6 +177,16 @@ fn decode_one_entity(s: &str) -> Option<(char, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queries_are_signed_in_the_document_charset() {
+        let windows = resolve_in("https://shop.example/s?q=café#é", None, Some(encoding_rs::WINDOWS_1252)).unwrap();
+        assert_eq!(windows.as_str(), "https://shop.example/s?q=caf%E9#%C3%A9");
+        let utf8 = resolve_in("https://shop.example/s?q=café", None, Some(encoding_rs::UTF_8)).unwrap();
+        assert_eq!(utf8.as_str(), "https://shop.example/s?q=caf%C3%A9");
+        let sjis = resolve_in("https://shop.example/é/s?q=日本", None, Some(encoding_rs::SHIFT_JIS)).unwrap();
+        assert_eq!(sjis.as_str(), "https://shop.example/%C3%A9/s?q=%93%FA%96{");
+    }
 
     #[test]
     fn resolves_like_a_browser() {

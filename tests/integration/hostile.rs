@@ -380,3 +380,22 @@ fn html_bypass_surfaces_are_rewritten() {
     );
     assert!(text.contains(" today.</p>"), "text around the link stays: {text}");
 }
+
+/// Class 9: in a windows-1252 HTML part, a browser sends a non-ASCII query in windows-1252: that is
+/// what gets signed. Plain text (opened by the mail client as a UTF-8 URL) stays UTF-8.
+#[test]
+fn legacy_charset_queries_are_signed_as_the_browser_sends_them() {
+    let p = Portcullis::new();
+    let mut message =
+        b"From: a@x.test\r\nSubject: q\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=b\r\n\r\n\
+        --b\r\nContent-Type: text/html; charset=windows-1252\r\n\r\n<a href=\"https://shop.example/s?q=caf"
+            .to_vec();
+    message.extend_from_slice(b"\xe9\">x</a>\r\n--b\r\nContent-Type: text/plain; charset=windows-1252\r\n\r\nhttps://shop.example/s?q=caf\xe9 now\r\n--b--\r\n");
+    let (out, report) = p.rewrite(&message, &[]);
+    assert_eq!(report["links_rewritten"], 2, "{report}");
+    let text = String::from_utf8_lossy(&out);
+    let html_link = our_links(&text, true)[0].clone();
+    let text_link = our_links(&text, false)[1].clone();
+    assert_eq!(p.decode(&[html_link]), ["https://shop.example/s?q=caf%E9"]);
+    assert_eq!(p.decode(&[text_link]), ["https://shop.example/s?q=caf%C3%A9"]);
+}
