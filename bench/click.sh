@@ -18,7 +18,7 @@ bin=target/release/portcullis
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; nginx -c "$work/nginx.conf" -s stop 2>/dev/null; rm -rf "$work"' EXIT
 
-python3 bench/fake_safe_browsing.py 18090 20 &
+python3 bench/fake_safe_browsing.py 18090 20 2>"$work/fake-safe-browsing.log" &
 cat > "$work/portcullis.toml" <<TOML
 data_dir = "$work/data"
 [click]
@@ -77,19 +77,27 @@ function request()
   return wrk.format("GET", paths[(i % #paths) + 1])
 end
 LUA
+# Latency percentiles in milliseconds, for every run (wrk's own table stops at p99).
+cat > "$work/latency.lua" <<'LUA'
+function done(summary, latency, requests)
+  io.write(string.format("LATENCY %.2f %.2f %.2f\n", latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, latency:percentile(99.9) / 1000))
+end
+LUA
+cat "$work/latency.lua" >> "$work/paths.lua"
 
 run() { # name url [script]
   local out
   if [ -n "${3:-}" ]; then
     out=$(LINKS="$3" wrk -t$threads -c"$connections" -d"${duration}s" --latency -s "$work/paths.lua" "$2")
   else
-    out=$(wrk -t$threads -c"$connections" -d"${duration}s" --latency "$2")
+    out=$(wrk -t$threads -c"$connections" -d"${duration}s" --latency -s "$work/latency.lua" "$2")
   fi
-  local rps p99 non3xx
+  local rps latency non3xx
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
-  p99=$(echo "$out" | awk '$1 == "99%" {print $2}')
+  latency=$(echo "$out" | awk '$1 == "LATENCY" {printf "p50 %6.2fms  p99 %6.2fms  p99.9 %6.2fms", $2, $3, $4}')
   non3xx=$(echo "$out" | awk '/Non-2xx or 3xx/ {print $5}')
-  printf '%-34s %12s req/s   p99 %8s   errors %s\n' "$1" "$rps" "$p99" "${non3xx:-0}"
+  printf '%-24s %11s req/s   %s   errors %s\n' "$1" "$rps" "$latency" "${non3xx:-0}"
   echo "$rps" > "$work/$1.rps"
 }
 

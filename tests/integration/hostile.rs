@@ -287,27 +287,9 @@ fn logs_say_where_keys_live_and_one_line_per_message() {
     use std::io::BufRead;
     let p = Portcullis::new();
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
-    let config = p.write_config(&gateway_config(
-        "127.0.0.1:9",
-        &sink.address,
-        "",
-        "[pipeline]\nauthenticate = false\n",
-    ));
+    let config = gateway_config("127.0.0.1:9", &sink.address, "", "[pipeline]\nauthenticate = false\n");
     let log_path = p.dir.path().join("serve.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--data-dir")
-        .arg(p.data_dir())
-        .arg("--config")
-        .arg(&config)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--smtp-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "off",
-        ])
+    let mut child = Server::command(&p, &config, "127.0.0.1:0")
         .env_remove("RUST_LOG")
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(&log_path).unwrap())

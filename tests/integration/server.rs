@@ -33,21 +33,7 @@ impl Server {
 
     /// Starts `portcullis serve` with the SMTP gateway on `smtp_listen` as well.
     pub fn start_with(p: &Portcullis, config: &str, smtp_listen: &str) -> Server {
-        let config = p.write_config(config);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
-            .arg("--data-dir")
-            .arg(p.data_dir())
-            .arg("--config")
-            .arg(&config)
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--smtp-listen",
-                smtp_listen,
-                "--admin-listen",
-                "127.0.0.1:0",
-            ])
+        let mut child = Self::command(p, config, smtp_listen)
             .stdout(Stdio::piped())
             .stderr(if std::env::var_os("SERVE_STDERR").is_some() {
                 Stdio::inherit()
@@ -80,6 +66,28 @@ impl Server {
                 admin,
             };
         }
+    }
+
+    /// `portcullis serve` with `config` written to the test's directory, every listener on a free
+    /// loopback port (the SMTP gateway on `smtp_listen`).
+    pub fn command(p: &Portcullis, config: &str, smtp_listen: &str) -> Command {
+        let config = p.write_config(config);
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+        command
+            .arg("--data-dir")
+            .arg(p.data_dir())
+            .arg("--config")
+            .arg(&config)
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--smtp-listen",
+                smtp_listen,
+                "--admin-listen",
+                "127.0.0.1:0",
+            ]);
+        command
     }
 
     /// A signed link to `url`, made by `portcullis rewrite`, pointing at this server.
