@@ -1,6 +1,7 @@
-//! Accepting connections from the internet: a cap on connections open at once, a back-off when
-//! `accept` fails (out of file descriptors, say) instead of a busy loop, and a read-silence
-//! timeout for any stream. Both listeners (click service and SMTP gateway) accept through here.
+//! Accepting HTTP connections from the internet: a cap on connections open at once, a back-off
+//! when `accept` fails (out of file descriptors, say) instead of a busy loop, and a read-silence
+//! timeout for any stream. The click service and the admin listener accept through here; the SMTP
+//! gateway keeps its own limits (total and per-IP, answered with 421 as SMTP expects).
 
 use std::future::Future;
 use std::io;

@@ -83,10 +83,11 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let watcher = {
         let (feeds, service, keys) = (feeds.clone(), service.clone(), keys.clone());
         let running = config.clone();
+        // Installed now, not when the task first runs: an early SIGHUP must not kill the server.
+        let mut hangup = hangup_signal();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(reload_every.min(Duration::from_secs(1)));
             let mut since_feeds = Duration::ZERO;
-            let mut hangup = hangup_signal();
             loop {
                 let forced = tokio::select! {
                     _ = tick.tick() => false,
@@ -126,7 +127,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         read_timeout: Duration::from_millis(config.click.read_timeout_ms.max(1)),
         handshake_timeout: Duration::from_millis(config.click.tls_handshake_timeout_ms.max(1)),
     };
-    let admin = if config.admin.listen.is_empty() {
+    let admin = if config.admin.listen.is_empty() || config.admin.listen == "off" {
         None
     } else {
         let gate = bind(&config.admin.listen, ADMIN_CONNECTIONS, "admin").await?;
@@ -333,7 +334,9 @@ fn report_config_changes(running: &Config, path: Option<&Path>) {
     new.data_dir.clone_from(&running.data_dir);
     new.click.listen.clone_from(&running.click.listen);
     new.smtp.listen.clone_from(&running.smtp.listen);
-    let sections: [(&str, String, String); 9] = [
+    new.admin.listen.clone_from(&running.admin.listen);
+    let sections: [(&str, String, String); 10] = [
+        ("admin", format!("{:?}", running.admin), format!("{:?}", new.admin)),
         ("links", format!("{:?}", running.links), format!("{:?}", new.links)),
         (
             "rewrite",

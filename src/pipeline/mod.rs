@@ -96,7 +96,7 @@ impl Outcome {
             recipients: envelope.recipients.clone(),
             subject: outcome.index.subject.clone(),
             body: message.to_vec(),
-            expires_at: crate::store::now() + 15 * 86400,
+            expires_at: crate::store::now() + retention_days("damaged", &QuarantineConfig::default()) * 86400,
         });
         outcome
     }

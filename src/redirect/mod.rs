@@ -36,8 +36,9 @@ const CLICK_THROUGH_PURPOSE: &str = "click-through";
 const REPORT_PURPOSE: &str = "report";
 /// How long the "report a mistake" form on a block page stays valid.
 const REPORT_TTL_SECS: u64 = 7 * 86400;
-/// The largest report form accepted.
+/// The largest report form accepted, and how long it may take to arrive.
 const REPORT_MAX_BYTES: usize = 8192;
+const REPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ClickService {
     pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Reputation, log: ClickLog) -> Self {
@@ -326,12 +327,12 @@ impl ClickService {
         use http_body_util::BodyExt;
         let started = Instant::now();
         let user_agent = header(&request, hyper::header::USER_AGENT);
-        let body = match http_body_util::Limited::new(request.into_body(), REPORT_MAX_BYTES)
-            .collect()
-            .await
-        {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return text(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n"),
+        // The whole form within one deadline: a body dripped in a byte at a time cannot hold a slot.
+        let collect = http_body_util::Limited::new(request.into_body(), REPORT_MAX_BYTES).collect();
+        let body = match tokio::time::timeout(REPORT_DEADLINE, collect).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n"),
+            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "report too slow\n"),
         };
         let (mut target, mut verdict, mut expires, mut token) = (None, None, None, None);
         for (key, value) in url::form_urlencoded::parse(&body) {

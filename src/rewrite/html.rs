@@ -103,7 +103,7 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
                 }
                 Ok(())
             }),
-            text!("a", |chunk| {
+            text!("a[href]", |chunk| {
                 anchor_text.borrow_mut().push(chunk.source_location().bytes());
                 Ok(())
             }),
@@ -172,15 +172,21 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
     }
     // URLs written as text outside links, found as in plain text (entities stay as written: the
     // caller decodes them before deciding, and the link replaces the text in place).
-    let mut inside_links = Vec::new();
+    // Text inside links and style sheets (SVG `<style>` also reaches the text handler) is not text
+    // a client links. Both lists are in document order: walk them beside the runs, never nested.
+    let mut excluded = Vec::new();
     for chunk in anchor_text.into_inner() {
-        push_merged(&mut inside_links, chunk);
+        push_merged(&mut excluded, chunk);
     }
+    let sheets = style_sheets.into_inner();
+    excluded.extend(sheets.iter().cloned());
+    excluded.sort_by_key(|r| r.start);
+    let mut next_excluded = 0;
     for run in text_runs.into_inner() {
-        if inside_links
-            .iter()
-            .any(|a: &Range<usize>| a.start < run.end && run.start < a.end)
-        {
+        while next_excluded < excluded.len() && excluded[next_excluded].end <= run.start {
+            next_excluded += 1;
+        }
+        if excluded.get(next_excluded).is_some_and(|x| x.start < run.end) {
             continue;
         }
         let mapped = charset::decode_mapped(&bytes[run.clone()], encoding);
@@ -193,7 +199,7 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
         }
     }
     // `url(…)` in style sheets and style attributes: only absolute web URLs are links.
-    for range in style_sheets.into_inner().into_iter().chain(css_values.into_inner()) {
+    for range in sheets.into_iter().chain(css_values.into_inner()) {
         let css = String::from_utf8_lossy(&bytes[range.clone()]);
         if css.len() != range.len() {
             continue; // Not ASCII-clean: offsets would not map; such CSS holds no url() we can sign.
@@ -329,6 +335,17 @@ mod tests {
                 "https://sheet.example/b.png",
             ]
         );
+    }
+
+    #[test]
+    fn svg_style_and_unlinked_anchors() {
+        // SVG `<style>` reaches both the text and the style handlers: one link, not two.
+        assert_eq!(
+            urls("<svg><style>p{background:url(https://e.example/x)}</style></svg>"),
+            ["https://e.example/x"]
+        );
+        // An `<a name>` without href does not hide the text in it.
+        assert_eq!(urls("<a name=top>see https://t.example/ now"), ["https://t.example/"]);
     }
 
     #[test]

@@ -241,11 +241,15 @@ impl Rewriter {
     }
 }
 
-/// `content` with each range replaced by its bytes (ranges sorted, non-overlapping).
+/// `content` with each range replaced by its bytes (ranges sorted). An edit that overlaps the one
+/// before it (two finders reporting the same link) is dropped rather than splicing garbage.
 fn splice(content: &[u8], edits: &[Edit]) -> Vec<u8> {
     let mut out = Vec::with_capacity(content.len() + edits.iter().map(|(_, b)| b.len()).sum::<usize>());
     let mut copied = 0;
     for (range, bytes) in edits {
+        if range.start < copied || range.end > content.len() || range.start > range.end {
+            continue;
+        }
         out.extend_from_slice(&content[copied..range.start]);
         out.extend_from_slice(bytes);
         copied = range.end;
@@ -410,10 +414,20 @@ impl Walk<'_> {
         if replacements.is_empty() {
             return None;
         }
-        let edits: Vec<Edit> = replacements
+        let mut edits: Vec<Edit> = replacements
             .into_iter()
             .map(|(range, text)| (range, charset::encode_ascii(&text, charset)))
             .collect();
+        // Every later step (splice, quoted-printable re-encoding) needs sorted, disjoint edits.
+        edits.sort_by_key(|(range, _)| range.start);
+        let mut end = 0;
+        edits.retain(|(range, _)| {
+            let keep = range.start >= end && range.start <= range.end && range.end <= content.len();
+            if keep {
+                end = range.end;
+            }
+            keep
+        });
         self.report.parts_rewritten += 1;
         let eol = line_ending(&buf[entity.clone()]);
         if encoding == TransferEncoding::QuotedPrintable {
@@ -631,6 +645,7 @@ pub fn walk_entities(
     let mut stack = vec![(0usize, 0..message.len(), ContentType::text_plain(), 0usize)];
     let mut deepest = 0;
     let mut entities = 0;
+    let mut decoded_bytes = 0usize;
     while let Some((buffer, range, default_type, depth)) = stack.pop() {
         deepest = deepest.max(depth);
         entities += 1;
@@ -669,9 +684,14 @@ pub fn walk_entities(
             ("message", "rfc822" | "global") => match transfer_encoding(&headers) {
                 Some(TransferEncoding::Identity) | None => children.push((buffer, body, ContentType::text_plain())),
                 Some(encoding) => {
-                    if let Some(inner) = decode_transfer(&buf[body], encoding) {
+                    // Decoded copies stay until the walk ends: together they may not pass twice
+                    // the message's own size (nested quoted-printable keeps its full size per level).
+                    if let Some(inner) = decode_transfer(&buf[body], encoding)
+                        && decoded_bytes + inner.len() <= message.len().saturating_mul(2)
+                    {
                         let inner: Vec<u8> = inner.into_owned();
                         let len = inner.len();
+                        decoded_bytes += len;
                         buffers.push(Cow::Owned(inner));
                         children.push((buffers.len() - 1, 0..len, ContentType::text_plain()));
                     }

@@ -99,7 +99,8 @@ pub fn find(text: &str) -> Vec<TextLink> {
 
 /// Characters before `www.` that make it part of something else (`a.www.`, `me@www.`, `x/www.`).
 fn joins_www(c: char) -> bool {
-    c.is_alphanumeric() || matches!(c, '.' | '-' | '_' | '@' | '/' | ':' | '%' | '=' | '&' | '+')
+    // CJK text runs straight into links without a space (`詳しくはwww.example.jp`): it never joins.
+    (c.is_alphanumeric() && !ends_url(c)) || matches!(c, '.' | '-' | '_' | '@' | '/' | ':' | '%' | '=' | '&' | '+')
 }
 
 /// Where the URL whose authority starts at `authority` ends in `text`.
@@ -160,25 +161,34 @@ fn cut_host(text: &str, start: usize, end: usize) -> usize {
     }
 }
 
-/// Drops trailing punctuation and closing brackets without an opening one inside the URL.
+/// Drops trailing punctuation and closing brackets without an opening one inside the URL. The
+/// brackets are counted once: a URL followed by a million `)` costs a million steps, not a trillion.
 fn trim_trailing(text: &str, start: usize, mut end: usize) -> usize {
-    loop {
-        let url = &text[start..end];
-        let Some(last) = url.chars().next_back() else {
-            return end;
+    let url = &text[start..end];
+    let count = |c: char| url.bytes().filter(|&b| b == c as u8).count();
+    let open = [count('('), count('['), count('{')];
+    let mut close = [count(')'), count(']'), count('}')];
+    while let Some(last) = text[start..end].chars().next_back() {
+        let bracket = match last {
+            ')' => Some(0),
+            ']' => Some(1),
+            '}' => Some(2),
+            _ => None,
         };
-        let drop = match last {
-            '.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*' => true,
-            ')' => url.matches(')').count() > url.matches('(').count(),
-            ']' => url.matches(']').count() > url.matches('[').count(),
-            '}' => url.matches('}').count() > url.matches('{').count(),
+        let drop = match (last, bracket) {
+            ('.' | ',' | ';' | ':' | '!' | '?' | '\'' | '*', _) => true,
+            (_, Some(kind)) => close[kind] > open[kind],
             _ => false,
         };
         if !drop {
             return end;
         }
+        if let Some(kind) = bracket {
+            close[kind] -= 1;
+        }
         end -= last.len_utf8();
     }
+    end
 }
 
 #[cfg(test)]
@@ -224,6 +234,9 @@ mod tests {
             assert_eq!(urls(text), [expected], "{text}");
         }
         assert_eq!(urls("ftp://files.example/x"), ["ftp://files.example/x"]);
+        assert_eq!(urls("詳しくはwww.evil.example/をご覧"), ["http://www.evil.example/"]);
+        let many = format!("https://a.example/{}", ")".repeat(200_000));
+        assert_eq!(urls(&many), ["https://a.example/"]);
         assert_eq!(urls("me@www.example.com a.www.example.com"), Vec::<String>::new());
     }
 }

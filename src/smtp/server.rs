@@ -928,7 +928,6 @@ impl Session<'_> {
     }
 }
 
-/// A message reference: time-ordered and unguessable (seconds, then 64 random bits), 24 hex digits.
 /// What a failed pipeline task said: its panic message, or why it was cancelled.
 fn describe_failure(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
@@ -943,6 +942,7 @@ fn describe_failure(error: tokio::task::JoinError) -> String {
     format!("panic: {text}")
 }
 
+/// A message reference: time-ordered and unguessable (seconds, then 64 random bits), 24 hex digits.
 pub fn new_message_ref() -> String {
     format!("{:08x}{:016x}", crate::store::now() as u32, rand::random::<u64>())
 }

@@ -361,14 +361,13 @@ impl LiveKeyRing {
             return Ok(None);
         };
         let stamp = stamp_of(&path);
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if !force && *seen == stamp {
-                return Ok(None);
-            }
-            *seen = stamp;
+        if !force && *self.seen.lock().unwrap_or_else(|p| p.into_inner()) == stamp {
+            return Ok(None);
         }
+        // A load that fails (out of descriptors, a file half-written by hand) is tried again on
+        // the next look: the stamp is only taken once the new ring is in.
         let new = KeyRing::load(&path)?;
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = stamp;
         let changes = describe_changes(&old, &new);
         if changes.is_empty() {
             return Ok(None);
