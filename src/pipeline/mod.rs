@@ -153,7 +153,6 @@ pub struct Pipeline {
     rewriter: Rewriter,
     table: SymbolTable,
     arc: Option<ArcKey>,
-    max_parts: usize,
 }
 
 /// The shared context the stages add to.
@@ -177,7 +176,6 @@ impl Pipeline {
             resolver,
             rewriter: Rewriter::new(keys, &config.links.base_url, config.rewrite.clone()),
             arc,
-            max_parts: config.rewrite.max_parts,
         }
     }
 
@@ -193,9 +191,11 @@ impl Pipeline {
     /// already gone out (the time budget ran out, or a crash recovery): a reject verdict then holds
     /// the message in quarantine instead, because a bounce after a 250 is backscatter.
     pub async fn run(&self, envelope: &Envelope, message: &[u8], can_reject: bool) -> Outcome {
-        // 0. Structure: no stage, ours or a library's, sees nesting deeper than the bound.
+        // 0. Structure: the parts, opened with our own iterative walk; no stage, ours or a
+        // library's, sees nesting deeper than the bound.
         let limit = self.config.max_nesting;
-        if crate::rewrite::nesting_depth(message, limit, self.max_parts) > limit {
+        let parts = malware::parts(message, limit);
+        if parts.depth > limit {
             let reason = format!("MIME structure nested deeper than {limit} levels");
             return if can_reject {
                 Outcome::refused(
@@ -238,7 +238,6 @@ impl Pipeline {
         }
 
         // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
-        let parts = malware::parts(message, limit);
         let infected = malware::has_eicar(message, &parts);
         if infected {
             context.symbols.push("EICAR".into());
