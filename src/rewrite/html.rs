@@ -190,11 +190,17 @@ fn scan_ascii_compatible(bytes: &[u8], encoding: &'static Encoding, offset: usiz
             continue;
         }
         let mapped = charset::decode_mapped(&bytes[run.clone()], encoding);
-        for link in super::text::find(&mapped.text) {
-            let range = mapped.original_range(link.range.start, link.range.end);
+        // Links are found in what the reader sees (`https&#58;//` shows as `https://`) and replaced
+        // in what was written.
+        let (seen, starts) = super::target::decode_entities_mapped(&mapped.text);
+        for link in super::text::find(&seen) {
+            let (start, end) = (starts[link.range.start], starts[link.range.end]);
+            let range = mapped.original_range(start, end);
+            // `www.` links come back with `http://` in front; the written text keeps its entities.
+            let prefix = &link.url[..link.url.len() - (link.range.end - link.range.start)];
             found.links.push(FoundLink {
                 range: run.start + range.start + offset..run.start + range.end + offset,
-                raw: link.url,
+                raw: format!("{prefix}{}", &mapped.text[start..end]),
             });
         }
     }
@@ -343,6 +349,11 @@ mod tests {
         assert_eq!(
             urls("<svg><style>p{background:url(https://e.example/x)}</style></svg>"),
             ["https://e.example/x"]
+        );
+        // A scheme hidden behind a character reference still shows as a link.
+        assert_eq!(
+            urls("<p>see https&#58;//hidden.example/x now"),
+            ["https&#58;//hidden.example/x"]
         );
         // An `<a name>` without href does not hide the text in it.
         assert_eq!(urls("<a name=top>see https://t.example/ now"), ["https://t.example/"]);

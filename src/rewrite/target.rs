@@ -122,6 +122,30 @@ pub fn decode_entities(value: &str) -> std::borrow::Cow<'_, str> {
     out.into()
 }
 
+/// [`decode_entities`] with a map back: `starts[i]` is where, in `value`, the character that
+/// begins at offset `i` of the decoded text came from (`starts[len]` is `value.len()`), so a link
+/// found in what a reader sees can be replaced in what was written.
+pub fn decode_entities_mapped(value: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(value.len());
+    let mut starts = Vec::with_capacity(value.len() + 1);
+    let mut at = 0;
+    while at < value.len() {
+        let rest = &value[at..];
+        let (c, used) = match rest.starts_with('&').then(|| decode_one_entity(rest)).flatten() {
+            Some(decoded) => decoded,
+            None => {
+                let c = rest.chars().next().expect("not at the end");
+                (c, c.len_utf8())
+            }
+        };
+        starts.extend(std::iter::repeat_n(at, c.len_utf8()));
+        out.push(c);
+        at += used;
+    }
+    starts.push(value.len());
+    (out, starts)
+}
+
 fn decode_one_entity(s: &str) -> Option<(char, usize)> {
     let body = &s[1..];
     if let Some(num) = body.strip_prefix('#') {
@@ -177,6 +201,19 @@ fn decode_one_entity(s: &str) -> Option<(char, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entities_map_back_to_what_was_written() {
+        let written = "go https&#58;//x.example/?a=1&amp;b=2 now";
+        let (seen, starts) = decode_entities_mapped(written);
+        assert_eq!(seen, "go https://x.example/?a=1&b=2 now");
+        let start = seen.find("https").unwrap();
+        let end = seen.find(" now").unwrap();
+        assert_eq!(
+            &written[starts[start]..starts[end]],
+            "https&#58;//x.example/?a=1&amp;b=2"
+        );
+    }
 
     #[test]
     fn queries_are_signed_in_the_document_charset() {
