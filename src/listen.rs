@@ -39,11 +39,6 @@ impl Gate {
         self.listener.local_addr()
     }
 
-    /// How many connections are open now.
-    pub fn open(&self, max_connections: usize) -> usize {
-        max_connections.max(1) - self.slots.available_permits()
-    }
-
     /// The next connection, once a slot is free. While every slot is taken, new connections wait
     /// in the kernel's backlog rather than costing us a descriptor each. Errors from `accept`
     /// (`EMFILE`, `ENFILE`, `ECONNABORTED`…) are logged and retried after a growing pause, so a

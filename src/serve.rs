@@ -86,7 +86,8 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         // Installed now, not when the task first runs: an early SIGHUP must not kill the server.
         let mut hangup = hangup_signal();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(reload_every.min(Duration::from_secs(1)));
+            // The key file is looked at every second; feed files every `feed_reload_secs`.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
             let mut since_feeds = Duration::ZERO;
             loop {
                 let forced = tokio::select! {

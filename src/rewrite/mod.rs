@@ -621,19 +621,12 @@ fn is_inline_pgp(content: &[u8]) -> bool {
     finder(b"-----BEGIN PGP SIGNED MESSAGE-----") || finder(b"-----BEGIN PGP MESSAGE-----")
 }
 
-/// How deeply `message` nests MIME entities (each multipart and each attached message is a
-/// level; encoded attached messages are decoded and counted too), up to `limit + 1`: the answer
-/// is exact below the limit and `limit + 1` for anything deeper. Callers check it before handing a
-/// message to anything that recurses.
-pub fn nesting_depth(message: &[u8], limit: usize, max_entities: usize) -> usize {
-    walk_entities(message, limit, max_entities, |_, _, _| {})
-}
-
 /// Visits every entity of `message` with its bytes, header block and content type, depth first,
 /// with an explicit stack (never recursion): multiparts, attached messages, and base64 or
 /// quoted-printable encoded attached messages, decoded. Descends at most `max_depth` levels and
-/// visits at most `max_entities` entities, so it is safe on any input. Returns the deepest level
-/// reached, `max_depth + 1` when something lies deeper.
+/// visits at most `max_entities` entities, and keeps at most twice the message's size in decoded
+/// copies, so it is safe on any input. Returns the deepest level reached, `max_depth + 1` when
+/// something lies deeper. Callers check that before anything that recurses sees the message.
 pub fn walk_entities(
     message: &[u8],
     max_depth: usize,
