@@ -10,8 +10,23 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::DeliveryConfig;
+use crate::pipeline::{RenderPlan, Renderer};
 use crate::smtp::client::{Client, ClientError, ClientSettings, Reply};
-use crate::store::{DeliveryKind, NewDelivery, Store, StoreError, insert_delivery, now};
+use crate::store::{
+    DeliveryBody, DeliveryKind, NewDelivery, Store, StoreError, forget_unreferenced, insert_delivery, now,
+};
+
+/// What a queue entry's copy is made from.
+enum Source {
+    /// The entry's own bytes.
+    Literal,
+    /// A stored message, read once for the entries of a batch that share it.
+    Stored {
+        message_ref: String,
+        message: Vec<u8>,
+        plan: RenderPlan,
+    },
+}
 
 /// A claimed queue entry.
 #[derive(Debug, Clone)]
@@ -21,7 +36,7 @@ pub struct QueueItem {
     pub kind: DeliveryKind,
     pub sender: String,
     pub recipients: Vec<String>,
-    pub body: Vec<u8>,
+    pub body: DeliveryBody,
     pub created_at: i64,
     pub attempts: i64,
 }
@@ -52,7 +67,7 @@ impl Store {
         let mut statement = connection.prepare_cached(
             "UPDATE queue SET lease_until = ?1 + ?2 WHERE id IN
                (SELECT id FROM queue WHERE next_attempt <= ?1 AND lease_until < ?1 ORDER BY next_attempt, id LIMIT ?3)
-             RETURNING id, message_ref, kind, sender, recipients, body, created_at, attempts",
+             RETURNING id, message_ref, kind, sender, recipients, body, copy_for, created_at, attempts",
         )?;
         let rows = statement.query_map(params![now, LEASE_SECS, limit as i64], |row| {
             Ok((
@@ -62,20 +77,24 @@ impl Store {
                 row.get::<_, String>(3)?,
                 row.get::<_, String>(4)?,
                 row.get::<_, Vec<u8>>(5)?,
-                row.get::<_, i64>(6)?,
+                row.get::<_, Option<String>>(6)?,
                 row.get::<_, i64>(7)?,
+                row.get::<_, i64>(8)?,
             ))
         })?;
         let mut items = Vec::new();
         for row in rows {
-            let (id, message_ref, kind, sender, recipients, body, created_at, attempts) = row?;
+            let (id, message_ref, kind, sender, recipients, body, copy_for, created_at, attempts) = row?;
             items.push(QueueItem {
                 id,
                 message_ref,
                 kind: DeliveryKind::parse(&kind),
                 sender,
                 recipients: serde_json::from_str(&recipients)?,
-                body,
+                body: match copy_for {
+                    Some(copy_for) => serde_json::from_str(&copy_for)?,
+                    None => DeliveryBody::Literal(body),
+                },
                 created_at,
                 attempts,
             });
@@ -89,6 +108,7 @@ impl Store {
     fn settle(
         &self,
         id: i64,
+        message_ref: &str,
         remaining: &[String],
         next_attempt: i64,
         error: Option<&str>,
@@ -98,6 +118,7 @@ impl Store {
         let transaction = connection.transaction()?;
         if remaining.is_empty() {
             transaction.execute("DELETE FROM queue WHERE id = ?1", [id])?;
+            forget_unreferenced(&transaction, message_ref)?;
         } else {
             transaction.execute(
                 "UPDATE queue SET recipients = ?2, next_attempt = ?3, attempts = attempts + 1, lease_until = 0,
@@ -121,8 +142,10 @@ impl Store {
     pub fn queue(&self) -> Result<Vec<QueueSummary>, StoreError> {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(
-            "SELECT id, message_ref, kind, sender, recipients, length(body), created_at, next_attempt, attempts,
-             last_error FROM queue ORDER BY id",
+            "SELECT id, message_ref, kind, sender, recipients,
+             CASE WHEN copy_for IS NULL THEN length(body)
+                  ELSE (SELECT length(message) FROM stored_messages s WHERE s.message_ref = queue.message_ref) END,
+             created_at, next_attempt, attempts, last_error FROM queue ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {
             Ok((
@@ -160,16 +183,25 @@ impl Store {
 
     /// Removes one entry (or every entry of a message reference) without delivering it.
     pub fn delete_queued(&self, id: Option<i64>, message_ref: Option<&str>) -> Result<usize, StoreError> {
-        Ok(self.lock().execute(
-            "DELETE FROM queue WHERE id = ?1 OR message_ref = ?2",
-            params![id, message_ref],
-        )?)
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let removed: Vec<String> = transaction
+            .prepare("DELETE FROM queue WHERE id = ?1 OR message_ref = ?2 RETURNING message_ref")?
+            .query_map(params![id, message_ref], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for message_ref in &removed {
+            forget_unreferenced(&transaction, message_ref)?;
+        }
+        transaction.commit()?;
+        Ok(removed.len())
     }
 }
 
-/// The delivery workers.
+/// The delivery workers: each claimed entry is rendered from the stored message (one copy at a
+/// time per worker) and relayed.
 pub struct Delivery {
     store: Store,
+    renderer: Arc<Renderer>,
     settings: ClientSettings,
     relays: Vec<String>,
     dsn_relays: Vec<String>,
@@ -189,9 +221,16 @@ struct Attempt {
 }
 
 impl Delivery {
-    pub fn new(store: Store, config: &DeliveryConfig, hostname: &str, wake: Arc<Notify>) -> Result<Self, String> {
+    pub fn new(
+        store: Store,
+        renderer: Arc<Renderer>,
+        config: &DeliveryConfig,
+        hostname: &str,
+        wake: Arc<Notify>,
+    ) -> Result<Self, String> {
         Ok(Self {
             store,
+            renderer,
             settings: ClientSettings::new(config, hostname)?,
             relays: config.relay.clone(),
             dsn_relays: if config.dsn_relay.is_empty() {
@@ -258,10 +297,74 @@ impl Delivery {
         count
     }
 
+    /// What one entry's copy is made from: its literal bytes, or the stored message and its plan
+    /// (kept across the entries of one batch that share it, so 100 recipients read it once).
+    async fn source_of(&self, item: &QueueItem, cached: &mut Option<Arc<Source>>) -> Result<Arc<Source>, String> {
+        let DeliveryBody::Rendered { .. } = &item.body else {
+            return Ok(Arc::new(Source::Literal));
+        };
+        if let Some(source) = cached
+            && let Source::Stored { message_ref, .. } = source.as_ref()
+            && *message_ref == item.message_ref
+        {
+            return Ok(source.clone());
+        }
+        let store = self.store.clone();
+        let message_ref = item.message_ref.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.stored_message(&message_ref))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
+        let plan = serde_json::from_str(&loaded.plan).map_err(|e| format!("render plan: {e}"))?;
+        let source = Arc::new(Source::Stored {
+            message_ref: item.message_ref.clone(),
+            message: loaded.message,
+            plan,
+        });
+        *cached = Some(source.clone());
+        Ok(source)
+    }
+
+    /// The bytes to send: rendered (off the async threads) only once a relay has answered, so a
+    /// relay that is down costs no rendering.
+    async fn copy_of(&self, item: &QueueItem, source: &Arc<Source>) -> Result<Arc<Vec<u8>>, String> {
+        let recipient = match &item.body {
+            DeliveryBody::Literal(bytes) => return Ok(Arc::new(bytes.clone())),
+            DeliveryBody::Rendered { recipient } => recipient.clone(),
+        };
+        let (renderer, source, message_ref) = (self.renderer.clone(), source.clone(), item.message_ref.clone());
+        tokio::task::spawn_blocking(move || match source.as_ref() {
+            Source::Stored { message, plan, .. } => Ok(Arc::new(renderer.render(
+                message,
+                plan,
+                &message_ref,
+                recipient.as_deref(),
+            ))),
+            Source::Literal => Err("a rendered entry without its stored message".to_string()),
+        })
+        .await
+        .map_err(|e| format!("rendering failed: {e}"))?
+    }
+
     async fn attempt_all(&self, items: Vec<QueueItem>, relays: &[String]) {
         let mut client: Option<Client> = None;
         let mut last_error = String::new();
+        let mut cached = None;
         for item in items {
+            let deferred = |error: String| Attempt {
+                delivered: Vec::new(),
+                failed: Vec::new(),
+                deferred: item.recipients.clone(),
+                error: Some(error),
+            };
+            let source = match self.source_of(&item, &mut cached).await {
+                Ok(source) => source,
+                Err(error) => {
+                    tracing::error!(message_ref = %item.message_ref, %error, "cannot read the stored message");
+                    self.settle(&item, &[], deferred(error)).await;
+                    continue;
+                }
+            };
             if client.is_none() {
                 for relay in relays {
                     match Client::connect(relay, &self.settings).await {
@@ -273,14 +376,14 @@ impl Delivery {
                     }
                 }
             }
-            let attempt = match client.as_mut() {
-                None => Attempt {
-                    delivered: Vec::new(),
-                    failed: Vec::new(),
-                    deferred: item.recipients.clone(),
-                    error: Some(last_error.clone()),
-                },
-                Some(open) => match open.send(&item.sender, &item.recipients, &item.body).await {
+            let copy = match &client {
+                None => Err(last_error.clone()),
+                Some(_) => self.copy_of(&item, &source).await,
+            };
+            let attempt = match (client.as_mut(), copy) {
+                (_, Err(error)) => deferred(error),
+                (None, Ok(_)) => deferred(last_error.clone()),
+                (Some(open), Ok(body)) => match open.send(&item.sender, &item.recipients, &body).await {
                     Ok(sent) => {
                         let mut attempt = Attempt {
                             delivered: Vec::new(),
@@ -311,24 +414,25 @@ impl Delivery {
                         if !matches!(error, ClientError::Rejected(_)) {
                             client = None;
                         }
-                        Attempt {
-                            delivered: Vec::new(),
-                            failed: Vec::new(),
-                            deferred: item.recipients.clone(),
-                            error: Some(error.to_string()),
-                        }
+                        deferred(error.to_string())
                     }
                 },
             };
-            self.settle(&item, attempt).await;
+            let original = match (source.as_ref(), &item.body) {
+                (Source::Stored { message, .. }, _) => message.as_slice(),
+                (Source::Literal, DeliveryBody::Literal(bytes)) => bytes.as_slice(),
+                (Source::Literal, DeliveryBody::Rendered { .. }) => &[],
+            };
+            self.settle(&item, original, attempt).await;
         }
         if let Some(open) = client {
             open.quit().await;
         }
     }
 
-    /// Writes the attempt's result: retry schedule, expiry, DSN.
-    async fn settle(&self, item: &QueueItem, mut attempt: Attempt) {
+    /// Writes the attempt's result: retry schedule, expiry, DSN (quoting the header block of
+    /// `body`, the message as it was given to us).
+    async fn settle(&self, item: &QueueItem, body: &[u8], mut attempt: Attempt) {
         let now = now();
         for recipient in &attempt.delivered {
             tracing::info!(message_ref = %item.message_ref, %recipient, "delivered");
@@ -354,7 +458,7 @@ impl Delivery {
                 kind: DeliveryKind::Dsn,
                 sender: String::new(),
                 recipients: vec![item.sender.clone()],
-                body: dsn_message(&self.hostname, item, &attempt.failed, now),
+                body: DeliveryBody::Literal(dsn_message(&self.hostname, item, body, &attempt.failed, now)),
             })
         };
         for (recipient, reply) in &attempt.failed {
@@ -372,9 +476,16 @@ impl Delivery {
             );
         }
         let store = self.store.clone();
-        let (id, remaining, error) = (item.id, attempt.deferred, attempt.error);
+        let (id, message_ref, remaining, error) = (item.id, item.message_ref.clone(), attempt.deferred, attempt.error);
         let result = tokio::task::spawn_blocking(move || {
-            store.settle(id, &remaining, next_attempt, error.as_deref(), dsn.as_ref())
+            store.settle(
+                id,
+                &message_ref,
+                &remaining,
+                next_attempt,
+                error.as_deref(),
+                dsn.as_ref(),
+            )
         })
         .await;
         if !matches!(result, Ok(Ok(()))) {
@@ -384,7 +495,7 @@ impl Delivery {
 }
 
 /// An RFC 3464 delivery status notification for the recipients that failed.
-pub fn dsn_message(hostname: &str, item: &QueueItem, failed: &[(String, Reply)], now: i64) -> Vec<u8> {
+pub fn dsn_message(hostname: &str, item: &QueueItem, body: &[u8], failed: &[(String, Reply)], now: i64) -> Vec<u8> {
     let boundary = format!("dsn-{}-{}", item.message_ref, item.id);
     let date = crate::smtp::rfc5322_date(now);
     let mut human = String::from(
@@ -422,8 +533,8 @@ pub fn dsn_message(hostname: &str, item: &QueueItem, failed: &[(String, Reply)],
             crate::pipeline::headers::clean(&reply.to_string())
         ));
     }
-    let headers_end = memchr::memmem::find(&item.body, b"\r\n\r\n").map_or(item.body.len(), |at| at + 2);
-    let original_headers = String::from_utf8_lossy(&item.body[..headers_end]);
+    let headers_end = memchr::memmem::find(body, b"\r\n\r\n").map_or(body.len(), |at| at + 2);
+    let original_headers = String::from_utf8_lossy(&body[..headers_end]);
     let mut message = format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\nTo: <{}>\r\nSubject: Undelivered Mail Returned to Sender\r\n\
          Date: {date}\r\nMessage-ID: <dsn.{}.{}@{hostname}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n\

@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use portcullis::clicklog::{ClickQuery, read_clicks};
 use portcullis::config::Config;
 use portcullis::delivery::Delivery;
-use portcullis::pipeline::{ArcKey, hex};
+use portcullis::pipeline::{ArcKey, RenderPlan, Renderer, hex};
+use portcullis::quarantine::HeldCopy;
 use portcullis::rewrite::{MessageContext, Report, Rewriter};
 use portcullis::store::Store;
 use portcullis::token::{KeyRing, LinkError, unwrap_foreign};
@@ -138,8 +139,14 @@ enum QuarantineAction {
         #[arg(long)]
         json: bool,
     },
-    /// A held message's metadata, then the message itself.
-    Show { id: i64 },
+    /// A held message's metadata, then the copy a release delivers (links rewritten, verdict
+    /// headers stamped; not yet sealed).
+    Show {
+        id: i64,
+        /// Print the message exactly as it arrived instead.
+        #[arg(long)]
+        as_received: bool,
+    },
     /// Deliver a held message to its recipients (no filtering again).
     Release { id: i64 },
     /// Delete a held message now.
@@ -301,6 +308,17 @@ fn open_keys(data_dir: &Path) -> anyhow::Result<KeyRing> {
     Ok(KeyRing::open_or_create(data_dir)?)
 }
 
+/// What makes recipients' copies from stored messages, as the gateway's delivery does.
+fn renderer(config: &Config, seal: bool) -> anyhow::Result<Renderer> {
+    let rewriter = Rewriter::new(
+        open_keys(&config.data_dir)?,
+        &config.links.base_url,
+        config.rewrite.clone(),
+    );
+    let arc = if seal { Some(ArcKey::for_config(config)?) } else { None };
+    Ok(Renderer::new(rewriter, arc, &config.smtp.hostname))
+}
+
 fn rewrite(
     config: &Config,
     recipient: Option<String>,
@@ -434,12 +452,7 @@ fn keys(config: &Config, action: KeysAction) -> anyhow::Result<ExitCode> {
     for key in ring.keys() {
         println!("{:<8} {:<10} {}", key.id, key.state.to_string(), key.created);
     }
-    let arc_domain = config
-        .pipeline
-        .arc_domain
-        .clone()
-        .unwrap_or_else(|| config.smtp.hostname.clone());
-    let arc = ArcKey::open_or_create(&config.data_dir, &arc_domain, &config.pipeline.arc_selector)?;
+    let arc = ArcKey::for_config(config)?;
     let (name, record) = arc.dns_record();
     println!("\nARC sealing key (RSA-2048, arc-key.der); publish this TXT record:");
     println!("{name}. IN TXT \"{record}\"");
@@ -480,8 +493,14 @@ fn queue(config: &Config, action: QueueAction) -> anyhow::Result<ExitCode> {
             let due = store.flush_queue(id)?;
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let wake = std::sync::Arc::new(tokio::sync::Notify::new());
-            let delivery = Delivery::new(store.clone(), &config.delivery, &config.smtp.hostname, wake)
-                .map_err(anyhow::Error::msg)?;
+            let delivery = Delivery::new(
+                store.clone(),
+                std::sync::Arc::new(renderer(config, true)?),
+                &config.delivery,
+                &config.smtp.hostname,
+                wake,
+            )
+            .map_err(anyhow::Error::msg)?;
             let attempted = runtime.block_on(delivery.pass());
             let left = store.queue()?.len();
             println!("{due} made due, {attempted} attempted, {left} still queued");
@@ -522,10 +541,18 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
                 }
             }
         }
-        QuarantineAction::Show { id } => {
-            let (held, body) = store.held_message(id)?;
+        QuarantineAction::Show { id, as_received } => {
+            let (held, copy) = store.held_message(id)?;
             println!("{}", serde_json::to_string_pretty(&held)?);
             println!();
+            let body = match copy {
+                HeldCopy::Held(body) => body,
+                HeldCopy::Stored(stored) if as_received => stored.message,
+                HeldCopy::Stored(stored) => {
+                    let plan: RenderPlan = serde_json::from_str(&stored.plan).context("render plan")?;
+                    renderer(config, false)?.render(&stored.message, &plan, &held.message_ref, None)
+                }
+            };
             std::io::stdout().write_all(&body)?;
         }
         QuarantineAction::Release { id } => {

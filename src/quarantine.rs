@@ -1,11 +1,15 @@
 //! The quarantine: held messages with their category and reason, retention per category (spam and
 //! bulk configurable 1–30 days, malware and phish 15, transport rules 7), expiry, release (back
-//! into delivery, skipping the filters) and delete.
+//! into delivery, skipping the filters) and delete. A hold refers to the stored message; its
+//! copies are rendered when released.
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
-use crate::store::{DeliveryKind, NewDelivery, Store, StoreError, insert_delivery, now};
+use crate::store::{
+    DeliveryBody, DeliveryKind, NewDelivery, Store, StoreError, StoredMessage, forget_unreferenced, insert_delivery,
+    now,
+};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Held {
@@ -21,8 +25,16 @@ pub struct Held {
     pub expires_at: i64,
 }
 
-const COLUMNS: &str =
-    "id, message_ref, category, reason, sender, recipients, subject, length(body), held_at, expires_at";
+/// A hold's bytes: its own `body` for holds made before messages were stored once, else the
+/// stored message as received.
+const BODY: &str = "CASE WHEN length(q.body) > 0 THEN q.body
+    ELSE (SELECT message FROM stored_messages s WHERE s.message_ref = q.message_ref) END";
+
+fn columns() -> String {
+    format!(
+        "q.id, q.message_ref, q.category, q.reason, q.sender, q.recipients, q.subject, length({BODY}), q.held_at, q.expires_at"
+    )
+}
 
 fn held(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Held, String)> {
     Ok((
@@ -42,12 +54,21 @@ fn held(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Held, String)> {
     ))
 }
 
+/// What a hold holds.
+pub enum HeldCopy {
+    /// The copy that was held (holds made before messages were stored once).
+    Held(Vec<u8>),
+    /// The stored message as received, and the plan its copies are rendered by.
+    Stored(StoredMessage),
+}
+
 impl Store {
     /// Held messages, newest first, optionally of one category.
     pub fn held(&self, category: Option<&str>) -> Result<Vec<Held>, StoreError> {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM quarantine WHERE ?1 IS NULL OR category = ?1 ORDER BY id DESC"
+            "SELECT {} FROM quarantine q WHERE ?1 IS NULL OR q.category = ?1 ORDER BY q.id DESC",
+            columns()
         ))?;
         let rows = statement.query_map(params![category], held)?;
         let mut list = Vec::new();
@@ -59,35 +80,66 @@ impl Store {
         Ok(list)
     }
 
-    /// One held message and its bytes.
-    pub fn held_message(&self, id: i64) -> Result<(Held, Vec<u8>), StoreError> {
-        let connection = self.lock();
-        let found = connection
-            .prepare_cached(&format!("SELECT {COLUMNS}, body FROM quarantine WHERE id = ?1"))?
-            .query_row([id], |row| Ok((held(row)?, row.get::<_, Vec<u8>>(10)?)))
-            .optional()?;
-        let ((mut entry, recipients), body) = found.ok_or_else(|| StoreError::NotFound(format!("quarantine {id}")))?;
-        entry.recipients = serde_json::from_str(&recipients)?;
-        Ok((entry, body))
+    /// One held message and what it holds.
+    pub fn held_message(&self, id: i64) -> Result<(Held, HeldCopy), StoreError> {
+        let (entry, literal) = {
+            let connection = self.lock();
+            let found = connection
+                .prepare_cached(&format!(
+                    "SELECT {}, q.body FROM quarantine q WHERE q.id = ?1",
+                    columns()
+                ))?
+                .query_row([id], |row| Ok((held(row)?, row.get::<_, Vec<u8>>(10)?)))
+                .optional()?;
+            let ((mut entry, recipients), literal) =
+                found.ok_or_else(|| StoreError::NotFound(format!("quarantine {id}")))?;
+            entry.recipients = serde_json::from_str(&recipients)?;
+            (entry, literal)
+        };
+        if !literal.is_empty() {
+            return Ok((entry, HeldCopy::Held(literal)));
+        }
+        let stored = self.stored_message(&entry.message_ref)?;
+        Ok((entry, HeldCopy::Stored(stored)))
     }
 
-    /// Moves a held message into the delivery queue (one transaction): it is delivered as held,
-    /// without filtering again.
+    /// Moves a held message into the delivery queue (one transaction), without filtering again:
+    /// its copies are rendered by the plan made when it arrived (one per recipient when that plan
+    /// says so), or, for a hold from before messages were stored once, delivered as held.
     pub fn release(&self, id: i64) -> Result<Held, StoreError> {
-        let (entry, body) = self.held_message(id)?;
+        let (entry, copy) = self.held_message(id)?;
+        let copies: Vec<(Vec<String>, DeliveryBody)> = match copy {
+            HeldCopy::Held(literal) => vec![(entry.recipients.clone(), DeliveryBody::Literal(literal))],
+            HeldCopy::Stored(stored) if stored.per_recipient()? => entry
+                .recipients
+                .iter()
+                .map(|recipient| {
+                    (
+                        vec![recipient.clone()],
+                        DeliveryBody::Rendered {
+                            recipient: Some(recipient.clone()),
+                        },
+                    )
+                })
+                .collect(),
+            HeldCopy::Stored(_) => vec![(entry.recipients.clone(), DeliveryBody::Rendered { recipient: None })],
+        };
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        insert_delivery(
-            &transaction,
-            &NewDelivery {
-                message_ref: entry.message_ref.clone(),
-                kind: DeliveryKind::Message,
-                sender: entry.sender.clone(),
-                recipients: entry.recipients.clone(),
-                body,
-            },
-            now(),
-        )?;
+        let now = now();
+        for (recipients, body) in copies {
+            insert_delivery(
+                &transaction,
+                &NewDelivery {
+                    message_ref: entry.message_ref.clone(),
+                    kind: DeliveryKind::Message,
+                    sender: entry.sender.clone(),
+                    recipients,
+                    body,
+                },
+                now,
+            )?;
+        }
         transaction.execute("DELETE FROM quarantine WHERE id = ?1", [id])?;
         transaction.execute(
             "UPDATE messages SET verdict = 'released' WHERE message_ref = ?1",
@@ -98,16 +150,31 @@ impl Store {
     }
 
     pub fn delete_held(&self, id: i64) -> Result<(), StoreError> {
-        match self.lock().execute("DELETE FROM quarantine WHERE id = ?1", [id])? {
+        self.delete_held_where("id = ?1", id).and_then(|deleted| match deleted {
             0 => Err(StoreError::NotFound(format!("quarantine {id}"))),
             _ => Ok(()),
-        }
+        })
     }
 
     /// Deletes everything past its retention; returns how many.
     pub fn expire_held(&self, at: i64) -> Result<usize, StoreError> {
-        Ok(self
-            .lock()
-            .execute("DELETE FROM quarantine WHERE expires_at <= ?1", [at])?)
+        self.delete_held_where("expires_at <= ?1", at)
+    }
+
+    /// Deletes holds, and each stored message nothing refers to any more, in one transaction.
+    fn delete_held_where(&self, condition: &str, value: i64) -> Result<usize, StoreError> {
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        let removed: Vec<String> = transaction
+            .prepare(&format!(
+                "DELETE FROM quarantine WHERE {condition} RETURNING message_ref"
+            ))?
+            .query_map([value], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for message_ref in &removed {
+            forget_unreferenced(&transaction, message_ref)?;
+        }
+        transaction.commit()?;
+        Ok(removed.len())
     }
 }

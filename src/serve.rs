@@ -402,19 +402,19 @@ async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::
             None
         }
     };
-    let arc_domain = config
-        .pipeline
-        .arc_domain
-        .clone()
-        .unwrap_or_else(|| config.smtp.hostname.clone());
-    let arc = ArcKey::open_or_create(&config.data_dir, &arc_domain, &config.pipeline.arc_selector)
-        .map_err(|e| gateway_error(e.to_string()))?;
+    let arc = ArcKey::for_config(config).map_err(|e| gateway_error(e.to_string()))?;
     let pipeline = Arc::new(Pipeline::new(config, keys, resolver.clone(), Some(arc)));
     let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(
-        crate::delivery::Delivery::new(store.clone(), &config.delivery, &config.smtp.hostname, wake.clone())
-            .map_err(gateway_error)?,
+        crate::delivery::Delivery::new(
+            store.clone(),
+            pipeline.renderer(),
+            &config.delivery,
+            &config.smtp.hostname,
+            wake.clone(),
+        )
+        .map_err(gateway_error)?,
     );
     let callout = ClientSettings::new(&config.delivery, &config.smtp.hostname).map_err(gateway_error)?;
     let recipients = Recipients::new(&config.smtp, Some((config.delivery.relay.clone(), callout)));

@@ -1,11 +1,12 @@
 //! The gateway's store: one SQLite database (`gateway.db` in the data directory) holding the message
-//! index, the delivery queue and the quarantine, and the one transaction that files a filtered
-//! message into them. The queue and quarantine modules add their own queries on top.
+//! index, the accepted messages (each stored once, with the plan its copies are rendered by), the
+//! delivery queue and the quarantine, and the one transaction that files a filtered message into
+//! them. The queue and quarantine modules add their own queries on top.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +70,19 @@ CREATE TABLE IF NOT EXISTS quarantine (
     expires_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quarantine_expiry ON quarantine (expires_at);
+CREATE TABLE IF NOT EXISTS stored_messages (
+    message_ref TEXT PRIMARY KEY,
+    message BLOB NOT NULL,
+    plan TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS queue_message ON queue (message_ref);
+CREATE INDEX IF NOT EXISTS quarantine_message ON quarantine (message_ref);
 ";
+
+/// Columns added after the first release, for stores created before them: `queue.copy_for` is
+/// the JSON of [`DeliveryBody::Rendered`] (NULL: `body` is the literal copy, as every entry was
+/// before), and a quarantine row with an empty `body` refers to `stored_messages`.
+const MIGRATIONS: &[(&str, &str, &str)] = &[("queue", "copy_for", "ALTER TABLE queue ADD COLUMN copy_for TEXT")];
 
 /// One recipient of an indexed message and the keyed pseudonym its links carry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -108,7 +121,16 @@ pub struct NewDelivery {
     pub kind: DeliveryKind,
     pub sender: String,
     pub recipients: Vec<String>,
-    pub body: Vec<u8>,
+    pub body: DeliveryBody,
+}
+
+/// What a queue entry delivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryBody {
+    /// These bytes (a delivery status notification; entries queued before messages were stored once).
+    Literal(Vec<u8>),
+    /// The stored message, rendered by its plan for this recipient (`None`: one copy for all).
+    Rendered { recipient: Option<String> },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,8 +166,26 @@ pub struct NewHold {
     pub sender: String,
     pub recipients: Vec<String>,
     pub subject: Option<String>,
-    pub body: Vec<u8>,
     pub expires_at: i64,
+}
+
+/// An accepted message as stored: the bytes as received and the JSON of the plan its copies are
+/// rendered by.
+pub struct StoredMessage {
+    pub message: Vec<u8>,
+    pub plan: String,
+}
+
+impl StoredMessage {
+    /// Whether a release delivers one copy per recipient (the plan's `per_recipient`).
+    pub fn per_recipient(&self) -> Result<bool, StoreError> {
+        #[derive(Deserialize)]
+        struct Copies {
+            #[serde(default)]
+            per_recipient: bool,
+        }
+        Ok(serde_json::from_str::<Copies>(&self.plan)?.per_recipient)
+    }
 }
 
 pub fn now() -> i64 {
@@ -170,6 +210,14 @@ impl Store {
         connection.pragma_update(None, "journal_mode", "WAL")?;
         connection.pragma_update(None, "synchronous", "FULL")?;
         connection.execute_batch(SCHEMA)?;
+        for (table, column, statement) in MIGRATIONS {
+            let present = connection
+                .prepare(&format!("SELECT 1 FROM pragma_table_info('{table}') WHERE name = ?1"))?
+                .exists([column])?;
+            if !present {
+                connection.execute_batch(statement)?;
+            }
+        }
         Ok(Store {
             connection: Arc::new(Mutex::new(connection)),
         })
@@ -190,11 +238,13 @@ impl Store {
         Ok(found)
     }
 
-    /// Files one filtered message: its index entry, its copies to relay and its quarantine hold, in
-    /// one transaction, so a crash leaves either all of it or none.
+    /// Files one filtered message: its index entry, the message itself (once, whatever the number
+    /// of recipients) with its render plan, its copies to relay and its quarantine hold, in one
+    /// transaction, so a crash leaves either all of it or none.
     pub fn file(
         &self,
         entry: &IndexEntry,
+        stored: Option<(&[u8], &str)>,
         deliveries: &[NewDelivery],
         hold: Option<&NewHold>,
     ) -> Result<(), StoreError> {
@@ -222,6 +272,13 @@ impl Store {
                 entry.rule,
                 entry.details,
             ])?;
+        if let Some((message, plan)) = stored {
+            transaction
+                .prepare_cached(
+                    "INSERT OR REPLACE INTO stored_messages (message_ref, message, plan) VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![entry.message_ref, message, plan])?;
+        }
         let now = now();
         for delivery in deliveries {
             insert_delivery(&transaction, delivery, now)?;
@@ -275,22 +332,54 @@ impl Store {
         }
         Ok(entries)
     }
+
+    /// A stored message and its plan's JSON.
+    pub fn stored_message(&self, message_ref: &str) -> Result<StoredMessage, StoreError> {
+        let connection = self.lock();
+        let found = connection
+            .prepare_cached("SELECT message, plan FROM stored_messages WHERE message_ref = ?1")?
+            .query_row([message_ref], |row| {
+                Ok(StoredMessage {
+                    message: row.get(0)?,
+                    plan: row.get(1)?,
+                })
+            })
+            .optional()?;
+        found.ok_or_else(|| StoreError::NotFound(format!("stored message {message_ref}")))
+    }
 }
 
 pub(crate) fn insert_delivery(connection: &Connection, delivery: &NewDelivery, now: i64) -> Result<(), StoreError> {
+    let (body, copy_for): (&[u8], Option<String>) = match &delivery.body {
+        DeliveryBody::Literal(bytes) => (bytes, None),
+        rendered => (&[], Some(serde_json::to_string(rendered)?)),
+    };
     connection
         .prepare_cached(
-            "INSERT INTO queue (message_ref, kind, sender, recipients, body, created_at, next_attempt)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
+            "INSERT INTO queue (message_ref, kind, sender, recipients, body, copy_for, created_at, next_attempt)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)",
         )?
         .execute(params![
             delivery.message_ref,
             delivery.kind.as_str(),
             delivery.sender,
             serde_json::to_string(&delivery.recipients)?,
-            delivery.body,
+            body,
+            copy_for,
             now,
         ])?;
+    Ok(())
+}
+
+/// Removes a stored message once no queue entry and no quarantine hold refers to it.
+pub(crate) fn forget_unreferenced(connection: &Connection, message_ref: &str) -> Result<(), StoreError> {
+    connection
+        .prepare_cached(
+            "DELETE FROM stored_messages WHERE message_ref = ?1
+             AND NOT EXISTS (SELECT 1 FROM queue WHERE message_ref = ?1)
+             AND NOT EXISTS (SELECT 1 FROM quarantine WHERE message_ref = ?1)",
+        )?
+        .execute([message_ref])?;
     Ok(())
 }
 
@@ -298,7 +387,7 @@ pub(crate) fn insert_hold(connection: &Connection, hold: &NewHold, now: i64) -> 
     connection
         .prepare_cached(
             "INSERT INTO quarantine (message_ref, category, reason, sender, recipients, subject, body, held_at,
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8)",
         )?
         .execute(params![
             hold.message_ref,
@@ -307,7 +396,6 @@ pub(crate) fn insert_hold(connection: &Connection, hold: &NewHold, now: i64) -> 
             hold.sender,
             serde_json::to_string(&hold.recipients)?,
             hold.subject,
-            hold.body,
             now,
             hold.expires_at,
         ])?;

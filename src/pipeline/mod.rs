@@ -1,15 +1,18 @@
 //! The filtering pipeline: the ordered stages every accepted message goes through, the symbols they
 //! add to a shared context, the verdict, and the copies (rewritten, stamped, sealed) it produces.
-//! Transport-free: the SMTP server calls [`Pipeline::run`]; the milter and HTTP hooks will too.
+//! Transport-free: the SMTP server calls [`Pipeline::analyse`] and [`Pipeline::conclude`]; the
+//! milter and HTTP hooks will too. Copies are made later, by [`render`].
 
 pub mod auth;
 pub mod headers;
 pub mod malware;
+pub mod render;
 pub mod rules;
 pub mod seal;
 pub mod symbols;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use mail_auth::AuthenticatedMessage;
 use serde::{Deserialize, Serialize};
@@ -17,10 +20,11 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, Copies, PipelineConfig, QuarantineConfig};
 use crate::rewrite::mime::parse_headers;
 use crate::rewrite::{LeftReason, MessageContext, Rewriter};
-use crate::store::{DeliveryKind, IndexEntry, IndexedRecipient, NewDelivery, NewHold};
+use crate::store::{DeliveryBody, DeliveryKind, IndexEntry, IndexedRecipient, NewDelivery, NewHold};
 use crate::token::{KeyRing, LiveKeyRing};
 
 pub use auth::Resolver;
+pub use render::{RenderPlan, Renderer, SealPlan};
 pub use rules::{RuleAction, TransportRule};
 pub use seal::ArcKey;
 pub use symbols::{Category, Scores, SymbolTable, SymbolWeight, Thresholds};
@@ -71,8 +75,31 @@ impl Verdict {
 pub struct Outcome {
     pub verdict: Verdict,
     pub index: IndexEntry,
+    /// Copies to relay; each is rendered from the stored message when it is delivered.
     pub deliveries: Vec<NewDelivery>,
     pub hold: Option<NewHold>,
+    /// How copies of the message are made; `None` when nothing of it is kept (reject, discard).
+    pub plan: Option<RenderPlan>,
+}
+
+/// What the stages found in one message, before anything is decided: the symbols (connection,
+/// authentication, malware, transport rules, links), the transport rule that decides if one
+/// does, and what rendering its copies will need. Deciding again (a reject that comes after the
+/// DATA reply) reads this; nothing is looked up twice.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    /// Set when the structure check stopped the analysis: nothing else was looked at.
+    pub too_deep: Option<String>,
+    pub symbols: Vec<String>,
+    pub rule: Option<(String, RuleAction, Option<String>)>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub infected: bool,
+    /// The `Authentication-Results` field we stamp, when authentication ran.
+    pub authentication: Option<String>,
+    pub seal: Option<SealPlan>,
+    /// Every link's destination (foreign wrappers by their inner URL), at most 1,000.
+    pub urls: Vec<String>,
 }
 
 impl Outcome {
@@ -88,6 +115,7 @@ impl Outcome {
         outcome.index.verdict = "quarantine".into();
         outcome.index.category = Some(category.clone());
         outcome.index.details = format!("rule=damaged policy=quarantine reason={}", headers::clean(reason));
+        outcome.plan = Some(RenderPlan::as_received());
         outcome.hold = Some(NewHold {
             message_ref: envelope.message_ref.clone(),
             category,
@@ -95,7 +123,6 @@ impl Outcome {
             sender: envelope.sender.clone(),
             recipients: envelope.recipients.clone(),
             subject: outcome.index.subject.clone(),
-            body: message.to_vec(),
             expires_at: crate::store::now() + retention_days("damaged", &QuarantineConfig::default()) * 86400,
         });
         outcome
@@ -131,6 +158,7 @@ impl Outcome {
             verdict: Verdict::Reject { reply },
             deliveries: Vec::new(),
             hold: None,
+            plan: None,
         }
     }
 }
@@ -150,15 +178,8 @@ pub struct Pipeline {
     quarantine: QuarantineConfig,
     hostname: String,
     resolver: Option<Resolver>,
-    rewriter: Rewriter,
+    renderer: Arc<Renderer>,
     table: SymbolTable,
-    arc: Option<ArcKey>,
-}
-
-/// The shared context the stages add to.
-struct Context {
-    symbols: Vec<String>,
-    rule: Option<(String, RuleAction, Option<String>)>,
 }
 
 impl Pipeline {
@@ -174,8 +195,11 @@ impl Pipeline {
             quarantine: config.quarantine.clone(),
             hostname: config.smtp.hostname.clone(),
             resolver,
-            rewriter: Rewriter::new(keys, &config.links.base_url, config.rewrite.clone()),
-            arc,
+            renderer: Arc::new(Renderer::new(
+                Rewriter::new(keys, &config.links.base_url, config.rewrite.clone()),
+                arc,
+                &config.smtp.hostname,
+            )),
         }
     }
 
@@ -184,19 +208,135 @@ impl Pipeline {
     }
 
     pub fn keys(&self) -> std::sync::Arc<KeyRing> {
-        self.rewriter.keys()
+        self.renderer.rewriter().keys()
     }
 
-    /// Runs every stage on one message as received. `can_reject` is false when the DATA reply has
-    /// already gone out (the time budget ran out, or a crash recovery): a reject verdict then holds
-    /// the message in quarantine instead, because a bounce after a 250 is backscatter.
+    /// What makes recipients' copies from the stored message: the delivery workers share it.
+    pub fn renderer(&self) -> Arc<Renderer> {
+        self.renderer.clone()
+    }
+
+    /// Runs every stage on one message as received and decides. `can_reject` is false when the
+    /// DATA reply has already gone out (the time budget ran out, or a crash recovery): a reject
+    /// verdict then holds the message in quarantine instead, because a bounce after a 250 is
+    /// backscatter.
     pub async fn run(&self, envelope: &Envelope, message: &[u8], can_reject: bool) -> Outcome {
+        let analysis = self.analyse(envelope, message).await;
+        self.conclude(envelope, message, &analysis, can_reject)
+    }
+
+    /// The stages, in order; each only adds to the analysis.
+    pub async fn analyse(&self, envelope: &Envelope, message: &[u8]) -> Analysis {
         // 0. Structure: the parts, opened with our own iterative walk; no stage, ours or a
         // library's, sees nesting deeper than the bound.
         let limit = self.config.max_nesting;
         let parts = malware::parts(message, limit);
         if parts.depth > limit {
-            let reason = format!("MIME structure nested deeper than {limit} levels");
+            return Analysis {
+                too_deep: Some(format!("MIME structure nested deeper than {limit} levels")),
+                ..Analysis::default()
+            };
+        }
+        let headers = parse_headers(message);
+        let header_from = headers.get("from").map(|from| address_of(from).to_string());
+        let mut analysis = Analysis {
+            subject: headers.get("subject").map(headers::clean),
+            message_id: headers.get("message-id").map(headers::clean),
+            ..Analysis::default()
+        };
+
+        // 1. Connection: what the connection filter found at connect time.
+        analysis.symbols.extend(envelope.connection_symbols.iter().cloned());
+
+        // 2. Authentication: SPF, DKIM, DMARC and ARC, before anything changes the message.
+        if let (true, Some(resolver)) = (self.config.authenticate, &self.resolver)
+            && let Some(parsed) = AuthenticatedMessage::parse(message)
+        {
+            let (verdicts, arc, results) = auth::verify(
+                resolver,
+                &parsed,
+                &self.hostname,
+                envelope.client_ip,
+                &envelope.helo,
+                &envelope.sender,
+            )
+            .await;
+            analysis.symbols.extend(verdicts.symbols);
+            analysis.authentication = Some(verdicts.header);
+            analysis.seal = Some(SealPlan {
+                results: render::one_line_results(&results.to_string(), 900),
+                chain_sets: arc.sets().len(),
+                chain_pass: *arc.result() == mail_auth::DkimResult::Pass,
+            });
+        }
+
+        // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
+        analysis.infected = malware::has_eicar(message, &parts);
+        if analysis.infected {
+            analysis.symbols.push("EICAR".into());
+        }
+
+        // 4. Transport rules: the first matching rule with a final action decides; symbol rules add.
+        let rule_input = rules::RuleInput {
+            sender: &envelope.sender,
+            recipients: &envelope.recipients,
+            header_from: header_from.as_deref(),
+            subject: analysis.subject.as_deref(),
+            attachment_names: &parts.attachment_names,
+            client_ip: envelope.client_ip,
+        };
+        for rule in self.config.rules.iter().filter(|rule| rule.matches(&rule_input)) {
+            match rule.action {
+                RuleAction::Symbol => {
+                    if let Some(symbol) = &rule.symbol {
+                        analysis.symbols.push(symbol.to_ascii_uppercase());
+                    }
+                }
+                action => {
+                    analysis.rule = Some((rule.name.clone(), action, rule.message.clone()));
+                    break;
+                }
+            }
+        }
+
+        // 5. Links: every link the rewriter finds, weighed with the rest (the copies are
+        // rewritten per recipient later, from the same bytes).
+        if self.config.rewrite_urls {
+            let stripped = headers::strip_forgeable(message, &self.hostname);
+            let link_context = MessageContext {
+                message_ref: envelope.message_ref.as_bytes().to_vec(),
+                recipient: None,
+                issued_at: issued_at(envelope),
+                flags: 0,
+            };
+            match self.renderer.rewriter().rewrite(&stripped, &link_context) {
+                Ok(rewritten) => {
+                    let report = rewritten.report;
+                    if report.links_rewritten > 0 {
+                        analysis.symbols.push("URL_REWRITTEN".into());
+                    }
+                    if report.left_unrewritten.contains_key(&LeftReason::Signed) {
+                        analysis.symbols.push("URL_SKIPPED_SIGNED".into());
+                    }
+                    for link in report.links.iter().take(1000) {
+                        analysis
+                            .urls
+                            .push(link.foreign.as_ref().map_or(&link.url, |f| &f.inner).clone());
+                    }
+                }
+                Err(error) => {
+                    analysis.symbols.push("URL_REWRITE_FAILED".into());
+                    tracing::warn!(message_ref = %envelope.message_ref, %error, "links not rewritten");
+                }
+            }
+        }
+        analysis
+    }
+
+    /// Decides from an analysis and says what to keep: the index entry, the copies to relay or
+    /// the quarantine hold, and the plan every copy is rendered by. Looks nothing up.
+    pub fn conclude(&self, envelope: &Envelope, message: &[u8], analysis: &Analysis, can_reject: bool) -> Outcome {
+        if let Some(reason) = &analysis.too_deep {
             return if can_reject {
                 Outcome::refused(
                     envelope,
@@ -205,70 +345,11 @@ impl Pipeline {
                     "MIME_TOO_DEEP",
                 )
             } else {
-                Outcome::damaged(envelope, message, &reason, "MIME_TOO_DEEP")
+                Outcome::damaged(envelope, message, reason, "MIME_TOO_DEEP")
             };
         }
-        let headers = parse_headers(message);
-        let subject = headers.get("subject").map(headers::clean);
-        let message_id = headers.get("message-id").map(headers::clean);
-        let header_from = headers.get("from").map(|from| address_of(from).to_string());
-        let mut context = Context {
-            symbols: Vec::new(),
-            rule: None,
-        };
-
-        // 1. Connection: what the connection filter found at connect time.
-        context.symbols.extend(envelope.connection_symbols.iter().cloned());
-
-        // 2. Authentication: SPF, DKIM, DMARC and ARC, before anything changes the message.
-        let parsed = AuthenticatedMessage::parse(message);
-        let mut authenticated = None;
-        if let (true, Some(resolver), Some(parsed)) = (self.config.authenticate, &self.resolver, parsed.as_ref()) {
-            let (verdicts, arc, results) = auth::verify(
-                resolver,
-                parsed,
-                &self.hostname,
-                envelope.client_ip,
-                &envelope.helo,
-                &envelope.sender,
-            )
-            .await;
-            context.symbols.extend(verdicts.symbols);
-            authenticated = Some((verdicts.header, arc, results));
-        }
-
-        // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
-        let infected = malware::has_eicar(message, &parts);
-        if infected {
-            context.symbols.push("EICAR".into());
-        }
-
-        // 4. Transport rules: the first matching rule with a final action decides; symbol rules add.
-        let rule_input = rules::RuleInput {
-            sender: &envelope.sender,
-            recipients: &envelope.recipients,
-            header_from: header_from.as_deref(),
-            subject: subject.as_deref(),
-            attachment_names: &parts.attachment_names,
-            client_ip: envelope.client_ip,
-        };
-        for rule in self.config.rules.iter().filter(|rule| rule.matches(&rule_input)) {
-            match rule.action {
-                RuleAction::Symbol => {
-                    if let Some(symbol) = &rule.symbol {
-                        context.symbols.push(symbol.to_ascii_uppercase());
-                    }
-                }
-                action => {
-                    context.rule = Some((rule.name.clone(), action, rule.message.clone()));
-                    break;
-                }
-            }
-        }
-
-        // 5. Content filter: weigh the symbols and decide.
-        let scores = Scores::of(&context.symbols, &self.table);
-        let (mut verdict, rule_label) = self.decide(&context, &scores);
+        let scores = Scores::of(&analysis.symbols, &self.table);
+        let (mut verdict, rule_label) = self.decide(analysis, &scores);
         if !can_reject && let Verdict::Reject { .. } = verdict {
             let category = if scores.malware >= self.config.thresholds.malware {
                 "malware"
@@ -283,7 +364,6 @@ impl Pipeline {
             };
         }
 
-        // 6. URL rewrite, 7. stamp headers and ARC seal: one copy per recipient (or per message).
         let spam_flag = matches!(&verdict, Verdict::Quarantine { category, .. } if category != "malware" && category != "transport")
             || matches!(verdict, Verdict::Reject { .. });
         let details = format!(
@@ -296,7 +376,7 @@ impl Pipeline {
             round(scores.malware),
         );
         let mut stamp = Vec::new();
-        if let Some((header, _, _)) = &authenticated {
+        if let Some(header) = &analysis.authentication {
             stamp.push(header.clone());
         }
         stamp.push(format!("X-Portcullis-Spam-Details: {details}\r\n"));
@@ -306,7 +386,11 @@ impl Pipeline {
         ));
         stamp.push(format!(
             "X-Portcullis-Virus-Details: {}\r\n",
-            if infected { "infected; EICAR-Test-File" } else { "clean" }
+            if analysis.infected {
+                "infected; EICAR-Test-File"
+            } else {
+                "clean"
+            }
         ));
         stamp.push(format!("X-Portcullis-Orig-IP: {}\r\n", envelope.client_ip));
         let original_sender = match envelope.sender.as_str() {
@@ -314,134 +398,82 @@ impl Pipeline {
             sender => headers::clean(sender),
         };
         stamp.push(format!("X-Portcullis-Orig-Sender: {original_sender}\r\n"));
-        let stripped = headers::strip_forgeable(message, &self.hostname);
+        let per_recipient = self.config.copies == Copies::Recipient;
+        let plan = RenderPlan {
+            strip_forgeable: true,
+            rewrite_links: self.config.rewrite_urls,
+            stamp,
+            issued_at: issued_at(envelope),
+            per_recipient,
+            seal: analysis.seal.clone().filter(|_| self.renderer.seals()),
+        };
 
-        let mut urls = Vec::new();
-        let mut recipients = Vec::new();
+        // 6. One copy per recipient (or per message) to relay, or one hold for all of them; each
+        // copy is rewritten, stamped and sealed when it is delivered.
+        let delivery = |recipients: Vec<String>, recipient: Option<String>| NewDelivery {
+            message_ref: envelope.message_ref.clone(),
+            kind: DeliveryKind::Message,
+            sender: envelope.sender.clone(),
+            recipients,
+            body: DeliveryBody::Rendered { recipient },
+        };
         let mut deliveries = Vec::new();
         let mut hold = None;
-        let mut url_symbols_done = false;
-        let copy = |recipient: Option<&str>, symbols: &mut Vec<String>, urls: &mut Vec<String>, done: &mut bool| {
-            let rewritten = if self.config.rewrite_urls {
-                let link_context = MessageContext {
-                    message_ref: envelope.message_ref.as_bytes().to_vec(),
-                    recipient: recipient.map(str::to_string),
-                    issued_at: envelope.received_at.clamp(0, u32::MAX as i64) as u32,
-                    flags: 0,
-                };
-                match self.rewriter.rewrite(&stripped, &link_context) {
-                    Ok(rewritten) => {
-                        if !*done {
-                            *done = true;
-                            if rewritten.report.links_rewritten > 0 {
-                                symbols.push("URL_REWRITTEN".into());
-                            }
-                            if rewritten.report.left_unrewritten.contains_key(&LeftReason::Signed) {
-                                symbols.push("URL_SKIPPED_SIGNED".into());
-                            }
-                            for link in rewritten.report.links.iter().take(1000) {
-                                urls.push(link.foreign.as_ref().map_or(&link.url, |f| &f.inner).clone());
-                            }
-                        }
-                        rewritten.message
-                    }
-                    Err(error) => {
-                        if !*done {
-                            *done = true;
-                            symbols.push("URL_REWRITE_FAILED".into());
-                            tracing::warn!(message_ref = %envelope.message_ref, %error, "links not rewritten");
-                        }
-                        stripped.clone()
-                    }
-                }
-            } else {
-                stripped.clone()
-            };
-            let stamped = headers::prepend(&rewritten, &stamp);
-            match (&self.arc, &authenticated) {
-                (Some(key), Some((_, arc, results))) => match key.seal(&stamped, results, arc) {
-                    Ok(Some(sealed)) => sealed,
-                    Ok(None) => stamped,
-                    Err(error) => {
-                        tracing::warn!(message_ref = %envelope.message_ref, %error, "not sealed");
-                        stamped
-                    }
-                },
-                _ => stamped,
-            }
-        };
         match &verdict {
-            Verdict::Deliver => match self.config.copies {
-                Copies::Recipient => {
-                    for recipient in &envelope.recipients {
-                        let body = copy(Some(recipient), &mut context.symbols, &mut urls, &mut url_symbols_done);
-                        deliveries.push(NewDelivery {
-                            message_ref: envelope.message_ref.clone(),
-                            kind: DeliveryKind::Message,
-                            sender: envelope.sender.clone(),
-                            recipients: vec![recipient.clone()],
-                            body,
-                        });
-                    }
+            Verdict::Deliver if per_recipient => {
+                for recipient in &envelope.recipients {
+                    deliveries.push(delivery(vec![recipient.clone()], Some(recipient.clone())));
                 }
-                Copies::Message => {
-                    let body = copy(None, &mut context.symbols, &mut urls, &mut url_symbols_done);
-                    deliveries.push(NewDelivery {
-                        message_ref: envelope.message_ref.clone(),
-                        kind: DeliveryKind::Message,
-                        sender: envelope.sender.clone(),
-                        recipients: envelope.recipients.clone(),
-                        body,
-                    });
-                }
-            },
+            }
+            Verdict::Deliver => deliveries.push(delivery(envelope.recipients.clone(), None)),
             Verdict::Quarantine { category, reason } => {
-                // One copy for all recipients: a release delivers it to each of them.
-                let body = copy(None, &mut context.symbols, &mut urls, &mut url_symbols_done);
                 hold = Some(NewHold {
                     message_ref: envelope.message_ref.clone(),
                     category: category.clone(),
                     reason: reason.clone(),
                     sender: envelope.sender.clone(),
                     recipients: envelope.recipients.clone(),
-                    subject: subject.clone(),
-                    body,
+                    subject: analysis.subject.clone(),
                     expires_at: crate::store::now() + retention_days(category, &self.quarantine) * 86400,
                 });
             }
             Verdict::Reject { .. } | Verdict::Discard { .. } => {}
         }
-        let per_recipient = self.config.copies == Copies::Recipient && verdict == Verdict::Deliver;
-        for address in &envelope.recipients {
-            let reference = match (per_recipient, self.keys().recipient_ref(address)) {
-                (true, Ok(reference)) => hex(&reference),
-                _ => String::new(),
-            };
-            recipients.push(IndexedRecipient {
+        let keys = self.keys();
+        let recipients = envelope
+            .recipients
+            .iter()
+            .map(|address| IndexedRecipient {
                 address: address.clone(),
-                reference,
-            });
-        }
-
+                reference: match (
+                    per_recipient && verdict == Verdict::Deliver,
+                    keys.recipient_ref(address),
+                ) {
+                    (true, Ok(reference)) => hex(&reference),
+                    _ => String::new(),
+                },
+            })
+            .collect();
         let (category, rule) = match &verdict {
             Verdict::Quarantine { category, .. } => {
-                (Some(category.clone()), context.rule.as_ref().map(|r| r.0.clone()))
+                (Some(category.clone()), analysis.rule.as_ref().map(|r| r.0.clone()))
             }
             Verdict::Discard { rule } => (None, Some(rule.clone())),
-            _ => (None, context.rule.as_ref().map(|r| r.0.clone())),
+            _ => (None, analysis.rule.as_ref().map(|r| r.0.clone())),
         };
+        let keep = matches!(verdict, Verdict::Deliver | Verdict::Quarantine { .. });
         Outcome {
             index: IndexEntry {
                 message_ref: envelope.message_ref.clone(),
                 received_at: envelope.received_at,
-                message_id,
+                message_id: analysis.message_id.clone(),
                 sender: envelope.sender.clone(),
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
-                subject,
+                subject: analysis.subject.clone(),
                 recipients,
-                urls,
-                symbols: context.symbols,
+                urls: analysis.urls.clone(),
+                symbols: analysis.symbols.clone(),
                 verdict: verdict.name().into(),
                 category,
                 rule,
@@ -450,11 +482,12 @@ impl Pipeline {
             verdict,
             deliveries,
             hold,
+            plan: keep.then_some(plan),
         }
     }
 
     /// Turns the rule and the scores into a verdict and the label stamped as `rule=`.
-    fn decide(&self, context: &Context, scores: &Scores) -> (Verdict, String) {
+    fn decide(&self, context: &Analysis, scores: &Scores) -> (Verdict, String) {
         let thresholds = &self.config.thresholds;
         if let Some((name, action, message)) = &context.rule {
             let label = format!("transport:{name}");
@@ -519,6 +552,11 @@ impl Pipeline {
         }
         (Verdict::Deliver, "notspam".into())
     }
+}
+
+/// The time signed into a message's links: when it arrived.
+fn issued_at(envelope: &Envelope) -> u32 {
+    envelope.received_at.clamp(0, u32::MAX as i64) as u32
 }
 
 fn round(score: f64) -> String {

@@ -10,11 +10,13 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rsa::{KeyPair, KeySize};
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
-use mail_auth::arc::ArcSealer;
+use mail_auth::arc::{ArcError, ArcSealer, Set};
 use mail_auth::common::crypto::{RsaKey, Sha256};
-use mail_auth::common::headers::HeaderWriter;
-use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults};
+use mail_auth::common::headers::{Header, HeaderWriter};
+use mail_auth::{ArcOutput, AuthenticatedMessage, AuthenticationResults, DkimResult};
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::pipeline::render::SealPlan;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SealError {
@@ -62,6 +64,13 @@ impl ArcKey {
         })
     }
 
+    /// The gateway's key for `config`: in its data directory, for `pipeline.arc_domain` (default
+    /// the SMTP hostname) and `pipeline.arc_selector`.
+    pub fn for_config(config: &crate::config::Config) -> Result<ArcKey, SealError> {
+        let domain = config.pipeline.arc_domain.as_deref().unwrap_or(&config.smtp.hostname);
+        ArcKey::open_or_create(&config.data_dir, domain, &config.pipeline.arc_selector)
+    }
+
     /// The TXT record to publish: `{selector}._domainkey.{domain}`.
     pub fn dns_record(&self) -> (String, String) {
         let public = base64::engine::general_purpose::STANDARD.encode(&self.public_spki);
@@ -72,24 +81,41 @@ impl ArcKey {
     }
 
     /// Prepends an ARC set (ARC-Seal, ARC-Message-Signature, ARC-Authentication-Results) to
-    /// `message`. A message arriving with a failed chain is returned unsealed (RFC 8617 5.1.2).
-    pub fn seal(
-        &self,
-        message: &[u8],
-        results: &AuthenticationResults<'_>,
-        arc: &ArcOutput<'_>,
-    ) -> Result<Option<Vec<u8>>, SealError> {
-        if !arc.can_be_sealed() {
+    /// `message`, asserting what `plan` recorded at analysis. The chain it extends is the one the
+    /// message carries (rendering leaves ARC fields as they arrived); a chain whose last seal
+    /// says `cv=fail` is not extended and the message is returned unsealed (RFC 8617 5.1.2).
+    pub fn seal(&self, message: &[u8], plan: &SealPlan) -> Result<Option<Vec<u8>>, SealError> {
+        let parsed = AuthenticatedMessage::parse(message).ok_or_else(|| SealError::Seal("unparsable".into()))?;
+        let mut chain = ArcOutput::default().with_result(if plan.chain_pass {
+            DkimResult::Pass
+        } else {
+            DkimResult::Fail(mail_auth::Error::Arc(ArcError::BrokenChain))
+        });
+        for ((seal, signature), results) in parsed
+            .as_headers
+            .iter()
+            .zip(&parsed.ams_headers)
+            .zip(&parsed.aar_headers)
+            .take(plan.chain_sets)
+        {
+            chain = chain.with_set(Set {
+                signature: Header::new(signature.name, signature.value, &signature.header),
+                seal: Header::new(seal.name, seal.value, &seal.header),
+                results: Header::new(results.name, results.value, &results.header),
+            });
+        }
+        if !chain.can_be_sealed() {
             return Ok(None);
         }
-        let parsed = AuthenticatedMessage::parse(message).ok_or_else(|| SealError::Seal("unparsable".into()))?;
+        // The payload goes in as mail-auth's "authserv-id" so it is written exactly as recorded.
+        let results = AuthenticationResults::new(&plan.results);
         let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.as_slice())))
             .map_err(|e| SealError::Seal(e.to_string()))?;
         let set = ArcSealer::from_key(key)
             .domain(self.domain.clone())
             .selector(self.selector.clone())
             .headers(["From", "To", "Cc", "Subject", "Date", "Message-ID", "DKIM-Signature"])
-            .seal(&parsed, results, arc)
+            .seal(&parsed, &results, &chain)
             .map_err(|e| SealError::Seal(e.to_string()))?;
         let header = set.to_header();
         let mut sealed = Vec::with_capacity(header.len() + message.len());

@@ -20,7 +20,7 @@ use super::filter::{Admission, ConnectionFilter};
 use super::spool::Spool;
 use super::{domain_of, rfc5322_date};
 use crate::config::{NewlinePolicy, NulPolicy, SmtpConfig};
-use crate::pipeline::{Envelope, Outcome, Pipeline, Verdict, headers};
+use crate::pipeline::{Analysis, Envelope, Outcome, Pipeline, Verdict, headers};
 use crate::store::Store;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -249,7 +249,7 @@ impl Gateway {
 
     /// Files a message's outcome and wakes delivery; logs the message's one line (reference, client,
     /// sender, recipient count, verdict, leading symbols, milliseconds since filtering started).
-    async fn file(&self, outcome: Outcome, started: Instant) -> Result<(), String> {
+    async fn file(&self, outcome: Outcome, message: &Arc<Vec<u8>>, started: Instant) -> Result<(), String> {
         let store = self.store.clone();
         let message_ref = outcome.index.message_ref.clone();
         let index = &outcome.index;
@@ -264,10 +264,15 @@ impl Gateway {
             ms = started.elapsed().as_millis() as u64,
             "message"
         );
-        tokio::task::spawn_blocking(move || store.file(&outcome.index, &outcome.deliveries, outcome.hold.as_ref()))
-            .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| e.to_string())?;
+        let message = message.clone();
+        tokio::task::spawn_blocking(move || {
+            let plan = outcome.plan.as_ref().map(serde_json::to_string).transpose()?;
+            let stored = plan.as_deref().map(|plan| (message.as_slice(), plan));
+            store.file(&outcome.index, stored, &outcome.deliveries, outcome.hold.as_ref())
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         self.spool.remove(&message_ref);
         self.queued.notify_waiters();
         Ok(())
@@ -297,8 +302,9 @@ impl Gateway {
                 }
                 Ok(false) => {
                     let started = Instant::now();
-                    let outcome = self.filter(&envelope, &Arc::new(message), false).await;
-                    self.file(outcome, started).await
+                    let message = Arc::new(message);
+                    let outcome = self.filter(&envelope, &message, false).await;
+                    self.file(outcome, &message, started).await
                 }
                 Err(error) => Err(error.to_string()),
             };
@@ -327,29 +333,32 @@ impl Gateway {
             .remove(message_ref);
     }
 
-    /// Runs the pipeline on a task of its own, so that a panic ends only that attempt, up to
+    /// Analyses and decides; see [`Gateway::analyse`].
+    async fn filter(&self, envelope: &Envelope, message: &Arc<Vec<u8>>, can_reject: bool) -> Outcome {
+        match self.analyse(envelope, message).await {
+            Ok(analysis) => self.pipeline.conclude(envelope, message, &analysis, can_reject),
+            Err(reason) => Outcome::damaged(envelope, message, &reason, "PROCESSING_FAILED"),
+        }
+    }
+
+    /// Runs the analysis on a task of its own, so that a panic ends only that attempt, up to
     /// `pipeline.max_attempts` times; a message that fails them all is held as `damaged` with the
     /// last error instead of blocking the spool or the next start.
-    async fn filter(&self, envelope: &Envelope, message: &Arc<Vec<u8>>, can_reject: bool) -> Outcome {
+    async fn analyse(&self, envelope: &Envelope, message: &Arc<Vec<u8>>) -> Result<Analysis, String> {
         let attempts = self.pipeline.config().max_attempts.max(1);
         let mut last_error = String::new();
         for attempt in 1..=attempts {
             let (pipeline, task_envelope, task_message) = (self.pipeline.clone(), envelope.clone(), message.clone());
-            let run = tokio::spawn(async move { pipeline.run(&task_envelope, &task_message, can_reject).await });
+            let run = tokio::spawn(async move { pipeline.analyse(&task_envelope, &task_message).await });
             match run.await {
-                Ok(outcome) => return outcome,
+                Ok(analysis) => return Ok(analysis),
                 Err(error) => {
                     last_error = describe_failure(error);
                     tracing::error!(message_ref = %envelope.message_ref, attempt, error = %last_error, "filtering failed");
                 }
             }
         }
-        Outcome::damaged(
-            envelope,
-            message,
-            &format!("filtering failed {attempts} times: {last_error}"),
-            "PROCESSING_FAILED",
-        )
+        Err(format!("filtering failed {attempts} times: {last_error}"))
     }
 
     /// Spools the message, runs the pipeline within the time budget, and returns the DATA reply.
@@ -381,7 +390,12 @@ impl Gateway {
             let _permit = permit;
             let started = Instant::now();
             let message_ref = task_ref;
-            let mut outcome = gateway.filter(&envelope, &message, true).await;
+            let analysis = gateway.analyse(&envelope, &message).await;
+            let decide = |can_reject| match &analysis {
+                Ok(analysis) => gateway.pipeline.conclude(&envelope, &message, analysis, can_reject),
+                Err(reason) => Outcome::damaged(&envelope, &message, reason, "PROCESSING_FAILED"),
+            };
+            let mut outcome = decide(true);
             let late = {
                 let mut phase = task_phase.lock().unwrap_or_else(|p| p.into_inner());
                 if *phase == Phase::Late {
@@ -392,14 +406,15 @@ impl Gateway {
                 }
             };
             if late && matches!(outcome.verdict, Verdict::Reject { .. }) {
-                outcome = gateway.filter(&envelope, &message, false).await;
+                // The sender already has its 250: decide again from the same analysis.
+                outcome = decide(false);
             }
             let reply = match &outcome.verdict {
                 Verdict::Reject { reply } => reply.clone(),
                 _ => format!("250 2.0.0 Ok: queued as {}", envelope.message_ref),
             };
             let rejected = matches!(outcome.verdict, Verdict::Reject { .. });
-            let reply = match gateway.file(outcome, started).await {
+            let reply = match gateway.file(outcome, &message, started).await {
                 Ok(()) => reply,
                 Err(error) if late => {
                     // The sender has its 250; the spool keeps the message for the next sweep.

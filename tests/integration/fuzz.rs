@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use portcullis::config::Config;
 use portcullis::pipeline::{Envelope, Pipeline};
 use portcullis::rewrite::{MessageContext, Rewriter};
+use portcullis::store::DeliveryBody;
 use portcullis::token::KeyRing;
 
 use crate::hostile::{nested_multipart, nested_rfc822};
@@ -336,22 +337,41 @@ async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(),
         connection_symbols: Vec::new(),
     };
     let started = Instant::now();
-    let pipeline = pipeline.clone();
-    let outcome = tokio::spawn(async move { pipeline.run(&envelope, &mutant, true).await })
+    let (task_pipeline, task_envelope, task_mutant) = (pipeline.clone(), envelope.clone(), mutant.clone());
+    let outcome = tokio::spawn(async move { task_pipeline.run(&task_envelope, &task_mutant, true).await })
         .await
         .map_err(|e| format!("pipeline panicked: {e}"))?;
     if started.elapsed() > Duration::from_secs(2) {
         return Err(format!("pipeline took {:?}", started.elapsed()));
     }
-    for copy in outcome
+    let Some(plan) = outcome.plan.clone() else {
+        return Ok(());
+    };
+    let renderer = pipeline.renderer();
+    let mut recipients: Vec<Option<String>> = outcome
         .deliveries
         .iter()
-        .map(|d| &d.body)
-        .chain(outcome.hold.as_ref().map(|h| &h.body))
-    {
-        if mail_parser::MessageParser::default().parse(copy).is_none() {
-            return Err("a copy for delivery does not parse".into());
+        .map(|delivery| match &delivery.body {
+            DeliveryBody::Rendered { recipient } => recipient.clone(),
+            DeliveryBody::Literal(_) => None,
+        })
+        .collect();
+    if outcome.hold.is_some() {
+        recipients.push(None);
+    }
+    tokio::task::spawn_blocking(move || {
+        for recipient in recipients {
+            let copy = renderer.render(&mutant, &plan, &envelope.message_ref, recipient.as_deref());
+            if mail_parser::MessageParser::default().parse(&copy).is_none() {
+                return Err("a copy for delivery does not parse".to_string());
+            }
         }
+        Ok(())
+    })
+    .await
+    .map_err(|e| format!("rendering panicked: {e}"))??;
+    if started.elapsed() > Duration::from_secs(2) {
+        return Err(format!("pipeline and rendering took {:?}", started.elapsed()));
     }
     Ok(())
 }

@@ -291,7 +291,12 @@ pub enum Record {
 /// A UDP DNS server answering A and TXT questions from `records`; other types of a known name get
 /// an empty answer, unknown names NXDOMAIN.
 pub async fn fake_dns_records(records: &'static [(&'static str, Record)]) -> String {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    slow_dns_records(records, Duration::ZERO).await
+}
+
+/// [`fake_dns_records`] answering each question `delay` after it arrives.
+pub async fn slow_dns_records(records: &'static [(&'static str, Record)], delay: Duration) -> String {
+    let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let address = socket.local_addr().unwrap().to_string();
     tokio::spawn(async move {
         let mut buffer = [0u8; 4096];
@@ -354,7 +359,11 @@ pub async fn fake_dns_records(records: &'static [(&'static str, Record)]) -> Str
                     }
                 }
             }
-            let _ = socket.send_to(&response, peer).await;
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ = socket.send_to(&response, peer).await;
+            });
         }
     });
     address
