@@ -115,3 +115,4 @@ print(f"warm / nginx = {p / n:.2f}   cold / nginx = {c / n:.3f}")
 PY
 echo "clicks logged: $($bin --config "$work/portcullis.toml" clicks --limit 0 | wc -l)"
 echo "Safe Browsing lookups: $(curl -s http://127.0.0.1:18090/)"
+echo "click store: $(find "$work/data/clicks" -name '*.db' | wc -l) slices, $(du -sh "$work/data/clicks" | cut -f1)"

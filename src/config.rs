@@ -117,6 +117,11 @@ pub struct ClickConfig {
     pub tls_key: Option<PathBuf>,
     /// `normal` (survives a process crash) or `full` (survives power loss).
     pub durability: crate::clicklog::Durability,
+    /// The click log starts a new slice once the one being written has this many MiB of
+    /// write-ahead log...
+    pub log_slice_mib: u64,
+    /// ...or is this many seconds old.
+    pub log_slice_secs: u64,
     /// Shown on every page.
     pub organisation: String,
     pub logo_url: Option<String>,
@@ -149,6 +154,8 @@ impl Default for ClickConfig {
             tls_cert: None,
             tls_key: None,
             durability: crate::clicklog::Durability::Normal,
+            log_slice_mib: 256,
+            log_slice_secs: 3600,
             organisation: "Portcullis".into(),
             logo_url: None,
             support_contact: None,

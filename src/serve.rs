@@ -12,7 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::clicklog::{ClickLog, ClickLogError};
+use crate::clicklog::{ClickLog, ClickLogError, Slicing};
 use crate::config::Config;
 use crate::listen::{Gate, ReadTimeout};
 use crate::redirect::ClickService;
@@ -42,7 +42,11 @@ pub enum ServeError {
 pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), ServeError> {
     announce_data_dir(&config.data_dir);
     let keys = LiveKeyRing::new(KeyRing::open_or_create(&config.data_dir)?);
-    let (log, writer) = ClickLog::open(&config.data_dir, config.click.durability)?;
+    let slicing = Slicing {
+        wal_bytes: config.click.log_slice_mib.max(1) * 1024 * 1024,
+        age: Duration::from_secs(config.click.log_slice_secs.max(1)),
+    };
+    let (log, writer) = ClickLog::open(&config.data_dir, config.click.durability, slicing)?;
     let feeds = Arc::new(LocalFeeds::new(config.reputation.feeds.clone()));
     let mut providers: Vec<Arc<dyn Provider>> = vec![
         feeds.clone(),

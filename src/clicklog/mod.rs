@@ -1,13 +1,13 @@
-//! Click events and their durable store: SQLite (WAL) with batched group commits on a writer
-//! thread, and an append-only spool that takes clicks while the store is down and is replayed
-//! into it once the store answers again. A click is acknowledged only once it is durable.
+//! Click events and their durable store: SQLite (WAL) in time slices with batched group commits
+//! on a writer thread, a closer thread that finishes full slices off the commit path, and an
+//! append-only spool that takes clicks while the store is down and is replayed into it once the
+//! store answers again. A click is acknowledged only once it is durable.
 
 mod spool;
 mod store;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -97,6 +97,15 @@ pub enum Durability {
     Full,
 }
 
+/// When the slice being written is finished and a new one started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slicing {
+    /// Once its write-ahead log passes this many bytes (under saturation, every few seconds)...
+    pub wal_bytes: u64,
+    /// ...or once it is this old (under light load).
+    pub age: Duration,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClickLogError {
     #[error("click store {path}: {source}")]
@@ -127,25 +136,29 @@ pub struct ClickLog {
     sender: mpsc::SyncSender<(ClickEvent, Reply)>,
 }
 
-/// Owns the writer thread.
+/// Owns the writer and closer threads.
 pub struct ClickLogWriter {
     thread: Option<JoinHandle<()>>,
-    checkpointer: Option<JoinHandle<()>>,
-    stop: Arc<AtomicBool>,
+    closer: Option<JoinHandle<()>>,
 }
 
 impl ClickLogWriter {
-    /// Waits until every queued click is written. Call after the last [`ClickLog`] is dropped.
+    /// Waits until every queued click is written and every slice finished. Call after the last
+    /// [`ClickLog`] is dropped.
     pub fn join(mut self) {
+        // The writer hands its last slice to the closer and drops its end of the channel; the
+        // closer then finishes what it has and stops.
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.checkpointer.take() {
+        if let Some(thread) = self.closer.take() {
             let _ = thread.join();
         }
     }
 }
+
+/// A slice for the closer: its path, and its connection when the writer had one open.
+type Finished = (PathBuf, Option<rusqlite::Connection>);
 
 /// Largest batch committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -153,38 +166,43 @@ const MAX_BATCH: usize = 1024;
 const QUEUE: usize = 16 * 1024;
 
 impl ClickLog {
-    /// Opens (or creates) `clicks.db` and `clicks.spool` in `data_dir` and starts the writer.
-    /// A store that cannot be opened is not fatal: clicks go to the spool until it can.
-    pub fn open(data_dir: &Path, durability: Durability) -> Result<(ClickLog, ClickLogWriter), ClickLogError> {
-        let db_path = data_dir.join("clicks.db");
+    /// Opens the click store (a new slice in `clicks/`) and `clicks.spool` in `data_dir`, and
+    /// starts the writer and the closer. A store that cannot be opened is not fatal: clicks go to
+    /// the spool until it can.
+    pub fn open(
+        data_dir: &Path,
+        durability: Durability,
+        slicing: Slicing,
+    ) -> Result<(ClickLog, ClickLogWriter), ClickLogError> {
+        let dir = store::slices_dir(data_dir);
+        let unfinished = store::unfinished(&dir);
         let mut spool = spool::Spool::open(&data_dir.join("clicks.spool"), durability)?;
-        let mut store = store::Store::open(&db_path, durability).ok();
+        let mut store = store::Store::open_new(&dir, durability, slicing).ok();
         if let Some(store) = store.as_mut() {
             spool.replay_into(store)?;
         }
         let (sender, receiver) = mpsc::sync_channel::<(ClickEvent, Reply)>(QUEUE);
+        let (finish, finished) = mpsc::channel::<Finished>();
+        for path in unfinished {
+            let _ = finish.send((path, None));
+        }
         let spawn_error = |source| ClickLogError::Spool {
             path: data_dir.into(),
             source,
         };
-        let writer_path = db_path.clone();
+        let closer = std::thread::Builder::new()
+            .name("clicklog-closer".into())
+            .spawn(move || closer(finished))
+            .map_err(spawn_error)?;
         let thread = std::thread::Builder::new()
             .name("clicklog-writer".into())
-            .spawn(move || writer(receiver, writer_path, durability, store, spool))
-            .map_err(spawn_error)?;
-        // Checkpoints run beside the writer so no commit waits for one.
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopping = stop.clone();
-        let checkpointer = std::thread::Builder::new()
-            .name("clicklog-checkpoint".into())
-            .spawn(move || store::checkpoint_loop(&db_path, durability, &stopping))
+            .spawn(move || writer(receiver, finish, dir, durability, slicing, store, spool))
             .map_err(spawn_error)?;
         Ok((
             ClickLog { sender },
             ClickLogWriter {
                 thread: Some(thread),
-                checkpointer: Some(checkpointer),
-                stop,
+                closer: Some(closer),
             },
         ))
     }
@@ -215,10 +233,13 @@ impl ClickLog {
 
 /// The writer: take the first waiting click, then everything else already queued, and commit them
 /// in one transaction. Group commit is what makes "answer only after commit" cheap under load.
+/// A full slice is swapped for a new one and handed to the closer.
 fn writer(
     receiver: mpsc::Receiver<(ClickEvent, Reply)>,
-    db_path: PathBuf,
+    finish: mpsc::Sender<Finished>,
+    dir: PathBuf,
     durability: Durability,
+    slicing: Slicing,
     mut store: Option<store::Store>,
     mut spool: spool::Spool,
 ) {
@@ -233,7 +254,7 @@ fn writer(
         }
         if store.is_none() && last_reopen.elapsed() > Duration::from_secs(1) {
             last_reopen = std::time::Instant::now();
-            store = store::Store::open(&db_path, durability).ok();
+            store = store::Store::open_new(&dir, durability, slicing).ok();
         }
         if let Some(open) = store.as_mut()
             && spool.has_pending()
@@ -261,6 +282,27 @@ fn writer(
         });
         for (_, reply) in batch {
             let _ = reply.send(result.clone());
+        }
+        if store.as_ref().is_some_and(store::Store::is_full)
+            && let Ok(next) = store::Store::open_new(&dir, durability, slicing)
+            && let Some(full) = store.replace(next)
+        {
+            let (path, connection) = full.into_parts();
+            let _ = finish.send((path, Some(connection)));
+        }
+    }
+    if let Some(last) = store {
+        let (path, connection) = last.into_parts();
+        let _ = finish.send((path, Some(connection)));
+    }
+}
+
+/// Finishes slices as they come (index, checkpoint, close) until the writer is gone. A slice it
+/// cannot finish stays as it is, readable, and is tried again at the next start.
+fn closer(finished: mpsc::Receiver<Finished>) {
+    for (path, connection) in finished {
+        if let Err(error) = store::finish(&path, connection) {
+            tracing::warn!(path = %path.display(), %error, "click store slice not finished");
         }
     }
 }

@@ -1,13 +1,23 @@
-//! The SQLite click store.
+//! The SQLite click store, in time slices (`clicks/<first-ms>.db` in the data directory). The
+//! writer appends to the newest slice, which has only its time-ordered primary key (each commit
+//! touches a few pages at the end of the file) and is never checkpointed while it is written.
+//! Past a size or an age the writer starts a new slice and hands the finished one to the closer
+//! thread, which indexes it by message and checkpoints it, away from the commit path: under
+//! saturation no commit waits for a checkpoint. Readers walk the slices newest first.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, params};
 
-use super::{Action, ClickEvent, ClickLogError, Durability};
+use super::{Action, ClickEvent, ClickLogError, Durability, Slicing};
 
 pub(super) struct Store {
     connection: Connection,
+    path: PathBuf,
+    opened: Instant,
+    batches: u64,
+    slicing: Slicing,
 }
 
 /// Click ids are time-ordered, so the primary key doubles as the time index.
@@ -27,12 +37,23 @@ CREATE TABLE IF NOT EXISTS clicks (
     latency_us INTEGER NOT NULL,
     key_id TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS clicks_message ON clicks (message_ref);
 ";
+
+/// Built when a slice is finished: inserts at random places in an index are what make each
+/// commit write many pages, so the slice being written has none.
+const FINISHED_SCHEMA: &str = "CREATE INDEX IF NOT EXISTS clicks_message ON clicks (message_ref);";
+
+/// The log's size is looked at every this many commits.
+const SIZE_CHECK_EVERY: u64 = 64;
+
+/// The directory of slices in `data_dir`.
+pub(super) fn slices_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("clicks")
+}
 
 fn connect(path: &Path, durability: Durability) -> rusqlite::Result<Connection> {
     let connection = Connection::open(path)?;
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.busy_timeout(Duration::from_secs(5))?;
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(
         None,
@@ -47,19 +68,41 @@ fn connect(path: &Path, durability: Durability) -> rusqlite::Result<Connection> 
     // time in read(2) for pages it has just written.
     connection.pragma_update(None, "cache_size", -65536)?;
     connection.pragma_update(None, "mmap_size", 268_435_456)?;
-    // Checkpoints run on their own thread (`checkpoint_loop`), so a commit never waits for one.
+    // The slice being written is checkpointed only once finished, by the closer.
     connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     connection.execute_batch(SCHEMA)?;
     Ok(connection)
 }
 
 impl Store {
-    pub(super) fn open(path: &Path, durability: Durability) -> Result<Self, ClickLogError> {
-        let connection = connect(path, durability).map_err(|source| ClickLogError::Store {
+    /// Starts a new slice in `dir`, named after the current time in milliseconds.
+    pub(super) fn open_new(dir: &Path, durability: Durability, slicing: Slicing) -> Result<Self, ClickLogError> {
+        let store_error = |path: &Path, source| ClickLogError::Store {
             path: path.into(),
             source,
+        };
+        crate::token::create_private_dir(dir).map_err(|e| ClickLogError::Spool {
+            path: dir.into(),
+            source: e,
         })?;
-        Ok(Self { connection })
+        let mut ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let path = loop {
+            let candidate = dir.join(format!("{ms:016}.db"));
+            if !candidate.exists() {
+                break candidate;
+            }
+            ms += 1;
+        };
+        let connection = connect(&path, durability).map_err(|source| store_error(&path, source))?;
+        Ok(Self {
+            connection,
+            path,
+            opened: Instant::now(),
+            batches: 0,
+            slicing,
+        })
     }
 
     /// Inserts a batch in one transaction. Replays are idempotent: the click id is the key.
@@ -88,12 +131,25 @@ impl Store {
                 ])?;
             }
         }
-        transaction.commit()
+        transaction.commit()?;
+        self.batches += 1;
+        Ok(())
+    }
+
+    /// Whether this slice is done: its log or its age past the [`Slicing`] bounds.
+    pub(super) fn is_full(&self) -> bool {
+        if self.opened.elapsed() > self.slicing.age {
+            return true;
+        }
+        self.batches.is_multiple_of(SIZE_CHECK_EVERY)
+            && std::fs::metadata(wal_path(&self.path)).is_ok_and(|meta| meta.len() > self.slicing.wal_bytes)
+    }
+
+    /// The slice's path and its open connection, for the closer.
+    pub(super) fn into_parts(self) -> (PathBuf, Connection) {
+        (self.path, self.connection)
     }
 }
-
-/// Past this the checkpointer forces the WAL to start over (bounded disk use under saturation).
-const WAL_RESTART_BYTES: u64 = 1024 * 1024 * 1024;
 
 fn wal_path(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -101,34 +157,45 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Copies the WAL back into the database four times a second with a passive checkpoint, which never
-/// blocks the writer. Keeps retrying while the store cannot be opened; returns once `stop` is set.
-pub(super) fn checkpoint_loop(path: &Path, durability: Durability, stop: &std::sync::atomic::AtomicBool) {
-    let mut connection = None;
-    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        std::thread::sleep(std::time::Duration::from_millis(250));
-        if connection.is_none() {
-            connection = connect(path, durability).ok();
+/// Finishes a slice nobody writes any more: the message index, a checkpoint that empties the log,
+/// and the close that removes it.
+pub(super) fn finish(path: &Path, connection: Option<Connection>) -> rusqlite::Result<()> {
+    let connection = match connection {
+        Some(open) => open,
+        None => {
+            let open = Connection::open(path)?;
+            open.busy_timeout(Duration::from_secs(5))?;
+            open
         }
-        // Under steady load a passive checkpoint never catches the writer, and the WAL only starts
-        // over after a complete one: past a size, finish the job with RESTART (it waits for the
-        // writer briefly, after the passive rounds did most of the copying).
-        let wal_bytes = std::fs::metadata(wal_path(path)).map_or(0, |m| m.len());
-        let mode = if wal_bytes > WAL_RESTART_BYTES {
-            "RESTART"
-        } else {
-            "PASSIVE"
-        };
-        if let Some(open) = &connection
-            && let Err(error) = open.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))
-        {
-            tracing::warn!(%error, "click store checkpoint failed");
-            connection = None;
-        }
-    }
-    if let Some(open) = connection {
-        let _ = open.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-    }
+    };
+    connection.execute_batch(SCHEMA)?;
+    connection.execute_batch(FINISHED_SCHEMA)?;
+    connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    connection.close().map_err(|(_, error)| error)
+}
+
+/// Slices a crash left unfinished: a log still beside them.
+pub(super) fn unfinished(dir: &Path) -> Vec<PathBuf> {
+    slices(dir).into_iter().filter(|path| wal_path(path).exists()).collect()
+}
+
+/// The slices in `dir`, newest first.
+fn slices(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.extension().is_some_and(|e| e == "db")
+                && path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| b.cmp(a));
+    found
 }
 
 /// Filters for reading the log back.
@@ -139,14 +206,48 @@ pub struct ClickQuery {
     pub action: Option<String>,
 }
 
-/// Reads clicks, newest first, straight from the store (works whether or not the server runs).
+/// Reads clicks, newest first, straight from the slices (works whether or not the server runs),
+/// then from `clicks.db`, the single store of earlier versions, if there is one.
 pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent>, ClickLogError> {
-    let path: PathBuf = data_dir.join("clicks.db");
+    let mut paths = slices(&slices_dir(data_dir));
+    let legacy = data_dir.join("clicks.db");
+    if legacy.is_file() {
+        paths.push(legacy);
+    }
+    let limit = if query.limit == 0 { usize::MAX } else { query.limit };
+    let mut clicks = Vec::new();
+    let mut past_limit = 0;
+    for path in paths {
+        clicks.extend(read_slice(&path, query, limit)?);
+        // Clicks near a slice boundary can be committed on either side of it: one more slice
+        // past the limit settles the order.
+        if clicks.len() >= limit {
+            past_limit += 1;
+            if past_limit > 1 {
+                break;
+            }
+        }
+    }
+    clicks.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    clicks.truncate(limit);
+    Ok(clicks)
+}
+
+fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<ClickEvent>, ClickLogError> {
     let err = |source| ClickLogError::Store {
-        path: path.clone(),
+        path: path.into(),
         source,
     };
-    let connection = connect(&path, Durability::Normal).map_err(err)?;
+    let connection = Connection::open(path).map_err(err)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    // A slice the writer has only just created may not have its table yet: nothing in it.
+    let has_table = connection
+        .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clicks'")
+        .and_then(|mut statement| statement.exists([]))
+        .map_err(err)?;
+    if !has_table {
+        return Ok(Vec::new());
+    }
     let mut statement = connection
         .prepare(
             "SELECT id, at_ms, message_ref, recipient_ref, url, verdict, category, action, client_ip, user_agent,
@@ -155,7 +256,7 @@ pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent
              ORDER BY id DESC LIMIT ?3",
         )
         .map_err(err)?;
-    let limit = if query.limit == 0 { i64::MAX } else { query.limit as i64 };
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = statement
         .query_map(params![query.message_ref, query.action, limit], |row| {
             let action: String = row.get(7)?;

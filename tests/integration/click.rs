@@ -639,7 +639,8 @@ async fn https_when_a_certificate_is_configured() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_dead_store_spools_clicks_and_replays_them() {
     let p = Portcullis::new();
-    std::fs::create_dir_all(p.data_dir().join("clicks.db")).unwrap(); // the store cannot open
+    std::fs::create_dir_all(p.data_dir()).unwrap();
+    std::fs::write(p.data_dir().join("clicks"), b"").unwrap(); // the store's directory cannot be made
     let mut server = Server::start(&p, "");
     let link = server.link(&p, "https://spooled.example/");
     for _ in 0..10 {
@@ -648,11 +649,80 @@ async fn a_dead_store_spools_clicks_and_replays_them() {
     assert!(server.stop().success());
     let spool = std::fs::read_to_string(p.data_dir().join("clicks.spool")).unwrap();
     assert_eq!(spool.lines().count(), 10, "every click waits in the spool");
-    std::fs::remove_dir(p.data_dir().join("clicks.db")).unwrap();
+    std::fs::remove_file(p.data_dir().join("clicks")).unwrap();
     let mut server = Server::start(&p, "");
     assert!(server.stop().success());
     assert_eq!(clicks(&p, "permitted").len(), 10, "replayed into the store");
     assert_eq!(std::fs::metadata(p.data_dir().join("clicks.spool")).unwrap().len(), 0);
+}
+
+/// The click log's slices: `(finished, being written)` — a finished one has no log beside it.
+fn slices(p: &Portcullis) -> (usize, usize) {
+    let dir = p.data_dir().join("clicks");
+    let databases: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "db"))
+        .collect();
+    let open = databases
+        .iter()
+        .filter(|path| path.with_extension("db-wal").exists())
+        .count();
+    (databases.len() - open, open)
+}
+
+fn poll(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_click_log_moves_to_new_slices_and_finishes_the_old_ones() {
+    let p = Portcullis::new();
+    let config = "[click]\nlog_slice_secs = 1\n";
+    let mut server = Server::start(&p, config);
+    let link = server.link(&p, "https://sliced.example/");
+    for click in 0..3 {
+        if click > 0 {
+            // Each click comes after the slice it lands in has reached its age.
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        assert_eq!(get(&link).await.status(), 302);
+    }
+    poll("full slices are indexed, checkpointed and closed", || slices(&p).0 >= 2);
+    assert_eq!(slices(&p).1, 1, "one slice is being written");
+    let logged = clicks(&p, "permitted");
+    assert_eq!(logged.len(), 3, "reads span every slice");
+    let ids: Vec<&str> = logged.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
+    let message_ref = logged[0]["message_ref"].as_str().unwrap().to_string();
+    let by_message = p.run(
+        &["clicks", "--limit", "2", "--json", "--message-ref", &message_ref],
+        b"",
+    );
+    assert_eq!(String::from_utf8_lossy(&by_message.stdout).lines().count(), 2);
+
+    // Killed mid-slice: the next start finishes the slice it left and writes to a new one.
+    server.kill9();
+    let (finished_before, open_before) = slices(&p);
+    assert_eq!(open_before, 1);
+    let mut server = Server::start(&p, config);
+    poll("the slice a crash left is finished at start", || {
+        slices(&p) == (finished_before + 1, 1)
+    });
+    let link = server.link(&p, "https://sliced.example/");
+    assert_eq!(get(&link).await.status(), 302);
+    assert!(server.stop().success());
+    assert_eq!(
+        slices(&p),
+        (finished_before + 2, 0),
+        "a clean stop finishes the last slice"
+    );
+    assert_eq!(clicks(&p, "permitted").len(), 4);
 }
 
 #[tokio::test(flavor = "multi_thread")]
