@@ -144,7 +144,7 @@ impl Store {
         let mut statement = connection.prepare_cached(
             "SELECT id, message_ref, kind, sender, recipients,
              CASE WHEN copy_for IS NULL THEN length(body)
-                  ELSE (SELECT length(message) FROM stored_messages s WHERE s.message_ref = queue.message_ref) END,
+                  ELSE COALESCE((SELECT length(message) FROM stored_messages s WHERE s.message_ref = queue.message_ref), 0) END,
              created_at, next_attempt, attempts, last_error FROM queue ORDER BY id",
         )?;
         let rows = statement.query_map([], |row| {

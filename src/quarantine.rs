@@ -32,7 +32,7 @@ const BODY: &str = "CASE WHEN length(q.body) > 0 THEN q.body
 
 fn columns() -> String {
     format!(
-        "q.id, q.message_ref, q.category, q.reason, q.sender, q.recipients, q.subject, length({BODY}), q.held_at, q.expires_at"
+        "q.id, q.message_ref, q.category, q.reason, q.sender, q.recipients, q.subject, COALESCE(length({BODY}), 0), q.held_at, q.expires_at"
     )
 }
 
@@ -125,7 +125,12 @@ impl Store {
             HeldCopy::Stored(_) => vec![(entry.recipients.clone(), DeliveryBody::Rendered { recipient: None })],
         };
         let mut connection = self.lock();
-        let transaction = connection.transaction()?;
+        // Immediate: the write lock is taken first, so the check below sees what another process
+        // (the gateway expiring holds, an operator deleting one) did in the meantime.
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if transaction.execute("DELETE FROM quarantine WHERE id = ?1", [id])? == 0 {
+            return Err(StoreError::NotFound(format!("quarantine {id}")));
+        }
         let now = now();
         for (recipients, body) in copies {
             insert_delivery(
@@ -140,7 +145,6 @@ impl Store {
                 now,
             )?;
         }
-        transaction.execute("DELETE FROM quarantine WHERE id = ?1", [id])?;
         transaction.execute(
             "UPDATE messages SET verdict = 'released' WHERE message_ref = ?1",
             [&entry.message_ref],

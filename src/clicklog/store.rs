@@ -174,9 +174,26 @@ pub(super) fn finish(path: &Path, connection: Option<Connection>) -> rusqlite::R
     connection.close().map_err(|(_, error)| error)
 }
 
-/// Slices a crash left unfinished: a log still beside them.
+/// Slices not finished yet (a crash, a slice dropped after a write error): a log still beside
+/// them, or no message index. Called before the writer starts, so none of them is being written.
 pub(super) fn unfinished(dir: &Path) -> Vec<PathBuf> {
-    slices(dir).into_iter().filter(|path| wal_path(path).exists()).collect()
+    slices(dir)
+        .into_iter()
+        .filter(|path| wal_path(path).exists() || !has_message_index(path))
+        .collect()
+}
+
+fn has_message_index(path: &Path) -> bool {
+    // Read-write (never create): a read-only connection to a WAL database leaves its `-wal` and
+    // `-shm` behind when it closes.
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+        .and_then(|connection| {
+            connection
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'clicks_message'")?
+                .exists([])
+        })
+        .unwrap_or(false)
 }
 
 /// The slices in `dir`, newest first.
@@ -209,28 +226,50 @@ pub struct ClickQuery {
 /// Reads clicks, newest first, straight from the slices (works whether or not the server runs),
 /// then from `clicks.db`, the single store of earlier versions, if there is one.
 pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent>, ClickLogError> {
-    let mut paths = slices(&slices_dir(data_dir));
+    let mut paths: Vec<(PathBuf, u64)> = slices(&slices_dir(data_dir))
+        .into_iter()
+        .map(|path| {
+            let started = slice_start_ms(&path);
+            (path, started)
+        })
+        .collect();
     let legacy = data_dir.join("clicks.db");
     if legacy.is_file() {
-        paths.push(legacy);
+        paths.push((legacy, 0));
     }
     let limit = if query.limit == 0 { usize::MAX } else { query.limit };
-    let mut clicks = Vec::new();
-    let mut past_limit = 0;
-    for path in paths {
+    let mut clicks: Vec<ClickEvent> = Vec::new();
+    for (path, started_ms) in paths {
         clicks.extend(read_slice(&path, query, limit)?);
-        // Clicks near a slice boundary can be committed on either side of it: one more slice
-        // past the limit settles the order.
-        if clicks.len() >= limit {
-            past_limit += 1;
-            if past_limit > 1 {
-                break;
-            }
+        // A click's id carries the millisecond its request began, and it is committed after
+        // that, so every click in an older slice began before this slice was started. Once
+        // `limit` clicks began after that, no older slice can hold a newer one.
+        let newer = clicks.iter().filter(|click| id_ms(&click.id) > started_ms).count();
+        if newer >= limit {
+            break;
         }
     }
     clicks.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+    // A spool replayed twice (a crash between the replay and the spool's truncation) can put a
+    // click in two slices; the id is the same.
+    clicks.dedup_by(|a, b| a.id == b.id);
     clicks.truncate(limit);
     Ok(clicks)
+}
+
+/// The millisecond a slice was started, from its name.
+fn slice_start_ms(path: &Path) -> u64 {
+    path.file_stem()
+        .and_then(|stem| stem.to_str())
+        .and_then(|stem| stem.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The millisecond a click's request began: the first 48 bits of its id ([`ClickEvent::new_id`]).
+fn id_ms(id: &str) -> u64 {
+    id.get(..12)
+        .and_then(|ms| u64::from_str_radix(ms, 16).ok())
+        .unwrap_or(0)
 }
 
 fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<ClickEvent>, ClickLogError> {

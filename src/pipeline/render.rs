@@ -115,17 +115,37 @@ impl Renderer {
     }
 }
 
-/// An `Authentication-Results` payload as one line of at most `limit` bytes, cut at a `;`
-/// between results when longer. One line because the ARC signature covers the field in relaxed
-/// canonical form and mail-auth writes the payload as given; the full, folded field is stamped on
-/// the copy as `Authentication-Results` anyway.
+/// An `Authentication-Results` payload as one line of at most `limit` bytes. One line because
+/// the ARC signature covers the field in relaxed canonical form and mail-auth writes the payload
+/// as given; the full, folded field is stamped on the copy as `Authentication-Results` anyway.
+/// When too long, results are dropped whole, DKIM ones first (a message can carry any number of
+/// signatures; SPF, ARC and DMARC are what a downstream host trusts the seal for), and a payload
+/// left with no result says `none`.
 pub fn one_line_results(results: &str, limit: usize) -> String {
-    let mut line = results.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
-    if line.len() > limit {
-        let cut = line[..limit].rfind(';').unwrap_or(0);
-        line.truncate(cut);
+    let line = results.split_ascii_whitespace().collect::<Vec<_>>().join(" ");
+    if line.len() <= limit {
+        return line;
     }
-    line
+    let mut clauses = line.split(';').map(str::trim);
+    let mut kept = clauses.next().unwrap_or_default().to_string();
+    let (dkim, others): (Vec<&str>, Vec<&str>) = clauses.partition(|clause| clause.starts_with("dkim"));
+    let mut added = 0;
+    for clause in others.into_iter().chain(dkim) {
+        if kept.len() + 2 + clause.len() <= limit {
+            kept.push_str("; ");
+            kept.push_str(clause);
+            added += 1;
+        }
+    }
+    if added == 0 {
+        let mut end = limit.saturating_sub(6).min(kept.len());
+        while !kept.is_char_boundary(end) {
+            end -= 1;
+        }
+        kept.truncate(end);
+        kept.push_str("; none");
+    }
+    kept
 }
 
 #[cfg(test)]
@@ -140,5 +160,17 @@ mod tests {
             "gw.test; spf=pass smtp.mailfrom=a@b.test; dkim=pass header.d=b.test"
         );
         assert_eq!(one_line_results(folded, 50), "gw.test; spf=pass smtp.mailfrom=a@b.test");
+        let many = format!(
+            "gw.test; spf=pass; {} arc=none; dmarc=pass header.from=b.test",
+            "dkim=fail header.d=b.test header.s=é; ".repeat(40)
+        );
+        let cut = one_line_results(&many, 200);
+        assert!(cut.len() <= 200, "{cut}");
+        assert!(
+            cut.starts_with("gw.test; spf=pass; arc=none; dmarc=pass header.from=b.test; dkim=fail"),
+            "{cut}"
+        );
+        let bare = one_line_results(&"é".repeat(600), 100);
+        assert!(bare.len() <= 100 && bare.ends_with("; none"), "{bare}");
     }
 }
