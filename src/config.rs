@@ -397,6 +397,9 @@ pub struct PipelineConfig {
     pub max_in_flight: usize,
     /// Attempts at filtering one message before it is held as `damaged` with the error.
     pub max_attempts: u32,
+    /// People whose name on mail from outside our domains is impersonation (`FROM_VIP_NAME_OUTSIDE`):
+    /// "Jane Smith", matched whatever the order of the words, case and punctuation.
+    pub vip_names: Vec<String>,
 }
 
 impl Default for PipelineConfig {
@@ -414,6 +417,7 @@ impl Default for PipelineConfig {
             max_nesting: 64,
             max_in_flight: 64,
             max_attempts: 3,
+            vip_names: Vec::new(),
         }
     }
 }
@@ -509,6 +513,18 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+impl PipelineConfig {
+    /// The symbols transport rules add that are not in the registry: the operator's own.
+    pub fn custom_symbols(&self) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(|rule| rule.symbol.as_ref())
+            .filter(|symbol| crate::pipeline::symbols::registered(&symbol.to_ascii_uppercase()).is_none())
+            .cloned()
+            .collect()
+    }
+}
+
 impl Config {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -542,6 +558,7 @@ impl Config {
         for range in self.smtp.allow_ips.iter().chain(&self.smtp.block_ips) {
             range.parse::<crate::smtp::IpRange>()?;
         }
+        crate::pipeline::SymbolTable::new(&self.pipeline.symbols, &self.pipeline.custom_symbols())?;
         Ok(())
     }
 

@@ -95,6 +95,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Analyse one message (stdin) and decide as the gateway would, delivering nothing: the
+    /// verdict, the scores and every symbol with its weight and what triggered it.
+    Scan {
+        /// Envelope sender (default: the From address).
+        #[arg(long)]
+        from: Option<String>,
+        /// Envelope recipients (default: recipient@<first smtp.domains entry>).
+        #[arg(long)]
+        to: Vec<String>,
+        /// The client address the message came from.
+        #[arg(long, default_value = "127.0.0.1")]
+        ip: std::net::IpAddr,
+        /// The client's HELO name.
+        #[arg(long, default_value = "localhost")]
+        helo: String,
+        /// No DNS: skip SPF, DKIM, DMARC and ARC.
+        #[arg(long)]
+        offline: bool,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+        /// List every registered symbol with its group and default weight, and exit.
+        #[arg(long)]
+        symbols: bool,
+    },
     /// Read the click log (works whether or not the server runs).
     Clicks {
         /// How many clicks, newest first (0: all).
@@ -197,6 +222,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report,
         } => rewrite(&config, recipient, message_ref, report),
         Command::Decode { links, json } => decode(&config, &links, json),
+        Command::Scan {
+            from,
+            to,
+            ip,
+            helo,
+            offline,
+            json,
+            symbols,
+        } => {
+            if symbols {
+                for symbol in portcullis::pipeline::symbols::REGISTRY {
+                    println!(
+                        "{:<26} {:>+7.2} {:<8} {}",
+                        symbol.name,
+                        symbol.weight,
+                        symbol.group.as_str(),
+                        symbol.about
+                    );
+                }
+                return Ok(ExitCode::SUCCESS);
+            }
+            scan(&mut config, from, to, ip, helo, offline, json)
+        }
         Command::Keys { action } => keys(&config, action),
         Command::Queue { action } => queue(&config, action),
         Command::Quarantine { action } => quarantine(&config, action),
@@ -302,6 +350,65 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// `portcullis scan`: the gateway's analysis and decision for one message from stdin.
+fn scan(
+    config: &mut Config,
+    from: Option<String>,
+    to: Vec<String>,
+    ip: std::net::IpAddr,
+    helo: String,
+    offline: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use portcullis::pipeline::{Envelope, Pipeline, Resolver};
+    let mut message = Vec::new();
+    std::io::stdin().read_to_end(&mut message)?;
+    if offline {
+        config.pipeline.authenticate = false;
+    }
+    let resolver = if config.pipeline.authenticate {
+        Some(Resolver::new(&config.dns).map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
+    let headers = portcullis::rewrite::mime::parse_headers(&message);
+    let sender = from.unwrap_or_else(|| {
+        let from = headers.get("from").unwrap_or_default();
+        match (from.rfind('<'), from.rfind('>')) {
+            (Some(start), Some(end)) if start < end => from[start + 1..end].trim().to_string(),
+            _ => from.trim().to_string(),
+        }
+    });
+    let recipients = if to.is_empty() {
+        let domain = config.smtp.domains.first().map_or("localhost", String::as_str);
+        vec![format!("recipient@{domain}")]
+    } else {
+        to
+    };
+    let envelope = Envelope {
+        message_ref: portcullis::smtp::server::new_message_ref(),
+        sender,
+        recipients,
+        client_ip: ip,
+        helo,
+        tls: false,
+        received_at: portcullis::store::now(),
+        connection_symbols: Vec::new(),
+    };
+    let keys = open_keys(&config.data_dir)?;
+    let pipeline = Pipeline::new(config, keys, resolver, None);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let analysis = runtime.block_on(pipeline.analyse(&envelope, &message));
+    let outcome = pipeline.conclude(&envelope, &message, &analysis, true);
+    let explanation = pipeline.explain(&analysis, &outcome);
+    if json {
+        println!("{}", serde_json::to_string(&explanation)?);
+    } else {
+        print!("{}", explanation.to_text());
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn open_keys(data_dir: &Path) -> anyhow::Result<KeyRing> {

@@ -15,6 +15,7 @@ use mail_auth::{
 };
 
 use crate::config::DnsConfig;
+use crate::pipeline::symbols::{self, Hit, Symbol};
 
 /// The gateway's resolver: SPF, DKIM, DMARC and IP blocklist lookups all go through it, so its
 /// cache serves them all.
@@ -85,7 +86,7 @@ fn reversed(ip: IpAddr) -> String {
 
 /// What the authentication stage found.
 pub struct Verdicts {
-    pub symbols: Vec<String>,
+    pub symbols: Vec<Hit>,
     /// The `Authentication-Results` field (with its name and CRLF).
     pub header: String,
 }
@@ -123,20 +124,34 @@ pub async fn verify<'x>(
         .verify_dmarc(DmarcParameters::new(message, &dkim, mail_from_domain, &spf))
         .await;
 
-    let mut symbols = vec![spf_symbol(&spf).to_string()];
-    symbols.push(dkim_symbol(dkim.iter().map(|d| d.result())).to_string());
-    if !arc.sets().is_empty() {
-        symbols.push(
-            match arc.result() {
-                DkimResult::Pass => "ARC_PASS",
-                _ => "ARC_FAIL",
-            }
-            .to_string(),
-        );
-    }
-    symbols.push(dmarc_symbol(&dmarc).to_string());
-
     let header_from = message.from();
+    let spf_identity = if sender.is_empty() {
+        format!("HELO {helo_domain}")
+    } else {
+        sender.to_string()
+    };
+    let mut symbols = vec![Hit::new(spf_symbol(&spf), format!("{spf_identity} from {client_ip}"))];
+    let signers: Vec<String> = dkim
+        .iter()
+        .filter_map(|d| d.signature().map(|s| format!("d={} s={}", s.d, s.s)))
+        .collect();
+    symbols.push(Hit::new(
+        dkim_symbol(dkim.iter().map(|d| d.result())),
+        if signers.is_empty() {
+            "no signature".to_string()
+        } else {
+            signers.join(", ")
+        },
+    ));
+    if !arc.sets().is_empty() {
+        let symbol = match arc.result() {
+            DkimResult::Pass => &symbols::ARC_PASS,
+            _ => &symbols::ARC_FAIL,
+        };
+        symbols.push(Hit::new(symbol, format!("{} ARC sets", arc.sets().len())));
+    }
+    symbols.push(Hit::new(dmarc_symbol(&dmarc), format!("header.from={header_from}")));
+
     let results = AuthenticationResults::new(hostname)
         .with_spf_mailfrom_result(&spf, client_ip, sender, helo_domain)
         .with_dkim_results(&dkim, header_from)
@@ -147,48 +162,56 @@ pub async fn verify<'x>(
     (Verdicts { symbols, header }, arc, results)
 }
 
-fn spf_symbol(spf: &SpfOutput) -> &'static str {
+fn spf_symbol(spf: &SpfOutput) -> &'static Symbol {
     match spf.result() {
-        SpfResult::Pass => "SPF_PASS",
-        SpfResult::Fail => "SPF_FAIL",
-        SpfResult::SoftFail => "SPF_SOFTFAIL",
-        SpfResult::Neutral => "SPF_NEUTRAL",
-        SpfResult::TempError => "SPF_TEMPERROR",
-        SpfResult::PermError => "SPF_PERMERROR",
-        SpfResult::None => "SPF_NONE",
+        SpfResult::Pass => &symbols::SPF_PASS,
+        SpfResult::Fail => &symbols::SPF_FAIL,
+        SpfResult::SoftFail => &symbols::SPF_SOFTFAIL,
+        SpfResult::Neutral => &symbols::SPF_NEUTRAL,
+        SpfResult::TempError => &symbols::SPF_TEMPERROR,
+        SpfResult::PermError => &symbols::SPF_PERMERROR,
+        SpfResult::None => &symbols::SPF_NONE,
     }
 }
 
 /// The best DKIM result among the signatures: one passing signature is enough.
-fn dkim_symbol<'a>(results: impl Iterator<Item = &'a DkimResult>) -> &'static str {
+fn dkim_symbol<'a>(results: impl Iterator<Item = &'a DkimResult>) -> &'static Symbol {
     let rank = |result: &DkimResult| match result {
-        DkimResult::Pass => (0, "DKIM_PASS"),
-        DkimResult::Fail(_) => (1, "DKIM_FAIL"),
-        DkimResult::PermError(_) => (2, "DKIM_PERMERROR"),
-        DkimResult::TempError(_) => (3, "DKIM_TEMPERROR"),
-        DkimResult::Neutral(_) => (4, "DKIM_NEUTRAL"),
-        DkimResult::None => (5, "DKIM_NONE"),
+        DkimResult::Pass => 0,
+        DkimResult::Fail(_) => 1,
+        DkimResult::PermError(_) => 2,
+        DkimResult::TempError(_) => 3,
+        DkimResult::Neutral(_) => 4,
+        DkimResult::None => 5,
     };
-    results.map(rank).min().map_or("DKIM_NONE", |(_, symbol)| symbol)
+    const BY_RANK: [&Symbol; 6] = [
+        &symbols::DKIM_PASS,
+        &symbols::DKIM_FAIL,
+        &symbols::DKIM_PERMERROR,
+        &symbols::DKIM_TEMPERROR,
+        &symbols::DKIM_NEUTRAL,
+        &symbols::DKIM_NONE,
+    ];
+    BY_RANK[results.map(rank).min().unwrap_or(5)]
 }
 
 /// DMARC passes when SPF or DKIM passes aligned; a failure carries the domain's published policy.
-fn dmarc_symbol(dmarc: &DmarcOutput) -> &'static str {
+fn dmarc_symbol(dmarc: &DmarcOutput) -> &'static Symbol {
     let (spf, dkim) = (dmarc.spf_result(), dmarc.dkim_result());
     if *spf == DmarcResult::Pass || *dkim == DmarcResult::Pass {
-        return "DMARC_PASS";
+        return &symbols::DMARC_PASS;
     }
     if dmarc.dmarc_record().is_none() {
         return match (spf, dkim) {
-            (DmarcResult::TempError(_), _) | (_, DmarcResult::TempError(_)) => "DMARC_TEMPERROR",
-            (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => "DMARC_PERMERROR",
-            _ => "DMARC_NONE",
+            (DmarcResult::TempError(_), _) | (_, DmarcResult::TempError(_)) => &symbols::DMARC_TEMPERROR,
+            (DmarcResult::PermError(_), _) | (_, DmarcResult::PermError(_)) => &symbols::DMARC_PERMERROR,
+            _ => &symbols::DMARC_NONE,
         };
     }
     match dmarc.policy() {
-        Policy::Reject => "DMARC_POLICY_REJECT",
-        Policy::Quarantine => "DMARC_POLICY_QUARANTINE",
-        Policy::None | Policy::Unspecified => "DMARC_POLICY_NONE",
+        Policy::Reject => &symbols::DMARC_POLICY_REJECT,
+        Policy::Quarantine => &symbols::DMARC_POLICY_QUARANTINE,
+        Policy::None | Policy::Unspecified => &symbols::DMARC_POLICY_NONE,
     }
 }
 

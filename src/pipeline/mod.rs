@@ -4,11 +4,13 @@
 //! milter and HTTP hooks will too. Copies are made later, by [`render`].
 
 pub mod auth;
+pub mod explain;
 pub mod headers;
 pub mod malware;
 pub mod render;
 pub mod rules;
 pub mod seal;
+pub mod sender;
 pub mod symbols;
 
 use std::net::IpAddr;
@@ -27,7 +29,7 @@ pub use auth::Resolver;
 pub use render::{RenderPlan, Renderer, SealPlan};
 pub use rules::{RuleAction, TransportRule};
 pub use seal::ArcKey;
-pub use symbols::{Category, Scores, SymbolTable, SymbolWeight, Thresholds};
+pub use symbols::{Category, Hit, Scores, Symbol, SymbolTable, SymbolWeight, Thresholds, Weight};
 
 /// Who sent a message, to whom, from where: everything the SMTP transaction established.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -82,6 +84,31 @@ pub struct Outcome {
     pub plan: Option<RenderPlan>,
 }
 
+/// The sender as the `From` field gives it: the address, and the display name decoded.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub name: Option<String>,
+    pub address: String,
+}
+
+/// What every content stage reads: the message parsed once.
+pub struct ScanContext<'a> {
+    pub envelope: &'a Envelope,
+    pub message: &'a [u8],
+    pub headers: &'a crate::rewrite::mime::Headers,
+    /// Decoded (RFC 2047).
+    pub subject: Option<String>,
+    pub from: Option<Sender>,
+    pub reply_to: Option<String>,
+    pub parts: &'a malware::Parts,
+}
+
+/// A content stage: reads the scan context and the symbols so far, and only adds symbols.
+pub trait Stage: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn check(&self, context: &ScanContext<'_>, hits: &mut Vec<Hit>);
+}
+
 /// What the stages found in one message, before anything is decided: the symbols (connection,
 /// authentication, malware, transport rules, links), the transport rule that decides if one
 /// does, and what rendering its copies will need. Deciding again (a reject that comes after the
@@ -90,7 +117,8 @@ pub struct Outcome {
 pub struct Analysis {
     /// Set when the structure check stopped the analysis: nothing else was looked at.
     pub too_deep: Option<String>,
-    pub symbols: Vec<String>,
+    /// Every symbol added, with what triggered it, in the order the stages ran.
+    pub symbols: Vec<Hit>,
     pub rule: Option<(String, RuleAction, Option<String>)>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
@@ -105,7 +133,7 @@ pub struct Analysis {
 impl Outcome {
     /// A message no stage could finish (an error, a panic, a structure too deep), held unchanged
     /// as quarantine category `damaged` with the reason, for an operator to look at.
-    pub fn damaged(envelope: &Envelope, message: &[u8], reason: &str, symbol: &str) -> Outcome {
+    pub fn damaged(envelope: &Envelope, message: &[u8], reason: &str, symbol: &Symbol) -> Outcome {
         let category = "damaged".to_string();
         let mut outcome = Outcome::refused(envelope, message, String::new(), symbol);
         outcome.verdict = Verdict::Quarantine {
@@ -129,7 +157,7 @@ impl Outcome {
     }
 
     /// A message refused at DATA with `reply`, indexed with `symbol` and nothing else looked at.
-    pub fn refused(envelope: &Envelope, message: &[u8], reply: String, symbol: &str) -> Outcome {
+    pub fn refused(envelope: &Envelope, message: &[u8], reply: String, symbol: &Symbol) -> Outcome {
         let headers = parse_headers(message);
         Outcome {
             index: IndexEntry {
@@ -149,11 +177,11 @@ impl Outcome {
                     })
                     .collect(),
                 urls: Vec::new(),
-                symbols: vec![symbol.to_string()],
+                symbols: vec![symbol.name.to_string()],
                 verdict: "reject".into(),
                 category: None,
                 rule: None,
-                details: format!("rule={} policy=reject", symbol.to_ascii_lowercase()),
+                details: format!("rule={} policy=reject", symbol.name.to_ascii_lowercase()),
             },
             verdict: Verdict::Reject { reply },
             deliveries: Vec::new(),
@@ -180,6 +208,8 @@ pub struct Pipeline {
     resolver: Option<Resolver>,
     renderer: Arc<Renderer>,
     table: SymbolTable,
+    /// The content stages, in the order they run.
+    stages: Vec<Box<dyn Stage>>,
 }
 
 impl Pipeline {
@@ -190,7 +220,13 @@ impl Pipeline {
         arc: Option<ArcKey>,
     ) -> Pipeline {
         Pipeline {
-            table: SymbolTable::new(&config.pipeline.symbols),
+            // The configuration was checked when it was loaded (`Config::validate`).
+            table: SymbolTable::new(&config.pipeline.symbols, &config.pipeline.custom_symbols()).unwrap_or_else(
+                |error| {
+                    tracing::error!(%error, "symbol weights not applied");
+                    SymbolTable::built_in()
+                },
+            ),
             config: config.pipeline.clone(),
             quarantine: config.quarantine.clone(),
             hostname: config.smtp.hostname.clone(),
@@ -200,6 +236,14 @@ impl Pipeline {
                 arc,
                 &config.smtp.hostname,
             )),
+            stages: vec![
+                Box::new(sender::HeaderForm),
+                Box::new(sender::Impostor::new(
+                    &config.smtp.domains,
+                    &config.reputation.protected_domains,
+                    &config.pipeline.vip_names,
+                )),
+            ],
         }
     }
 
@@ -209,6 +253,11 @@ impl Pipeline {
 
     pub fn keys(&self) -> std::sync::Arc<KeyRing> {
         self.renderer.rewriter().keys()
+    }
+
+    /// Why `outcome` was decided from `analysis`: every symbol weighed, the scores, the verdict.
+    pub fn explain(&self, analysis: &Analysis, outcome: &Outcome) -> explain::Explanation {
+        explain::Explanation::new(outcome, &analysis.symbols, &self.table)
     }
 
     /// What makes recipients' copies from the stored message: the delivery workers share it.
@@ -246,7 +295,12 @@ impl Pipeline {
         };
 
         // 1. Connection: what the connection filter found at connect time.
-        analysis.symbols.extend(envelope.connection_symbols.iter().cloned());
+        analysis
+            .symbols
+            .extend(envelope.connection_symbols.iter().map(|name| Hit {
+                name: name.clone(),
+                detail: format!("client {}", envelope.client_ip),
+            }));
 
         // 2. Authentication: SPF, DKIM, DMARC and ARC, before anything changes the message.
         if let (true, Some(resolver)) = (self.config.authenticate, &self.resolver)
@@ -264,7 +318,8 @@ impl Pipeline {
             analysis.symbols.extend(verdicts.symbols);
             analysis.authentication = Some(verdicts.header);
             analysis.seal = Some(SealPlan {
-                results: render::one_line_results(&results.to_string(), 900),
+                // 998 bytes a line, less `ARC-Authentication-Results: i=50; `.
+                results: render::one_line_results(&results.to_string(), 960),
                 chain_sets: arc.sets().len(),
                 chain_pass: *arc.result() == mail_auth::DkimResult::Pass,
             });
@@ -273,10 +328,27 @@ impl Pipeline {
         // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
         analysis.infected = malware::has_eicar(message, &parts);
         if analysis.infected {
-            analysis.symbols.push("EICAR".into());
+            analysis
+                .symbols
+                .push(Hit::new(&symbols::EICAR, "EICAR-Test-File signature"));
         }
 
-        // 4. Transport rules: the first matching rule with a final action decides; symbol rules add.
+        // 4. Content: the sender and the form of the header block.
+        let (from, reply_to, subject) = senders(message, &headers);
+        let context = ScanContext {
+            envelope,
+            message,
+            headers: &headers,
+            subject,
+            from,
+            reply_to,
+            parts: &parts,
+        };
+        for stage in &self.stages {
+            stage.check(&context, &mut analysis.symbols);
+        }
+
+        // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
         let rule_input = rules::RuleInput {
             sender: &envelope.sender,
             recipients: &envelope.recipients,
@@ -289,7 +361,10 @@ impl Pipeline {
             match rule.action {
                 RuleAction::Symbol => {
                     if let Some(symbol) = &rule.symbol {
-                        analysis.symbols.push(symbol.to_ascii_uppercase());
+                        analysis.symbols.push(Hit {
+                            name: symbol.to_ascii_uppercase(),
+                            detail: format!("transport rule {}", rule.name),
+                        });
                     }
                 }
                 action => {
@@ -299,7 +374,7 @@ impl Pipeline {
             }
         }
 
-        // 5. Links: every link the rewriter finds, weighed with the rest (the copies are
+        // 6. Links: every link the rewriter finds, weighed with the rest (the copies are
         // rewritten per recipient later, from the same bytes).
         if self.config.rewrite_urls {
             let stripped = headers::strip_forgeable(message, &self.hostname);
@@ -313,10 +388,12 @@ impl Pipeline {
                 Ok(rewritten) => {
                     let report = rewritten.report;
                     if report.links_rewritten > 0 {
-                        analysis.symbols.push("URL_REWRITTEN".into());
+                        let detail = format!("{} links", report.links_rewritten);
+                        analysis.symbols.push(Hit::new(&symbols::URL_REWRITTEN, detail));
                     }
-                    if report.left_unrewritten.contains_key(&LeftReason::Signed) {
-                        analysis.symbols.push("URL_SKIPPED_SIGNED".into());
+                    if let Some(count) = report.left_unrewritten.get(&LeftReason::Signed) {
+                        let detail = format!("{count} links in signed parts");
+                        analysis.symbols.push(Hit::new(&symbols::URL_SKIPPED_SIGNED, detail));
                     }
                     for link in report.links.iter().take(1000) {
                         analysis
@@ -325,7 +402,9 @@ impl Pipeline {
                     }
                 }
                 Err(error) => {
-                    analysis.symbols.push("URL_REWRITE_FAILED".into());
+                    analysis
+                        .symbols
+                        .push(Hit::new(&symbols::URL_REWRITE_FAILED, error.to_string()));
                     tracing::warn!(message_ref = %envelope.message_ref, %error, "links not rewritten");
                 }
             }
@@ -342,13 +421,13 @@ impl Pipeline {
                     envelope,
                     message,
                     format!("554 5.6.0 {reason}; message not accepted"),
-                    "MIME_TOO_DEEP",
+                    &symbols::MIME_TOO_DEEP,
                 )
             } else {
-                Outcome::damaged(envelope, message, reason, "MIME_TOO_DEEP")
+                Outcome::damaged(envelope, message, reason, &symbols::MIME_TOO_DEEP)
             };
         }
-        let scores = Scores::of(&analysis.symbols, &self.table);
+        let scores = Scores::of(analysis.symbols.iter().map(|hit| hit.name.as_str()), &self.table);
         let (mut verdict, rule_label) = self.decide(analysis, &scores);
         if !can_reject && let Verdict::Reject { .. } = verdict {
             let category = if scores.malware >= self.config.thresholds.malware {
@@ -367,12 +446,13 @@ impl Pipeline {
         let spam_flag = matches!(&verdict, Verdict::Quarantine { category, .. } if category != "malware" && category != "transport")
             || matches!(verdict, Verdict::Reject { .. });
         let details = format!(
-            "rule={rule_label} policy={} score={} suspectscore={} phishscore={} bulkscore={} malwarescore={}",
+            "rule={rule_label} policy={} score={} suspectscore={} phishscore={} bulkscore={} impostorscore={} malwarescore={}",
             verdict.name(),
             round(scores.spam),
             round(scores.suspect),
             round(scores.phish),
             round(scores.bulk),
+            round(scores.impostor),
             round(scores.malware),
         );
         let mut stamp = Vec::new();
@@ -473,7 +553,7 @@ impl Pipeline {
                 subject: analysis.subject.clone(),
                 recipients,
                 urls: analysis.urls.clone(),
-                symbols: analysis.symbols.clone(),
+                symbols: analysis.symbols.iter().map(|hit| hit.name.clone()).collect(),
                 verdict: verdict.name().into(),
                 category,
                 rule,
@@ -524,34 +604,64 @@ impl Pipeline {
             );
         }
         // The allow list skips spam filtering; malware scanning above still applies.
-        if context.symbols.iter().any(|s| s == "IP_ALLOW") {
+        if context.symbols.iter().any(|hit| hit.name == symbols::IP_ALLOW.name) {
             return (Verdict::Deliver, "allowlisted".into());
         }
         if scores.total() >= thresholds.reject {
-            let reply = if context.symbols.iter().any(|s| s == "DMARC_POLICY_REJECT") {
+            let reply = if context
+                .symbols
+                .iter()
+                .any(|hit| hit.name == symbols::DMARC_POLICY_REJECT.name)
+            {
                 "550 5.7.1 Rejected by the sender domain's DMARC policy".to_string()
             } else {
                 "550 5.7.1 Message refused as spam".to_string()
             };
             return (Verdict::Reject { reply }, "reject".into());
         }
-        for (score, threshold, category) in [
-            (scores.phish, thresholds.phish, "phish"),
-            (scores.spam, thresholds.spam, "spam"),
-            (scores.bulk, thresholds.bulk, "bulk"),
+        // Impersonation is held as phish (as Exchange Online Protection does), labelled `impostor`.
+        for (score, threshold, category, label) in [
+            (scores.phish, thresholds.phish, "phish", "phish"),
+            (scores.impostor, thresholds.impostor, "phish", "impostor"),
+            (scores.spam, thresholds.spam, "spam", "spam"),
+            (scores.bulk, thresholds.bulk, "bulk", "bulk"),
         ] {
             if score >= threshold {
                 return (
                     Verdict::Quarantine {
                         category: category.into(),
-                        reason: format!("{category} score {} >= {threshold}", round(score)),
+                        reason: format!("{label} score {} >= {threshold}", round(score)),
                     },
-                    category.into(),
+                    label.into(),
                 );
             }
         }
         (Verdict::Deliver, "notspam".into())
     }
+}
+
+/// The `From` sender (display name decoded, RFC 2047), the `Reply-To` address and the decoded
+/// subject, read from the top-level header block only.
+fn senders(
+    message: &[u8],
+    headers: &crate::rewrite::mime::Headers,
+) -> (Option<Sender>, Option<String>, Option<String>) {
+    let block = &message[..headers.body_start.min(message.len())];
+    let Some(parsed) = mail_parser::MessageParser::default().parse_headers(block) else {
+        return (None, None, None);
+    };
+    let from = parsed.from().and_then(|from| from.first()).and_then(|first| {
+        Some(Sender {
+            name: first.name().map(str::to_string),
+            address: first.address()?.to_string(),
+        })
+    });
+    let reply_to = parsed
+        .reply_to()
+        .and_then(|reply_to| reply_to.first())
+        .and_then(|first| first.address())
+        .map(str::to_string);
+    (from, reply_to, parsed.subject().map(str::to_string))
 }
 
 /// The time signed into a message's links: when it arrived.

@@ -1,10 +1,15 @@
-//! Symbols, their weights and categories, and the thresholds that turn scores into a verdict.
-//! Weights are data: the built-in table below is merged with `[pipeline.symbols]`.
+//! Symbols: the one registry of every name a stage can add, each with its group and default
+//! weight; the weights configuration may change (`[pipeline.symbols]`, checked against the
+//! registry so a typo is an error, never a silent zero); and the thresholds that turn scores into
+//! a verdict.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::reputation::heuristics::edit_distance;
+
+/// A symbol's group: which score its weight adds to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Category {
@@ -12,6 +17,10 @@ pub enum Category {
     Phish,
     Bulk,
     Malware,
+    /// Impersonation: a sender pretending to be someone it is not (`impostorscore`).
+    Spoof,
+    /// An operator's rule: its weight adds to the spam score.
+    Policy,
     /// Suspicious but not yet spam: reported as `suspectscore`, never decides alone.
     Suspect,
     /// Informational: recorded and stamped, weight ignored.
@@ -25,17 +34,128 @@ impl Category {
             Category::Phish => "phish",
             Category::Bulk => "bulk",
             Category::Malware => "malware",
+            Category::Spoof => "spoof",
+            Category::Policy => "policy",
             Category::Suspect => "suspect",
             Category::Info => "info",
         }
     }
 }
 
+/// A configured weight: for a registered symbol the group may be left out (it keeps its own); a
+/// symbol of the operator's own (a transport rule's) must say its group.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SymbolWeight {
     pub weight: f64,
-    pub category: Category,
+    #[serde(alias = "category", default)]
+    pub group: Option<Category>,
+}
+
+/// A resolved weight: how much, and which score it adds to.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weight {
+    pub weight: f64,
+    pub group: Category,
+}
+
+/// One registered symbol.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Symbol {
+    pub name: &'static str,
+    pub group: Category,
+    pub weight: f64,
+    /// What it means, for `portcullis scan` and the docs.
+    pub about: &'static str,
+}
+
+/// A symbol a stage added to one message, and what triggered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hit {
+    pub name: String,
+    pub detail: String,
+}
+
+impl Hit {
+    pub fn new(symbol: &Symbol, detail: impl Into<String>) -> Hit {
+        Hit {
+            name: symbol.name.to_string(),
+            detail: detail.into(),
+        }
+    }
+}
+
+macro_rules! registry {
+    ($($name:ident: $group:ident, $weight:expr, $about:expr;)*) => {
+        $(pub const $name: Symbol = Symbol {
+            name: stringify!($name),
+            group: Category::$group,
+            weight: $weight,
+            about: $about,
+        };)*
+        /// Every built-in symbol, in the order the stages add them.
+        pub const REGISTRY: &[Symbol] = &[$($name),*];
+    };
+}
+
+registry! {
+    IP_ALLOW: Info, 0.0, "client address on smtp.allow_ips: spam scoring skipped";
+    IP_BLOCK: Spam, 100.0, "client address on smtp.block_ips";
+    SPF_PASS: Spam, -0.5, "SPF passes for the envelope sender";
+    SPF_FAIL: Spam, 3.0, "SPF fails: the client may not send for the envelope sender's domain";
+    SPF_SOFTFAIL: Spam, 1.0, "SPF soft-fails";
+    SPF_NEUTRAL: Spam, 0.0, "SPF neutral";
+    SPF_NONE: Spam, 0.5, "no SPF record";
+    SPF_TEMPERROR: Info, 0.0, "SPF lookup failed temporarily";
+    SPF_PERMERROR: Spam, 0.5, "SPF record broken";
+    DKIM_PASS: Spam, -0.5, "a DKIM signature verifies";
+    DKIM_FAIL: Spam, 1.0, "DKIM signatures fail";
+    DKIM_NEUTRAL: Info, 0.0, "DKIM neutral";
+    DKIM_NONE: Info, 0.0, "no DKIM signature";
+    DKIM_TEMPERROR: Info, 0.0, "DKIM key lookup failed temporarily";
+    DKIM_PERMERROR: Spam, 0.5, "DKIM signature or key broken";
+    DMARC_PASS: Phish, -1.0, "SPF or DKIM passes aligned with the From domain";
+    DMARC_NONE: Info, 0.0, "the From domain publishes no DMARC record";
+    DMARC_POLICY_NONE: Phish, 1.0, "DMARC fails; the domain asks for no action";
+    DMARC_POLICY_QUARANTINE: Phish, 6.0, "DMARC fails; the domain asks for quarantine";
+    DMARC_POLICY_REJECT: Phish, 15.0, "DMARC fails; the domain asks for rejection";
+    DMARC_TEMPERROR: Info, 0.0, "DMARC lookup failed temporarily";
+    DMARC_PERMERROR: Info, 0.0, "DMARC record broken";
+    ARC_PASS: Info, 0.0, "the message arrived with a valid ARC chain";
+    ARC_FAIL: Info, 0.0, "the message arrived with a broken ARC chain";
+    EICAR: Malware, 100.0, "the EICAR test file";
+    FROM_OWN_DOMAIN_UNAUTHENTICATED: Spoof, 8.0, "From one of our own domains (smtp.domains) without passing DMARC";
+    FROM_LOOKALIKE_DOMAIN: Spoof, 6.0, "From a domain that looks like one of ours or a protected one";
+    FROM_VIP_NAME_OUTSIDE: Spoof, 5.0, "a protected person's name (pipeline.vip_names) on an outside address";
+    FROM_NAME_HAS_OTHER_ADDRESS: Spoof, 3.0, "the display name shows an address of another domain";
+    FROM_INVISIBLE_CHARACTERS: Spoof, 2.0, "zero-width or bidi characters in the sender's name";
+    REPLY_TO_FREEMAIL: Spoof, 2.5, "answers go to a free mail address while the sender is not one";
+    REPLY_TO_OTHER_DOMAIN: Spoof, 0.5, "answers go to another domain than the sender's";
+    MISSING_FROM: Spam, 2.0, "no From field";
+    MISSING_DATE: Spam, 1.0, "no Date field";
+    INVALID_DATE: Spam, 1.0, "a Date field that does not parse";
+    MISSING_MESSAGE_ID: Spam, 0.5, "no Message-ID field";
+    INVALID_MESSAGE_ID: Spam, 1.0, "a Message-ID that is not <local@domain>";
+    SUBJECT_ALL_CAPS: Spam, 1.0, "a subject of ten or more letters, all capitals";
+    SUBJECT_INVISIBLE_CHARACTERS: Spam, 2.0, "zero-width or bidi characters in the subject";
+    URL_REWRITTEN: Info, 0.0, "links rewritten to the click service";
+    URL_SKIPPED_SIGNED: Info, 0.0, "links in a signed (S/MIME, PGP) part left alone";
+    URL_REWRITE_FAILED: Info, 0.0, "the rewriter could not read the message; links left as they were";
+    MIME_TOO_DEEP: Info, 0.0, "MIME structure nested deeper than pipeline.max_nesting";
+    PROCESSING_FAILED: Info, 0.0, "filtering failed pipeline.max_attempts times";
+}
+
+/// Symbols named at run time: `DNSBL_<ZONE>` for each zone in `smtp.dnsbl_zones`.
+pub const DNSBL_PREFIX: &str = "DNSBL_";
+/// The weight and group of every `DNSBL_<ZONE>`, unless configured per zone.
+const DNSBL_DEFAULT: Weight = Weight {
+    weight: 10.0,
+    group: Category::Spam,
+};
+
+/// The registered symbol of that name.
+pub fn registered(name: &str) -> Option<&'static Symbol> {
+    REGISTRY.iter().find(|symbol| symbol.name == name)
 }
 
 /// Score at or above which each verdict applies.
@@ -48,6 +168,8 @@ pub struct Thresholds {
     pub phish: f64,
     pub bulk: f64,
     pub malware: f64,
+    /// Impersonation at or above this is held as phish.
+    pub impostor: f64,
 }
 
 impl Default for Thresholds {
@@ -58,111 +180,115 @@ impl Default for Thresholds {
             phish: 6.0,
             bulk: 7.0,
             malware: 1.0,
+            impostor: 6.0,
         }
     }
 }
 
-/// The built-in weights. A name ending in `*` matches every symbol with that prefix.
-const BUILT_IN: &[(&str, f64, Category)] = &[
-    ("IP_ALLOW", 0.0, Category::Info),
-    ("IP_BLOCK", 100.0, Category::Spam),
-    ("DNSBL_*", 10.0, Category::Spam),
-    ("SPF_PASS", -0.5, Category::Spam),
-    ("SPF_FAIL", 3.0, Category::Spam),
-    ("SPF_SOFTFAIL", 1.0, Category::Spam),
-    ("SPF_NEUTRAL", 0.0, Category::Spam),
-    ("SPF_NONE", 0.5, Category::Spam),
-    ("SPF_TEMPERROR", 0.0, Category::Info),
-    ("SPF_PERMERROR", 0.5, Category::Spam),
-    ("DKIM_PASS", -0.5, Category::Spam),
-    ("DKIM_FAIL", 1.0, Category::Spam),
-    ("DKIM_NEUTRAL", 0.0, Category::Info),
-    ("DKIM_NONE", 0.0, Category::Info),
-    ("DKIM_TEMPERROR", 0.0, Category::Info),
-    ("DKIM_PERMERROR", 0.5, Category::Spam),
-    ("DMARC_PASS", -1.0, Category::Phish),
-    ("DMARC_NONE", 0.0, Category::Info),
-    ("DMARC_POLICY_NONE", 1.0, Category::Phish),
-    ("DMARC_POLICY_QUARANTINE", 6.0, Category::Phish),
-    ("DMARC_POLICY_REJECT", 15.0, Category::Phish),
-    ("DMARC_TEMPERROR", 0.0, Category::Info),
-    ("DMARC_PERMERROR", 0.0, Category::Info),
-    ("ARC_PASS", 0.0, Category::Info),
-    ("ARC_FAIL", 0.0, Category::Info),
-    ("EICAR", 100.0, Category::Malware),
-    ("URL_REWRITTEN", 0.0, Category::Info),
-    ("URL_SKIPPED_SIGNED", 0.0, Category::Info),
-];
-
-/// Weights looked up by symbol name.
+/// Weights looked up by symbol name: the registry's, with the configured ones over them.
 #[derive(Debug, Clone)]
 pub struct SymbolTable {
-    exact: BTreeMap<String, SymbolWeight>,
-    prefixes: Vec<(String, SymbolWeight)>,
+    configured: BTreeMap<String, Weight>,
 }
 
 impl SymbolTable {
-    pub fn new(overrides: &BTreeMap<String, SymbolWeight>) -> Self {
-        let mut all: BTreeMap<String, SymbolWeight> = BUILT_IN
-            .iter()
-            .map(|&(name, weight, category)| (name.to_string(), SymbolWeight { weight, category }))
-            .collect();
-        all.extend(overrides.iter().map(|(k, v)| (k.to_ascii_uppercase(), *v)));
-        let mut table = SymbolTable {
-            exact: BTreeMap::new(),
-            prefixes: Vec::new(),
-        };
-        for (name, weight) in all {
-            match name.strip_suffix('*') {
-                Some(prefix) => table.prefixes.push((prefix.to_string(), weight)),
-                None => {
-                    table.exact.insert(name, weight);
+    /// The registry with `overrides` applied. `custom` are the operator's own symbol names (the
+    /// `symbol` of transport rules): they may be weighed too, with a group. Any other name is a
+    /// typo, and an error that says which registered name it is closest to.
+    pub fn new(overrides: &BTreeMap<String, SymbolWeight>, custom: &[String]) -> Result<Self, String> {
+        let mut configured = BTreeMap::new();
+        for (name, weight) in overrides {
+            let upper = name.to_ascii_uppercase();
+            let group = match (registered(&upper), weight.group) {
+                (Some(symbol), group) => group.unwrap_or(symbol.group),
+                (None, group) if upper.starts_with(DNSBL_PREFIX) => group.unwrap_or(DNSBL_DEFAULT.group),
+                (None, Some(group)) if custom.iter().any(|c| c.eq_ignore_ascii_case(&upper)) => group,
+                (None, None) if custom.iter().any(|c| c.eq_ignore_ascii_case(&upper)) => {
+                    return Err(format!(
+                        "pipeline.symbols.{name}: a transport rule's own symbol needs a group (spam, phish, bulk, malware, spoof, policy)"
+                    ));
                 }
+                (None, _) => {
+                    let closest = REGISTRY
+                        .iter()
+                        .map(|symbol| (edit_distance(&upper, symbol.name), symbol.name))
+                        .min()
+                        .map(|(_, name)| name)
+                        .unwrap_or_default();
+                    return Err(format!(
+                        "pipeline.symbols.{name}: no such symbol (closest: {closest}); `portcullis scan --symbols` lists them"
+                    ));
+                }
+            };
+            configured.insert(
+                upper,
+                Weight {
+                    weight: weight.weight,
+                    group,
+                },
+            );
+        }
+        for name in custom {
+            if registered(&name.to_ascii_uppercase()).is_none() && !configured.contains_key(&name.to_ascii_uppercase())
+            {
+                return Err(format!(
+                    "transport rule symbol {name} is weighed nowhere: add it to [pipeline.symbols] with a weight and group"
+                ));
             }
         }
-        // Longest prefix first, so a specific `DNSBL_ZEN_*` beats `DNSBL_*`.
-        table
-            .prefixes
-            .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        table
+        Ok(SymbolTable { configured })
     }
 
-    /// The weight of a symbol; symbols nobody weighed are informational.
-    pub fn weight(&self, symbol: &str) -> SymbolWeight {
-        if let Some(weight) = self.exact.get(symbol) {
+    /// The registry's weights, nothing configured.
+    pub fn built_in() -> Self {
+        SymbolTable {
+            configured: BTreeMap::new(),
+        }
+    }
+
+    /// The weight of a symbol.
+    pub fn weight(&self, symbol: &str) -> Weight {
+        if let Some(weight) = self.configured.get(symbol) {
             return *weight;
         }
-        self.prefixes
-            .iter()
-            .find(|(prefix, _)| symbol.starts_with(prefix.as_str()))
-            .map(|(_, weight)| *weight)
-            .unwrap_or(SymbolWeight {
-                weight: 0.0,
-                category: Category::Info,
-            })
+        if let Some(symbol) = registered(symbol) {
+            return Weight {
+                weight: symbol.weight,
+                group: symbol.group,
+            };
+        }
+        if symbol.starts_with(DNSBL_PREFIX) {
+            return DNSBL_DEFAULT;
+        }
+        Weight {
+            weight: 0.0,
+            group: Category::Info,
+        }
     }
 }
 
 /// The summed score of each category.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Scores {
     pub spam: f64,
     pub phish: f64,
     pub bulk: f64,
     pub malware: f64,
+    pub impostor: f64,
     pub suspect: f64,
 }
 
 impl Scores {
-    pub fn of(symbols: &[String], table: &SymbolTable) -> Scores {
+    pub fn of<'a>(symbols: impl IntoIterator<Item = &'a str>, table: &SymbolTable) -> Scores {
         let mut scores = Scores::default();
         for symbol in symbols {
-            let SymbolWeight { weight, category } = table.weight(symbol);
-            match category {
-                Category::Spam => scores.spam += weight,
+            let Weight { weight, group } = table.weight(symbol);
+            match group {
+                Category::Spam | Category::Policy => scores.spam += weight,
                 Category::Phish => scores.phish += weight,
                 Category::Bulk => scores.bulk += weight,
                 Category::Malware => scores.malware += weight,
+                Category::Spoof => scores.impostor += weight,
                 Category::Suspect => scores.suspect += weight,
                 Category::Info => {}
             }
@@ -170,9 +296,9 @@ impl Scores {
         scores
     }
 
-    /// Spam, phish and bulk together: what the reject threshold is compared with.
+    /// Spam, phish, bulk and impostor together: what the reject threshold is compared with.
     pub fn total(&self) -> f64 {
-        self.spam + self.phish + self.bulk
+        self.spam + self.phish + self.bulk + self.impostor
     }
 }
 
@@ -180,27 +306,64 @@ impl Scores {
 mod tests {
     use super::*;
 
+    fn weight(weight: f64, group: Option<Category>) -> SymbolWeight {
+        SymbolWeight { weight, group }
+    }
+
     #[test]
-    fn overrides_and_prefixes() {
+    fn overrides_families_and_typos() {
         let mut overrides = BTreeMap::new();
-        overrides.insert(
-            "dnsbl_zen_spamhaus_org".to_string(),
-            SymbolWeight {
-                weight: 20.0,
-                category: Category::Spam,
-            },
-        );
-        let table = SymbolTable::new(&overrides);
+        overrides.insert("dnsbl_zen_spamhaus_org".to_string(), weight(20.0, None));
+        overrides.insert("SPF_SOFTFAIL".to_string(), weight(2.0, None));
+        let table = SymbolTable::new(&overrides, &[]).unwrap();
         assert_eq!(table.weight("DNSBL_ZEN_SPAMHAUS_ORG").weight, 20.0);
         assert_eq!(table.weight("DNSBL_OTHER").weight, 10.0);
-        assert_eq!(table.weight("NOBODY_KNOWS").category, Category::Info);
-        let scores = Scores::of(
-            &["SPF_FAIL".into(), "DMARC_POLICY_REJECT".into(), "EICAR".into()],
-            &table,
+        assert_eq!(
+            table.weight("SPF_SOFTFAIL"),
+            Weight {
+                weight: 2.0,
+                group: Category::Spam
+            }
         );
+        assert_eq!(table.weight("NOBODY_KNOWS").group, Category::Info);
+        let scores = Scores::of(["SPF_FAIL", "DMARC_POLICY_REJECT", "EICAR"], &table);
         assert_eq!(scores.spam, 3.0);
         assert_eq!(scores.phish, 15.0);
         assert_eq!(scores.malware, 100.0);
         assert_eq!(scores.total(), 18.0);
+
+        let mut typo = BTreeMap::new();
+        typo.insert("SPF_SOFTFAILL".to_string(), weight(2.0, None));
+        let error = SymbolTable::new(&typo, &[]).unwrap_err();
+        assert!(error.contains("no such symbol (closest: SPF_SOFTFAIL)"), "{error}");
+
+        let custom = vec!["VENDOR_INVOICE".to_string()];
+        assert!(
+            SymbolTable::new(&BTreeMap::new(), &custom)
+                .unwrap_err()
+                .contains("weighed nowhere")
+        );
+        let mut declared = BTreeMap::new();
+        declared.insert("VENDOR_INVOICE".to_string(), weight(4.0, None));
+        assert!(
+            SymbolTable::new(&declared, &custom)
+                .unwrap_err()
+                .contains("needs a group")
+        );
+        declared.insert("VENDOR_INVOICE".to_string(), weight(4.0, Some(Category::Policy)));
+        let table = SymbolTable::new(&declared, &custom).unwrap();
+        assert_eq!(Scores::of(["VENDOR_INVOICE"], &table).spam, 4.0);
+    }
+
+    #[test]
+    fn every_registered_name_is_unique_and_upper_case() {
+        let mut names: Vec<&str> = REGISTRY.iter().map(|s| s.name).collect();
+        assert!(names.iter().all(|n| {
+            n.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        }));
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
     }
 }

@@ -41,30 +41,39 @@ impl Heuristics {
         };
         // The url crate gives punycode; look at what the user is shown.
         let (unicode, _) = idna::domain_to_unicode(&host);
-        for (protected, protected_skeleton) in &self.protected {
-            if host == *protected || host.ends_with(&format!(".{protected}")) {
-                return None;
-            }
-            let registrable = registrable_part(&unicode);
-            let candidate_skeleton: String = skeleton(registrable).collect();
-            if candidate_skeleton == *protected_skeleton {
-                return suspicious(
-                    Category::Phish,
-                    format!("{unicode} looks like {protected} (confusable characters)"),
-                );
-            }
-            let distance = edit_distance(registrable, protected);
-            if distance > 0 && distance <= 1 + usize::from(protected.len() > 12) {
-                return suspicious(
-                    Category::Phish,
-                    format!("{unicode} is {distance} edit(s) from {protected}"),
-                );
-            }
+        if let Some(reason) = self.lookalike(&host) {
+            return suspicious(Category::Phish, reason);
         }
         if host.split('.').any(|label| label.starts_with("xn--")) {
             let labels_mixed = unicode.split('.').any(|label| !label.is_single_script());
             if labels_mixed {
                 return suspicious(Category::Phish, format!("mixed-script host {unicode}"));
+            }
+        }
+        None
+    }
+}
+
+impl Heuristics {
+    /// Why `domain` (ASCII or punycode) looks like a protected domain without being it or under
+    /// it: the same confusable skeleton, or an edit or two away.
+    pub fn lookalike(&self, domain: &str) -> Option<String> {
+        let host = domain.trim_end_matches('.').to_ascii_lowercase();
+        let (unicode, _) = idna::domain_to_unicode(&host);
+        for (protected, _) in &self.protected {
+            if host == *protected || host.ends_with(&format!(".{protected}")) {
+                return None;
+            }
+        }
+        let registrable = registrable_part(&unicode);
+        let candidate_skeleton: String = skeleton(registrable).collect();
+        for (protected, protected_skeleton) in &self.protected {
+            if candidate_skeleton == *protected_skeleton {
+                return Some(format!("{unicode} looks like {protected} (confusable characters)"));
+            }
+            let distance = edit_distance(registrable, protected);
+            if distance > 0 && distance <= 1 + usize::from(protected.len() > 12) {
+                return Some(format!("{unicode} is {distance} edit(s) from {protected}"));
             }
         }
         None
@@ -80,7 +89,7 @@ fn registrable_part(host: &str) -> &str {
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
     let mut previous: Vec<usize> = (0..=b.len()).collect();

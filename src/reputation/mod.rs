@@ -5,7 +5,7 @@
 
 mod dnsbl;
 mod feeds;
-mod heuristics;
+pub mod heuristics;
 mod redirects;
 mod safebrowsing;
 mod urlhaus;

@@ -20,7 +20,7 @@ use super::filter::{Admission, ConnectionFilter};
 use super::spool::Spool;
 use super::{domain_of, rfc5322_date};
 use crate::config::{NewlinePolicy, NulPolicy, SmtpConfig};
-use crate::pipeline::{Analysis, Envelope, Outcome, Pipeline, Verdict, headers};
+use crate::pipeline::{Analysis, Envelope, Outcome, Pipeline, Verdict, headers, symbols};
 use crate::store::Store;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -337,7 +337,7 @@ impl Gateway {
     async fn filter(&self, envelope: &Envelope, message: &Arc<Vec<u8>>, can_reject: bool) -> Outcome {
         match self.analyse(envelope, message).await {
             Ok(analysis) => self.pipeline.conclude(envelope, message, &analysis, can_reject),
-            Err(reason) => Outcome::damaged(envelope, message, &reason, "PROCESSING_FAILED"),
+            Err(reason) => Outcome::damaged(envelope, message, &reason, &symbols::PROCESSING_FAILED),
         }
     }
 
@@ -393,7 +393,7 @@ impl Gateway {
             let analysis = gateway.analyse(&envelope, &message).await;
             let decide = |can_reject| match &analysis {
                 Ok(analysis) => gateway.pipeline.conclude(&envelope, &message, analysis, can_reject),
-                Err(reason) => Outcome::damaged(&envelope, &message, reason, "PROCESSING_FAILED"),
+                Err(reason) => Outcome::damaged(&envelope, &message, reason, &symbols::PROCESSING_FAILED),
             };
             let mut outcome = decide(true);
             let late = {

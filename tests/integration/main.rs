@@ -7,6 +7,7 @@
 //! - `rewrite_mime`: MIME structure: attachments, nested messages, signed parts, partial flags.
 //! - `malformed`: broken, huge and hostile input.
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
+//! - `detect`: detection fixtures (`tests/fixtures/detect/`) through `portcullis scan`.
 //! - `fuzz`: seeded mutants of the corpus and of attack structures through the rewriter and pipeline.
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
@@ -17,6 +18,7 @@
 mod click;
 mod common;
 mod corpus;
+mod detect;
 mod fuzz;
 mod gateway;
 mod hostile;
