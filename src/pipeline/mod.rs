@@ -238,6 +238,7 @@ impl Pipeline {
             )),
             stages: vec![
                 Box::new(sender::HeaderForm),
+                Box::new(sender::Bulk),
                 Box::new(sender::Impostor::new(
                     &config.smtp.domains,
                     &config.reputation.protected_domains,
@@ -460,6 +461,10 @@ impl Pipeline {
             stamp.push(header.clone());
         }
         stamp.push(format!("X-Portcullis-Spam-Details: {details}\r\n"));
+        stamp.push(format!(
+            "X-Portcullis-BCL: {}\r\n",
+            scores.bulk.round().clamp(0.0, 9.0) as u8
+        ));
         stamp.push(format!(
             "X-Portcullis-Spam-Flag: {}\r\n",
             if spam_flag { "YES" } else { "NO" }

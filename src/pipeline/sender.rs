@@ -1,5 +1,5 @@
-//! Content stages that read the header block: who the message says it is from, and whether its
-//! form is what real mail looks like. Each is a [`Stage`]: it reads the scan context and only adds
+//! Content stages on the sender and the form of a message: who it says it is from, whether its
+//! header block looks like real mail, and how much it looks like bulk mail. Each is a [`Stage`]: it reads the scan context and only adds
 //! symbols; the weights live in the registry (`symbols`).
 
 use crate::pipeline::symbols::{self, Hit};
@@ -206,6 +206,103 @@ fn clip(value: &str) -> String {
     value.chars().take(80).collect()
 }
 
+/// Bulk mail signals, EOP's bulk complaint level (BCL) in spirit: list headers, one-click
+/// unsubscribe, `Precedence: bulk`, an email service provider's fingerprints, unsubscribe wording
+/// and tracking pixels. Their weights (group bulk) sum to the bulk score; `X-Portcullis-BCL` is that
+/// score rounded and capped at 9.
+pub struct Bulk;
+
+/// Header fields only bulk senders' platforms write.
+const ESP_FIELDS: &[&str] = &[
+    "x-mailgun-sid",
+    "x-mailgun-variables",
+    "x-ses-outgoing",
+    "x-sg-eid",
+    "x-sg-id",
+    "x-mc-user",
+    "x-mandrill-user",
+    "x-campaign",
+    "x-campaignid",
+    "x-mailchimp-campaign",
+    "x-sfmc-stack",
+    "x-marketo-id",
+    "x-hubspot-id",
+    "x-cmae-score",
+    "feedback-id",
+];
+
+const UNSUBSCRIBE_WORDS: &[&str] = &["unsubscribe", "opt out", "opt-out", "配信停止", "登録解除"];
+
+impl Stage for Bulk {
+    fn name(&self) -> &'static str {
+        "bulk"
+    }
+
+    fn check(&self, context: &ScanContext<'_>, hits: &mut Vec<Hit>) {
+        let headers = context.headers;
+        if let Some(unsubscribe) = headers.get("list-unsubscribe") {
+            hits.push(Hit::new(&symbols::BULK_LIST_UNSUBSCRIBE, clip(unsubscribe)));
+        }
+        if headers.get("list-unsubscribe-post").is_some() {
+            hits.push(Hit::new(&symbols::BULK_ONE_CLICK_UNSUBSCRIBE, "List-Unsubscribe-Post"));
+        }
+        if let Some(list) = headers.get("list-id") {
+            hits.push(Hit::new(&symbols::BULK_LIST_ID, clip(list)));
+        }
+        if let Some(precedence) = headers.get("precedence")
+            && ["bulk", "list", "junk"].contains(&precedence.trim().to_ascii_lowercase().as_str())
+        {
+            hits.push(Hit::new(
+                &symbols::BULK_PRECEDENCE,
+                format!("Precedence: {}", clip(precedence)),
+            ));
+        }
+        if let Some((name, _, _)) = headers
+            .fields
+            .iter()
+            .find(|(name, _, _)| ESP_FIELDS.contains(&name.as_str()))
+        {
+            hits.push(Hit::new(&symbols::BULK_ESP, format!("{name} field")));
+        }
+        let mut wording = None;
+        let mut pixel = false;
+        for body in &context.parts.bodies {
+            let text = String::from_utf8_lossy(body).to_lowercase();
+            if wording.is_none() {
+                wording = UNSUBSCRIBE_WORDS.iter().find(|word| text.contains(*word));
+            }
+            pixel = pixel || has_tracking_pixel(&text);
+        }
+        if let Some(word) = wording {
+            hits.push(Hit::new(
+                &symbols::BULK_UNSUBSCRIBE_WORDING,
+                format!("\"{word}\" in the body"),
+            ));
+        }
+        if pixel {
+            hits.push(Hit::new(&symbols::BULK_TRACKING_PIXEL, "a 1×1 image"));
+        }
+    }
+}
+
+/// An `<img>` one pixel wide and high: a read receipt nobody asked for.
+fn has_tracking_pixel(html: &str) -> bool {
+    html.match_indices("<img").any(|(at, _)| {
+        let tag = &html[at..html[at..].find('>').map_or(html.len(), |end| at + end)];
+        let one = |attribute: &str| {
+            [
+                format!("{attribute}=\"1\""),
+                format!("{attribute}='1'"),
+                format!("{attribute}=1 "),
+                format!("{attribute}:1px"),
+            ]
+            .iter()
+            .any(|form| tag.contains(form.as_str()))
+        };
+        one("width") && one("height")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +312,13 @@ mod tests {
         assert_eq!(normalise_name("Smith, Jane"), normalise_name("jane  SMITH"));
         assert_ne!(normalise_name("Jane Smith"), normalise_name("Jane Smithers"));
         assert!(invisible('\u{200B}') && invisible('\u{202E}') && !invisible('a'));
+    }
+
+    #[test]
+    fn tracking_pixels_are_one_by_one_images() {
+        assert!(has_tracking_pixel(r#"<p>x</p><img src="o.gif" width="1" height="1">"#));
+        assert!(has_tracking_pixel("<img style=\"width:1px;height:1px\" src=o.gif>"));
+        assert!(!has_tracking_pixel(r#"<img src="logo.png" width="120" height="1">"#));
+        assert!(!has_tracking_pixel("<img src=\"a\" width=\"1\""));
     }
 }

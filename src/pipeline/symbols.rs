@@ -131,6 +131,13 @@ registry! {
     FROM_INVISIBLE_CHARACTERS: Spoof, 2.0, "zero-width or bidi characters in the sender's name";
     REPLY_TO_FREEMAIL: Spoof, 2.5, "answers go to a free mail address while the sender is not one";
     REPLY_TO_OTHER_DOMAIN: Spoof, 0.5, "answers go to another domain than the sender's";
+    BULK_LIST_UNSUBSCRIBE: Bulk, 2.0, "a List-Unsubscribe field";
+    BULK_ONE_CLICK_UNSUBSCRIBE: Bulk, 1.0, "one-click unsubscribe (RFC 8058)";
+    BULK_LIST_ID: Bulk, 1.0, "a List-Id field";
+    BULK_PRECEDENCE: Bulk, 2.0, "Precedence: bulk, list or junk";
+    BULK_ESP: Bulk, 2.0, "header fields of a bulk email service provider";
+    BULK_UNSUBSCRIBE_WORDING: Bulk, 1.0, "unsubscribe wording in the body";
+    BULK_TRACKING_PIXEL: Bulk, 1.0, "a 1×1 tracking image";
     MISSING_FROM: Spam, 2.0, "no From field";
     MISSING_DATE: Spam, 1.0, "no Date field";
     INVALID_DATE: Spam, 1.0, "a Date field that does not parse";

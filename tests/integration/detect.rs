@@ -26,6 +26,13 @@ const COVERED: &[&str] = &[
     "SUBJECT_ALL_CAPS",
     "SUBJECT_INVISIBLE_CHARACTERS",
     "EICAR",
+    "BULK_LIST_UNSUBSCRIBE",
+    "BULK_ONE_CLICK_UNSUBSCRIBE",
+    "BULK_LIST_ID",
+    "BULK_PRECEDENCE",
+    "BULK_ESP",
+    "BULK_UNSUBSCRIBE_WORDING",
+    "BULK_TRACKING_PIXEL",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
