@@ -36,7 +36,7 @@ impl Explanation {
         let (category, reason) = match &outcome.verdict {
             Verdict::Deliver => (None, String::new()),
             Verdict::Quarantine { category, reason } => (Some(category.clone()), reason.clone()),
-            Verdict::Reject { reply } => (None, reply.clone()),
+            Verdict::Reject { refusal } => (None, refusal.text()),
             Verdict::Discard { rule } => (None, format!("transport rule {rule}")),
         };
         Explanation {

@@ -53,13 +53,41 @@ pub enum Verdict {
         category: String,
         reason: String,
     },
-    /// Refuse at DATA with this reply (code, enhanced code, text).
+    /// Refuse at DATA, for this reason (the SMTP server turns it into a reply).
     Reject {
-        reply: String,
+        refusal: Refusal,
     },
     Discard {
         rule: String,
     },
+}
+
+/// Why a message is refused; transport-free (the SMTP server maps it to a reply code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    /// A transport rule with `action = "reject"`, with its text.
+    Policy { text: Option<String> },
+    /// The sender domain's DMARC policy says reject.
+    Dmarc,
+    /// The total score passed `thresholds.reject`.
+    Spam,
+    /// The message's structure cannot be filtered (nesting past `pipeline.max_nesting`).
+    Structure { reason: String },
+}
+
+impl Refusal {
+    /// In words, for the sender and the operator.
+    pub fn text(&self) -> String {
+        match self {
+            Refusal::Policy { text } => text
+                .as_deref()
+                .map(headers::clean)
+                .unwrap_or_else(|| "Message refused by policy".into()),
+            Refusal::Dmarc => "Rejected by the sender domain's DMARC policy".into(),
+            Refusal::Spam => "Message refused as spam".into(),
+            Refusal::Structure { reason } => format!("{reason}; message not accepted"),
+        }
+    }
 }
 
 impl Verdict {
@@ -135,7 +163,10 @@ impl Outcome {
     /// as quarantine category `damaged` with the reason, for an operator to look at.
     pub fn damaged(envelope: &Envelope, message: &[u8], reason: &str, symbol: &Symbol) -> Outcome {
         let category = "damaged".to_string();
-        let mut outcome = Outcome::refused(envelope, message, String::new(), symbol);
+        let refusal = Refusal::Structure {
+            reason: reason.to_string(),
+        };
+        let mut outcome = Outcome::refused(envelope, message, refusal, symbol);
         outcome.verdict = Verdict::Quarantine {
             category: category.clone(),
             reason: reason.to_string(),
@@ -157,7 +188,7 @@ impl Outcome {
     }
 
     /// A message refused at DATA with `reply`, indexed with `symbol` and nothing else looked at.
-    pub fn refused(envelope: &Envelope, message: &[u8], reply: String, symbol: &Symbol) -> Outcome {
+    pub fn refused(envelope: &Envelope, message: &[u8], refusal: Refusal, symbol: &Symbol) -> Outcome {
         let headers = parse_headers(message);
         Outcome {
             index: IndexEntry {
@@ -183,7 +214,7 @@ impl Outcome {
                 rule: None,
                 details: format!("rule={} policy=reject", symbol.name.to_ascii_lowercase()),
             },
-            verdict: Verdict::Reject { reply },
+            verdict: Verdict::Reject { refusal },
             deliveries: Vec::new(),
             hold: None,
             plan: None,
@@ -421,7 +452,7 @@ impl Pipeline {
                 Outcome::refused(
                     envelope,
                     message,
-                    format!("554 5.6.0 {reason}; message not accepted"),
+                    Refusal::Structure { reason: reason.clone() },
                     &symbols::MIME_TOO_DEEP,
                 )
             } else {
@@ -579,13 +610,7 @@ impl Pipeline {
             return match action {
                 RuleAction::Reject => (
                     Verdict::Reject {
-                        reply: format!(
-                            "550 5.7.1 {}",
-                            message
-                                .as_deref()
-                                .map(headers::clean)
-                                .unwrap_or_else(|| "Message refused by policy".into())
-                        ),
+                        refusal: Refusal::Policy { text: message.clone() },
                     },
                     label,
                 ),
@@ -613,16 +638,16 @@ impl Pipeline {
             return (Verdict::Deliver, "allowlisted".into());
         }
         if scores.total() >= thresholds.reject {
-            let reply = if context
+            let refusal = if context
                 .symbols
                 .iter()
                 .any(|hit| hit.name == symbols::DMARC_POLICY_REJECT.name)
             {
-                "550 5.7.1 Rejected by the sender domain's DMARC policy".to_string()
+                Refusal::Dmarc
             } else {
-                "550 5.7.1 Message refused as spam".to_string()
+                Refusal::Spam
             };
-            return (Verdict::Reject { reply }, "reject".into());
+            return (Verdict::Reject { refusal }, "reject".into());
         }
         // Impersonation is held as phish (as Exchange Online Protection does), labelled `impostor`.
         for (score, threshold, category, label) in [

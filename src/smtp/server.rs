@@ -20,7 +20,7 @@ use super::filter::{Admission, ConnectionFilter};
 use super::spool::Spool;
 use super::{domain_of, rfc5322_date};
 use crate::config::{NewlinePolicy, NulPolicy, SmtpConfig};
-use crate::pipeline::{Analysis, Envelope, Outcome, Pipeline, Verdict, headers, symbols};
+use crate::pipeline::{Analysis, Envelope, Outcome, Pipeline, Refusal, Verdict, headers, symbols};
 use crate::store::Store;
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -410,7 +410,7 @@ impl Gateway {
                 outcome = decide(false);
             }
             let reply = match &outcome.verdict {
-                Verdict::Reject { reply } => reply.clone(),
+                Verdict::Reject { refusal } => reply_for(refusal),
                 _ => format!("250 2.0.0 Ok: queued as {}", envelope.message_ref),
             };
             let rejected = matches!(outcome.verdict, Verdict::Reject { .. });
@@ -944,6 +944,14 @@ impl Session<'_> {
 }
 
 /// What a failed pipeline task said: its panic message, or why it was cancelled.
+/// The DATA reply for a refusal: 554 5.6.0 for a structure we cannot filter, 550 5.7.1 for policy.
+fn reply_for(refusal: &Refusal) -> String {
+    match refusal {
+        Refusal::Structure { .. } => format!("554 5.6.0 {}", refusal.text()),
+        _ => format!("550 5.7.1 {}", refusal.text()),
+    }
+}
+
 fn describe_failure(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
         return error.to_string();
