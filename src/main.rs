@@ -373,14 +373,9 @@ fn scan(
     } else {
         None
     };
-    let headers = portcullis::rewrite::mime::parse_headers(&message);
-    let sender = from.unwrap_or_else(|| {
-        let from = headers.get("from").unwrap_or_default();
-        match (from.rfind('<'), from.rfind('>')) {
-            (Some(start), Some(end)) if start < end => from[start + 1..end].trim().to_string(),
-            _ => from.trim().to_string(),
-        }
-    });
+    let sender = from
+        .or_else(|| portcullis::pipeline::from_address(&message))
+        .unwrap_or_default();
     let recipients = if to.is_empty() {
         let domain = config.smtp.domains.first().map_or("localhost", String::as_str);
         vec![format!("recipient@{domain}")]

@@ -6,6 +6,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::pipeline::RenderPlan;
 use crate::store::{
     DeliveryBody, DeliveryKind, NewDelivery, Store, StoreError, StoredMessage, forget_unreferenced, insert_delivery,
     now,
@@ -110,7 +111,7 @@ impl Store {
         let (entry, copy) = self.held_message(id)?;
         let copies: Vec<(Vec<String>, DeliveryBody)> = match copy {
             HeldCopy::Held(literal) => vec![(entry.recipients.clone(), DeliveryBody::Literal(literal))],
-            HeldCopy::Stored(stored) if stored.per_recipient()? => entry
+            HeldCopy::Stored(stored) if serde_json::from_str::<RenderPlan>(&stored.plan)?.per_recipient => entry
                 .recipients
                 .iter()
                 .map(|recipient| {

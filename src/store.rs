@@ -176,18 +176,6 @@ pub struct StoredMessage {
     pub plan: String,
 }
 
-impl StoredMessage {
-    /// Whether a release delivers one copy per recipient (the plan's `per_recipient`).
-    pub fn per_recipient(&self) -> Result<bool, StoreError> {
-        #[derive(Deserialize)]
-        struct Copies {
-            #[serde(default)]
-            per_recipient: bool,
-        }
-        Ok(serde_json::from_str::<Copies>(&self.plan)?.per_recipient)
-    }
-}
-
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

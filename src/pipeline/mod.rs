@@ -319,7 +319,6 @@ impl Pipeline {
             };
         }
         let headers = parse_headers(message);
-        let header_from = headers.get("from").map(|from| address_of(from).to_string());
         let mut analysis = Analysis {
             subject: headers.get("subject").map(headers::clean),
             message_id: headers.get("message-id").map(headers::clean),
@@ -384,7 +383,7 @@ impl Pipeline {
         let rule_input = rules::RuleInput {
             sender: &envelope.sender,
             recipients: &envelope.recipients,
-            header_from: header_from.as_deref(),
+            header_from: context.from.as_ref().map(|from| from.address.as_str()),
             subject: analysis.subject.as_deref(),
             attachment_names: &parts.attachment_names,
             client_ip: envelope.client_ip,
@@ -670,6 +669,11 @@ impl Pipeline {
     }
 }
 
+/// The address of the message's `From` field, as the pipeline reads it.
+pub fn from_address(message: &[u8]) -> Option<String> {
+    senders(message, &parse_headers(message)).0.map(|from| from.address)
+}
+
 /// The `From` sender (display name decoded, RFC 2047), the `Reply-To` address and the decoded
 /// subject, read from the top-level header block only.
 fn senders(
@@ -710,12 +714,4 @@ fn round(score: f64) -> String {
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The address inside a `From:` value (`Name <a@b>` or `a@b`).
-fn address_of(from: &str) -> &str {
-    match (from.rfind('<'), from.rfind('>')) {
-        (Some(start), Some(end)) if start < end => from[start + 1..end].trim(),
-        _ => from.trim(),
-    }
 }
