@@ -4,9 +4,12 @@
 //! milter and HTTP hooks will too. Copies are made later, by [`render`].
 
 pub mod auth;
+pub mod body;
+pub mod content;
 pub mod explain;
 pub mod headers;
 pub mod malware;
+pub mod phish;
 pub mod render;
 pub mod rules;
 pub mod seal;
@@ -129,6 +132,8 @@ pub struct ScanContext<'a> {
     pub from: Option<Sender>,
     pub reply_to: Option<String>,
     pub parts: &'a malware::Parts,
+    /// The text, links and HTML structure as the reader sees them.
+    pub content: content::Content,
 }
 
 /// A content stage: reads the scan context and the symbols so far, and only adds symbols.
@@ -269,6 +274,8 @@ impl Pipeline {
             )),
             stages: vec![
                 Box::new(sender::HeaderForm),
+                Box::new(body::BodyForm),
+                Box::new(phish::Phish),
                 Box::new(sender::Bulk),
                 Box::new(sender::Impostor::new(
                     &config.smtp.domains,
@@ -374,6 +381,7 @@ impl Pipeline {
             from,
             reply_to,
             parts: &parts,
+            content: content::Content::of(&parts),
         };
         for stage in &self.stages {
             stage.check(&context, &mut analysis.symbols);

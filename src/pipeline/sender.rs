@@ -37,7 +37,7 @@ const FREEMAIL: &[&str] = &[
 ];
 
 /// Characters that change how text is shown without being seen: zero-width and bidi controls.
-fn invisible(c: char) -> bool {
+pub(crate) fn invisible(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
 }
 
@@ -166,12 +166,37 @@ impl Stage for HeaderForm {
         if headers.get("from").is_none() {
             hits.push(Hit::new(&symbols::MISSING_FROM, "no From field"));
         }
+        // The newest Received field's time is when the message reached a server; without one,
+        // when it reached us.
+        let received: Vec<&str> = headers
+            .fields
+            .iter()
+            .filter(|(name, _, _)| name == "received")
+            .map(|(_, value, _)| value.as_str())
+            .collect();
+        if received.is_empty() {
+            hits.push(Hit::new(&symbols::RECEIVED_NONE, "no Received field"));
+        }
+        let arrived = received
+            .first()
+            .and_then(|value| value.rsplit_once(';'))
+            .and_then(|(_, date)| mail_parser::DateTime::parse_rfc822(date.trim()))
+            .map_or(context.envelope.received_at, |date| date.to_timestamp());
         match headers.get("date") {
             None => hits.push(Hit::new(&symbols::MISSING_DATE, "no Date field")),
-            Some(date) if mail_parser::DateTime::parse_rfc822(date).is_none() => {
-                hits.push(Hit::new(&symbols::INVALID_DATE, format!("Date: {}", clip(date))));
-            }
-            Some(_) => {}
+            Some(date) => match mail_parser::DateTime::parse_rfc822(date) {
+                None => hits.push(Hit::new(&symbols::INVALID_DATE, format!("Date: {}", clip(date)))),
+                Some(written) => {
+                    let ahead = written.to_timestamp() - arrived;
+                    if ahead > 6 * 3600 {
+                        let detail = format!("{} hours after it was received", ahead / 3600);
+                        hits.push(Hit::new(&symbols::DATE_IN_FUTURE, detail));
+                    } else if ahead < -4 * 86400 {
+                        let detail = format!("{} days before it was received", -ahead / 86400);
+                        hits.push(Hit::new(&symbols::DATE_IN_PAST, detail));
+                    }
+                }
+            },
         }
         match headers.get("message-id") {
             None => hits.push(Hit::new(&symbols::MISSING_MESSAGE_ID, "no Message-ID field")),
@@ -184,6 +209,14 @@ impl Stage for HeaderForm {
             Some(_) => {}
         }
         if let Some(subject) = &context.subject {
+            let lower = subject.trim_start().to_lowercase();
+            let replies = ["re:", "re :", "fw:", "fwd:", "aw:", "sv:", "返信:", "転送:"];
+            if replies.iter().any(|prefix| lower.starts_with(prefix))
+                && headers.get("in-reply-to").is_none()
+                && headers.get("references").is_none()
+            {
+                hits.push(Hit::new(&symbols::SUBJECT_FAKE_REPLY, clip(subject)));
+            }
             let letters: Vec<char> = subject.chars().filter(|c| c.is_alphabetic()).collect();
             if letters.len() >= 10
                 && letters.iter().all(|c| !c.is_lowercase())

@@ -80,12 +80,32 @@ impl Heuristics {
     }
 }
 
-/// The last two labels (`login.example.com` → `example.com`): enough for lookalike checks.
-fn registrable_part(host: &str) -> &str {
-    let mut dots = host.rmatch_indices('.');
-    match (dots.next(), dots.next()) {
-        (Some(_), Some((i, _))) => &host[i + 1..],
-        _ => host,
+/// The organisation's domain, near enough without the public suffix list: the last two labels
+/// (`login.example.com` → `example.com`), or three under the common two-level country suffixes
+/// (`shop.example.co.uk` → `example.co.uk`).
+pub(crate) fn registrable_part(host: &str) -> &str {
+    let host = host.trim_end_matches('.');
+    let labels: Vec<(usize, &str)> = std::iter::once(0)
+        .chain(host.match_indices('.').map(|(i, _)| i + 1))
+        .map(|start| (start, &host[start..]))
+        .collect();
+    let label = |from_end: usize| {
+        labels
+            .len()
+            .checked_sub(from_end)
+            .map(|i| host[labels[i].0..].split('.').next().unwrap_or(""))
+    };
+    let two_level = label(1).is_some_and(|tld| tld.len() == 2)
+        && label(2).is_some_and(|second| {
+            [
+                "co", "com", "net", "org", "ac", "gov", "edu", "ne", "or", "go", "gob", "gv", "ltd", "plc",
+            ]
+            .contains(&second)
+        });
+    let keep = if two_level { 3 } else { 2 };
+    match labels.len().checked_sub(keep) {
+        Some(i) => &host[labels[i].0..],
+        None => host,
     }
 }
 
@@ -121,6 +141,16 @@ mod tests {
 
     fn verdict(h: &Heuristics, url: &str) -> Option<String> {
         h.assess(&Url::parse(url).unwrap()).map(|f| f.reason)
+    }
+
+    #[test]
+    fn registrable_parts() {
+        assert_eq!(registrable_part("login.example.com"), "example.com");
+        assert_eq!(registrable_part("example.com"), "example.com");
+        assert_eq!(registrable_part("localhost"), "localhost");
+        assert_eq!(registrable_part("shop.example.co.uk"), "example.co.uk");
+        assert_eq!(registrable_part("a.b.example.ne.jp."), "example.ne.jp");
+        assert_eq!(registrable_part("www.example.de"), "example.de");
     }
 
     #[test]

@@ -4,11 +4,11 @@
 //! Parts we do not change are copied through byte for byte. In a part we change, only the bytes of
 //! each link are replaced, in the part's own charset, and the part keeps its transfer encoding.
 
-mod charset;
+pub(crate) mod charset;
 mod html;
 pub mod mime;
-mod target;
-mod text;
+pub(crate) mod target;
+pub(crate) mod text;
 mod transfer;
 
 use std::borrow::Cow;
