@@ -1,9 +1,10 @@
 //! Portcullis: an email security gateway. This crate holds the link format ([`token`]), the link
 //! rewriter ([`rewrite`]), the click service ([`redirect`], [`reputation`], [`clicklog`]) and the
-//! inbound SMTP gateway ([`smtp`], [`pipeline`], [`delivery`], [`quarantine`], [`store`]), all run
+//! inbound SMTP gateway ([`smtp`], [`pipeline`] with its [`classifier`], [`delivery`], [`quarantine`], [`store`]), all run
 //! by [`serve`]; the binary `portcullis` is a thin command line over them.
 #![forbid(unsafe_code)]
 
+pub mod classifier;
 pub mod clicklog;
 pub mod config;
 pub mod delivery;

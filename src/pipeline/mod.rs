@@ -282,6 +282,8 @@ impl Pipeline {
                     &config.reputation.protected_domains,
                     &config.pipeline.vip_names,
                 )),
+                // Last: it reads the symbols the stages before it added.
+                Box::new(crate::classifier::Classifier::new(&config.data_dir)),
             ],
         }
     }
@@ -371,21 +373,14 @@ impl Pipeline {
                 .push(Hit::new(&symbols::EICAR, "EICAR-Test-File signature"));
         }
 
-        // 4. Content: the sender and the form of the header block.
-        let (from, reply_to, subject) = senders(message, &headers);
-        let context = ScanContext {
-            envelope,
-            message,
-            headers: &headers,
-            subject,
-            from,
-            reply_to,
-            parts: &parts,
-            content: content::Content::of(&parts),
-        };
+        // 4. Content: the sender, the header block, the body as the reader sees it, links, bulk
+        // signals, then the trained classifier over all of it.
+        let context = scan_context(envelope, message, &headers, &parts);
+        let mut found = Vec::new();
         for stage in &self.stages {
-            stage.check(&context, &mut analysis.symbols);
+            stage.check(&context, &mut found);
         }
+        analysis.symbols.extend(found);
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
         let rule_input = rules::RuleInput {
@@ -449,6 +444,23 @@ impl Pipeline {
             }
         }
         analysis
+    }
+
+    /// A message's classifier features as the classifier stage reads them (after the other
+    /// content stages; no DNS, no links rewritten): what `portcullis train` learns from. `None`
+    /// for a structure nested past `pipeline.max_nesting`.
+    pub fn features(&self, envelope: &Envelope, message: &[u8]) -> Option<Vec<u32>> {
+        let parts = malware::parts(message, self.config.max_nesting);
+        if parts.depth > self.config.max_nesting {
+            return None;
+        }
+        let headers = parse_headers(message);
+        let context = scan_context(envelope, message, &headers, &parts);
+        let mut found = Vec::new();
+        for stage in self.stages.iter().filter(|stage| stage.name() != "classifier") {
+            stage.check(&context, &mut found);
+        }
+        Some(crate::classifier::features(&context, &found))
     }
 
     /// Decides from an analysis and says what to keep: the index entry, the copies to relay or
@@ -674,6 +686,26 @@ impl Pipeline {
             }
         }
         (Verdict::Deliver, "notspam".into())
+    }
+}
+
+/// The message parsed once for the content stages.
+fn scan_context<'a>(
+    envelope: &'a Envelope,
+    message: &'a [u8],
+    headers: &'a crate::rewrite::mime::Headers,
+    parts: &'a malware::Parts,
+) -> ScanContext<'a> {
+    let (from, reply_to, subject) = senders(message, headers);
+    ScanContext {
+        envelope,
+        message,
+        headers,
+        subject,
+        from,
+        reply_to,
+        parts,
+        content: content::Content::of(parts),
     }
 }
 

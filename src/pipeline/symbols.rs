@@ -165,8 +165,8 @@ registry! {
     URL_USERINFO: Phish, 3.0, "a link with a user name before the host (https://bank.example@evil.example/)";
     URL_INVISIBLE_CHARACTERS: Phish, 3.0, "zero-width or bidi characters inside a link";
     CLASSIFIER_SPAM_999: Spam, 7.0, "the trained classifier is at least 99.9% sure this is spam";
-    CLASSIFIER_SPAM_99: Spam, 4.5, "the trained classifier is at least 99% sure this is spam";
-    CLASSIFIER_SPAM_90: Spam, 2.0, "the trained classifier is at least 90% sure this is spam";
+    CLASSIFIER_SPAM_99: Spam, 6.0, "the trained classifier is at least 99% sure this is spam";
+    CLASSIFIER_SPAM_90: Spam, 3.0, "the trained classifier is at least 90% sure this is spam";
     CLASSIFIER_HAM_90: Spam, -1.0, "the trained classifier is at least 90% sure this is not spam";
     CLASSIFIER_HAM_99: Spam, -3.0, "the trained classifier is at least 99% sure this is not spam";
     URL_REWRITTEN: Info, 0.0, "links rewritten to the click service";
