@@ -7,6 +7,8 @@
 //! - `rewrite_mime`: MIME structure: attachments, nested messages, signed parts, partial flags.
 //! - `malformed`: broken, huge and hostile input.
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
+//! - `classifier`: `portcullis train` on directories, mbox files and the corpus; a running gateway
+//!   picking up a new model.
 //! - `detect`: detection fixtures (`tests/fixtures/detect/`) through `portcullis scan`.
 //! - `fuzz`: seeded mutants of the corpus and of attack structures through the rewriter and pipeline.
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
@@ -15,6 +17,7 @@
 //! - `store_once`: one stored message per accepted message, copies rendered and sealed at delivery.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
+mod classifier;
 mod click;
 mod common;
 mod corpus;
