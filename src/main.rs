@@ -94,6 +94,8 @@ enum Command {
         message_ref: Option<String>,
         #[arg(long)]
         json: bool,
+        #[command(subcommand)]
+        action: Option<MessagesAction>,
     },
     /// Analyse one message (stdin) and decide as the gateway would, delivering nothing: the
     /// verdict, the scores and every symbol with its weight and what triggered it.
@@ -176,6 +178,16 @@ enum QueueAction {
         id: Option<i64>,
         #[arg(long)]
         message_ref: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum MessagesAction {
+    /// Why one message got its verdict: every symbol with its weight, group and what triggered it.
+    Show {
+        message_ref: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -292,9 +304,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Queue { action } => queue(&config, action),
         Command::Quarantine { action } => quarantine(&config, action),
         Command::Messages {
+            action: Some(MessagesAction::Show { message_ref, json }),
+            ..
+        } => {
+            let store = Store::open(&config.data_dir)?;
+            let Some(entry) = store.index(1, Some(&message_ref))?.into_iter().next() else {
+                bail!("no message {message_ref} in the index");
+            };
+            if json {
+                println!("{}", serde_json::to_string(&entry)?);
+            } else {
+                print!("{}", explain_entry(&entry));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Messages {
             limit,
             message_ref,
             json,
+            action: None,
         } => {
             let store = Store::open(&config.data_dir)?;
             for entry in store.index(limit, message_ref.as_deref())? {
@@ -500,6 +528,52 @@ fn train(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// An index entry in words: what arrived, the verdict, and every symbol as it was weighed.
+fn explain_entry(entry: &portcullis::store::IndexEntry) -> String {
+    use portcullis::pipeline::symbols::registered;
+    let recipients: Vec<&str> = entry.recipients.iter().map(|r| r.address.as_str()).collect();
+    let mut text = format!(
+        "message {} received {} from {} ({}, HELO {}) to {}\nsubject: {}\nverdict: {}",
+        entry.message_ref,
+        entry.received_at,
+        if entry.sender.is_empty() { "<>" } else { &entry.sender },
+        entry.client_ip,
+        entry.helo,
+        recipients.join(", "),
+        entry.subject.as_deref().unwrap_or(""),
+        entry.verdict
+    );
+    if let Some(category) = &entry.category {
+        text.push_str(&format!(" ({category})"));
+    }
+    if let Some(rule) = &entry.rule {
+        text.push_str(&format!(", transport rule {rule}"));
+    }
+    text.push_str(&format!("\n{}\n", entry.details));
+    if entry.weighed.is_empty() {
+        // Indexed before weights were kept: the names are all there is.
+        for name in &entry.symbols {
+            text.push_str(&format!("  {name}\n"));
+        }
+    }
+    for symbol in &entry.weighed {
+        let about = registered(&symbol.name).map_or("", |s| s.about);
+        text.push_str(&format!(
+            "  {:<26} {:>+7.2} {:<8} {}{}\n",
+            symbol.name,
+            symbol.weight,
+            symbol.group,
+            symbol.detail,
+            if about.is_empty() {
+                String::new()
+            } else {
+                format!(" ({about})")
+            }
+        ));
+    }
+    text
 }
 
 fn open_keys(data_dir: &Path) -> anyhow::Result<KeyRing> {

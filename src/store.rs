@@ -105,6 +105,10 @@ pub struct IndexEntry {
     pub recipients: Vec<IndexedRecipient>,
     pub urls: Vec<String>,
     pub symbols: Vec<String>,
+    /// Every symbol as it was weighed, with what triggered it (empty for entries indexed before
+    /// weights were kept).
+    #[serde(default)]
+    pub weighed: Vec<WeighedSymbol>,
     /// deliver, quarantine, reject, discard.
     pub verdict: String,
     pub category: Option<String>,
@@ -112,6 +116,24 @@ pub struct IndexEntry {
     pub rule: Option<String>,
     /// The `X-Portcullis-Spam-Details` value.
     pub details: String,
+}
+
+/// One symbol of an indexed message: its group and weight when the message was decided, and what
+/// in the message triggered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeighedSymbol {
+    pub name: String,
+    pub group: String,
+    pub weight: f64,
+    pub detail: String,
+}
+
+/// The `symbols` column: weighed symbols, or (entries from before weights were kept) names.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SymbolsColumn {
+    Weighed(Vec<WeighedSymbol>),
+    Names(Vec<String>),
 }
 
 /// A copy to relay: one recipient (or all of them for one copy per message).
@@ -254,7 +276,11 @@ impl Store {
                 entry.subject,
                 serde_json::to_string(&entry.recipients)?,
                 serde_json::to_string(&entry.urls)?,
-                serde_json::to_string(&entry.symbols)?,
+                if entry.weighed.is_empty() {
+                    serde_json::to_string(&entry.symbols)?
+                } else {
+                    serde_json::to_string(&entry.weighed)?
+                },
                 entry.verdict,
                 entry.category,
                 entry.rule,
@@ -300,6 +326,7 @@ impl Store {
                     recipients: Vec::new(),
                     urls: Vec::new(),
                     symbols: Vec::new(),
+                    weighed: Vec::new(),
                     verdict: row.get(10)?,
                     category: row.get(11)?,
                     rule: row.get(12)?,
@@ -315,7 +342,13 @@ impl Store {
             let (mut entry, recipients, urls, symbols) = row?;
             entry.recipients = serde_json::from_str(&recipients)?;
             entry.urls = serde_json::from_str(&urls)?;
-            entry.symbols = serde_json::from_str(&symbols)?;
+            match serde_json::from_str(&symbols)? {
+                SymbolsColumn::Weighed(weighed) => {
+                    entry.symbols = weighed.iter().map(|symbol| symbol.name.clone()).collect();
+                    entry.weighed = weighed;
+                }
+                SymbolsColumn::Names(names) => entry.symbols = names,
+            }
             entries.push(entry);
         }
         Ok(entries)

@@ -214,6 +214,7 @@ impl Outcome {
                     .collect(),
                 urls: Vec::new(),
                 symbols: vec![symbol.name.to_string()],
+                weighed: Vec::new(),
                 verdict: "reject".into(),
                 category: None,
                 rule: None,
@@ -512,6 +513,10 @@ impl Pipeline {
         }
         stamp.push(format!("X-Portcullis-Spam-Details: {details}\r\n"));
         stamp.push(format!(
+            "X-Portcullis-SCL: {}\r\n",
+            self.spam_confidence(analysis, &scores)
+        ));
+        stamp.push(format!(
             "X-Portcullis-BCL: {}\r\n",
             scores.bulk.round().clamp(0.0, 9.0) as u8
         ));
@@ -609,6 +614,19 @@ impl Pipeline {
                 recipients,
                 urls: analysis.urls.clone(),
                 symbols: analysis.symbols.iter().map(|hit| hit.name.clone()).collect(),
+                weighed: analysis
+                    .symbols
+                    .iter()
+                    .map(|hit| {
+                        let weight = self.table.weight(&hit.name);
+                        crate::store::WeighedSymbol {
+                            name: hit.name.clone(),
+                            group: weight.group.as_str().into(),
+                            weight: weight.weight,
+                            detail: hit.detail.clone(),
+                        }
+                    })
+                    .collect(),
                 verdict: verdict.name().into(),
                 category,
                 rule,
@@ -618,6 +636,31 @@ impl Pipeline {
             deliveries,
             hold,
             plan: keep.then_some(plan),
+        }
+    }
+
+    /// A spam confidence level as Exchange Online Protection writes it: -1 allow-listed, 0 or 1
+    /// not spam, 5 or 6 spam, 9 high-confidence spam (at or past the reject threshold).
+    fn spam_confidence(&self, analysis: &Analysis, scores: &Scores) -> i8 {
+        let thresholds = &self.config.thresholds;
+        let spam = scores.spam + scores.phish + scores.impostor;
+        if analysis.symbols.iter().any(|hit| hit.name == symbols::IP_ALLOW.name) {
+            -1
+        } else if scores.total() >= thresholds.reject {
+            9
+        } else if scores.spam >= thresholds.spam
+            || scores.phish >= thresholds.phish
+            || scores.impostor >= thresholds.impostor
+        {
+            if spam >= (thresholds.spam + thresholds.reject) / 2.0 {
+                6
+            } else {
+                5
+            }
+        } else if spam > 0.0 {
+            1
+        } else {
+            0
         }
     }
 

@@ -220,22 +220,26 @@ async fn a_running_gateway_picks_up_a_new_model_without_a_restart() {
             assert!(ok, "{transcript}");
         }
     };
-    let classified = |p: &Portcullis| -> Vec<bool> {
+    // Per message: its reference and whether the classifier called it spam.
+    let classified = |p: &Portcullis| -> Vec<(String, bool)> {
         let out = p.run(&["messages", "--json", "--limit", "0"], b"");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
             .map(|entry| {
-                entry["symbols"]
+                let spam = entry["symbols"]
                     .as_array()
                     .unwrap()
                     .iter()
-                    .any(|s| s.as_str().unwrap().starts_with("CLASSIFIER_SPAM_"))
+                    .any(|s| s.as_str().unwrap().starts_with("CLASSIFIER_SPAM_"));
+                (entry["message_ref"].as_str().unwrap().to_string(), spam)
             })
             .collect()
     };
     send(500).await;
-    assert_eq!(classified(&p), vec![false], "no model, no classifier symbol");
+    let before = classified(&p);
+    assert_eq!(before.len(), 1);
+    assert!(!before[0].1, "no model, no classifier symbol");
 
     let (spam, ham) = write_training_set(p.dir.path());
     let out = p.run(
@@ -254,7 +258,24 @@ async fn a_running_gateway_picks_up_a_new_model_without_a_restart() {
     let mut i = 501;
     loop {
         send(i).await;
-        if classified(&p).iter().any(|c| *c) {
+        if let Some((reference, _)) = classified(&p).into_iter().find(|(_, spam)| *spam) {
+            // The index kept every symbol with its weight and what triggered it.
+            let out = p.run(&["messages", "show", &reference], b"");
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(text.contains(&format!("message {reference} received")), "{text}");
+            let line = text
+                .lines()
+                .find(|l| l.trim_start().starts_with("CLASSIFIER_SPAM_"))
+                .unwrap_or_else(|| panic!("{text}"));
+            assert!(line.contains("spam") && line.contains("p(spam)=0.9"), "{line}");
+            assert!(
+                line.contains("+7.00") || line.contains("+6.00") || line.contains("+3.00"),
+                "{line}"
+            );
+            let missing = p.run(&["messages", "show", "nosuchref"], b"");
+            assert!(!missing.status.success());
+            assert!(String::from_utf8_lossy(&missing.stderr).contains("no message nosuchref in the index"));
             break;
         }
         assert!(Instant::now() < deadline, "the gateway never used the new model");

@@ -269,6 +269,10 @@ async fn relays_one_rewritten_stamped_sealed_copy_per_recipient() {
             "{copy}"
         );
         assert!(copy.contains("X-Portcullis-Virus-Details: clean"));
+        // Spam and bulk confidence as Exchange writes them: not spam, not bulk.
+        let field = |line: &str| copy.lines().any(|l| l.trim_end() == line);
+        assert!(field("X-Portcullis-SCL: 1") || field("X-Portcullis-SCL: 0"), "{copy}");
+        assert!(field("X-Portcullis-BCL: 0"), "{copy}");
         assert!(copy.contains("X-Portcullis-Orig-IP: 127.0.0.1"));
         assert!(copy.contains("X-Portcullis-Orig-Sender: alice@sender.test"));
         assert!(copy.contains("Authentication-Results: gw.test;"), "{copy}");
