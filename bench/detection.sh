@@ -41,6 +41,10 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 if wants portcullis && [ -z "${BENCH_NO_BUILD:-}" ]; then cargo build --release --quiet; fi
 portcullis=$PWD/target/release/portcullis
+# Portcullis runs last; a binary without the train subcommand should fail now, not after the others.
+if wants portcullis && ! "$portcullis" train --help >/dev/null 2>&1; then
+  echo "$portcullis has no train subcommand" >&2; exit 1
+fi
 
 work=$(mktemp -d)
 chmod 755 "$work"  # spamd and rspamd run as nobody and must reach their files inside
@@ -257,11 +261,11 @@ CF
   sa_port=$(port)
   # -x: no per-user preferences, so the site config (and its bayes_path) is the only config.
   spamd -L -x -u nobody -g nogroup -H "$sa/home" --siteconfigpath "$sa/site" \
-    -i "127.0.0.1:$sa_port" -A 127.0.0.1 --min-children 2 -m 2 -s "$sa/spamd.log" 2> "$sa/spamd.err" &
+    -i "127.0.0.1:$sa_port" -A 127.0.0.1 --min-children 2 -m 2 -s stderr 2> "$sa/spamd.log" &
   spamd_pid=$!
   pids+=("$spamd_pid")
   t0=$SECONDS
-  wait_for spamd 300 spamc -d 127.0.0.1 -p "$sa_port" -K || { tail "$sa/spamd.err" "$sa/spamd.log" >&2; exit 1; }
+  wait_for spamd 300 spamc -d 127.0.0.1 -p "$sa_port" -K || { tail "$sa/spamd.log" >&2; exit 1; }
   say "spamassassin: spamd ready in $((SECONDS - t0))s"
   # Proof that spamd reads the trained database: a BAYES_nn rule must fire on a test message.
   probe=$(grep -m1 /test/spam/ "$work/test.list")

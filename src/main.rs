@@ -125,28 +125,7 @@ enum Command {
     /// Train the spam classifier from labelled mail (directories of .eml files, maildirs, mbox
     /// files) and write the model to the data directory; a running gateway picks it up within a
     /// second, without a restart.
-    Train {
-        /// Spam: files or directories (repeatable).
-        #[arg(long, required = true)]
-        spam: Vec<PathBuf>,
-        /// Legitimate mail: files or directories (repeatable).
-        #[arg(long, required = true)]
-        ham: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value = "logistic")]
-        learner: portcullis::classifier::Learner,
-        /// Passes over the messages (logistic only).
-        #[arg(long, default_value_t = 4)]
-        epochs: usize,
-        /// Where to write the model (default: classifier.model in the data directory).
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// Held-out spam to check the model against (not trained on).
-        #[arg(long)]
-        check_spam: Vec<PathBuf>,
-        /// Held-out legitimate mail to check the model against (not trained on).
-        #[arg(long)]
-        check_ham: Vec<PathBuf>,
-    },
+    Train(TrainArgs),
     /// Read the click log (works whether or not the server runs).
     Clicks {
         /// How many clicks, newest first (0: all).
@@ -179,6 +158,30 @@ enum QueueAction {
         #[arg(long)]
         message_ref: Option<String>,
     },
+}
+
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Spam: files or directories (repeatable).
+    #[arg(long, required = true)]
+    spam: Vec<PathBuf>,
+    /// Legitimate mail: files or directories (repeatable).
+    #[arg(long, required = true)]
+    ham: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value = "logistic")]
+    learner: portcullis::classifier::Learner,
+    /// Passes over the messages (logistic only).
+    #[arg(long, default_value_t = 4)]
+    epochs: usize,
+    /// Where to write the model (default: classifier.model in the data directory).
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Held-out spam to check the model against (not trained on).
+    #[arg(long)]
+    check_spam: Vec<PathBuf>,
+    /// Held-out legitimate mail to check the model against (not trained on).
+    #[arg(long)]
+    check_ham: Vec<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -282,24 +285,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             scan(&mut config, from, to, ip, helo, offline, json)
         }
-        Command::Train {
-            spam,
-            ham,
-            learner,
-            epochs,
-            output,
-            check_spam,
-            check_ham,
-        } => train(
-            &mut config,
-            &spam,
-            &ham,
-            learner,
-            epochs,
-            output,
-            &check_spam,
-            &check_ham,
-        ),
+        Command::Train(args) => train(&mut config, args),
         Command::Keys { action } => keys(&config, action),
         Command::Queue { action } => queue(&config, action),
         Command::Quarantine { action } => quarantine(&config, action),
@@ -477,16 +463,16 @@ fn scan(
     Ok(ExitCode::SUCCESS)
 }
 
-fn train(
-    config: &mut Config,
-    spam: &[PathBuf],
-    ham: &[PathBuf],
-    learner: portcullis::classifier::Learner,
-    epochs: usize,
-    output: Option<PathBuf>,
-    check_spam: &[PathBuf],
-    check_ham: &[PathBuf],
-) -> anyhow::Result<ExitCode> {
+fn train(config: &mut Config, args: TrainArgs) -> anyhow::Result<ExitCode> {
+    let TrainArgs {
+        spam,
+        ham,
+        learner,
+        epochs,
+        output,
+        check_spam,
+        check_ham,
+    } = args;
     use portcullis::classifier::{self, MODEL_FILE};
     use portcullis::pipeline::Pipeline;
     // Features are what the stages see without DNS and before links are rewritten.
@@ -495,7 +481,7 @@ fn train(
     let pipeline = Pipeline::new(config, open_keys(&config.data_dir)?, None, None);
     let started = std::time::Instant::now();
     let mut shown = started;
-    let trainer = classifier::train_from(&pipeline, spam, ham, &mut |done, estimate| {
+    let trainer = classifier::train_from(&pipeline, &spam, &ham, &mut |done, estimate| {
         if shown.elapsed().as_millis() >= 500 || done == estimate {
             shown = std::time::Instant::now();
             let rate = done as f64 / started.elapsed().as_secs_f64().max(1e-3);
@@ -522,7 +508,7 @@ fn train(
         started.elapsed().as_secs_f64()
     );
     if !check_spam.is_empty() || !check_ham.is_empty() {
-        let held_out = classifier::train_from(&pipeline, check_spam, check_ham, &mut |_, _| {});
+        let held_out = classifier::train_from(&pipeline, &check_spam, &check_ham, &mut |_, _| {});
         for line in held_out.report(&model) {
             println!("{line}");
         }

@@ -407,7 +407,8 @@ async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::
         }
     };
     let arc = ArcKey::for_config(config).map_err(|e| gateway_error(e.to_string()))?;
-    let pipeline = Arc::new(Pipeline::new(config, keys, resolver.clone(), Some(arc)));
+    let pipeline =
+        Arc::new(Pipeline::new(config, keys, resolver.clone(), Some(arc)).with_correspondents(Arc::new(store.clone())));
     let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(

@@ -43,6 +43,15 @@ CREATE TABLE IF NOT EXISTS messages (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_received ON messages (received_at);
+-- Who has had mail delivered to whom (header From address, recipient), for first contact.
+CREATE TABLE IF NOT EXISTS correspondents (
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    first_seen INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (sender, recipient)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     message_ref TEXT NOT NULL,
@@ -82,7 +91,15 @@ CREATE INDEX IF NOT EXISTS quarantine_message ON quarantine (message_ref);
 /// Columns added after the first release, for stores created before them: `queue.copy_for` is
 /// the JSON of [`DeliveryBody::Rendered`] (NULL: `body` is the literal copy, as every entry was
 /// before), and a quarantine row with an empty `body` refers to `stored_messages`.
-const MIGRATIONS: &[(&str, &str, &str)] = &[("queue", "copy_for", "ALTER TABLE queue ADD COLUMN copy_for TEXT")];
+/// `messages.from_address` is the header From address (NULL before it was kept).
+const MIGRATIONS: &[(&str, &str, &str)] = &[
+    ("queue", "copy_for", "ALTER TABLE queue ADD COLUMN copy_for TEXT"),
+    (
+        "messages",
+        "from_address",
+        "ALTER TABLE messages ADD COLUMN from_address TEXT",
+    ),
+];
 
 /// One recipient of an indexed message and the keyed pseudonym its links carry.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -101,6 +118,9 @@ pub struct IndexEntry {
     pub sender: String,
     pub client_ip: String,
     pub helo: String,
+    /// The header From address.
+    #[serde(default)]
+    pub from_address: Option<String>,
     pub subject: Option<String>,
     pub recipients: Vec<IndexedRecipient>,
     pub urls: Vec<String>,
@@ -116,6 +136,15 @@ pub struct IndexEntry {
     pub rule: Option<String>,
     /// The `X-Portcullis-Spam-Details` value.
     pub details: String,
+}
+
+/// How familiar a sender is to a message's recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Familiarity {
+    /// Whether the store has seen any delivered mail at all.
+    pub anyone: bool,
+    /// How many of the recipients have had mail from this sender before.
+    pub known_to: usize,
 }
 
 /// One symbol of an indexed message: its group and weight when the message was decided, and what
@@ -263,8 +292,8 @@ impl Store {
         transaction
             .prepare_cached(
                 "INSERT OR REPLACE INTO messages (message_ref, received_at, message_id, sender, client_ip, helo,
-                 subject, recipients, urls, symbols, verdict, category, rule, details)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                 subject, recipients, urls, symbols, verdict, category, rule, details, from_address)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
             )?
             .execute(params![
                 entry.message_ref,
@@ -285,7 +314,26 @@ impl Store {
                 entry.category,
                 entry.rule,
                 entry.details,
+                entry.from_address,
             ])?;
+        // A delivered message makes its sender known to its recipients; a held or refused one
+        // does not (an attacker must not become familiar by being caught).
+        if entry.verdict == "deliver"
+            && let Some(from) = &entry.from_address
+        {
+            let mut remember = transaction.prepare_cached(
+                "INSERT INTO correspondents (sender, recipient, first_seen, last_seen, messages)
+                 VALUES (?1, ?2, ?3, ?3, 1)
+                 ON CONFLICT (sender, recipient) DO UPDATE SET last_seen = ?3, messages = messages + 1",
+            )?;
+            for recipient in &entry.recipients {
+                remember.execute(params![
+                    from.to_ascii_lowercase(),
+                    recipient.address.to_ascii_lowercase(),
+                    entry.received_at
+                ])?;
+            }
+        }
         if let Some((message, plan)) = stored {
             transaction
                 .prepare_cached(
@@ -309,7 +357,7 @@ impl Store {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(
             "SELECT message_ref, received_at, message_id, sender, client_ip, helo, subject, recipients, urls,
-             symbols, verdict, category, rule, details FROM messages
+             symbols, verdict, category, rule, details, from_address FROM messages
              WHERE ?1 IS NULL OR message_ref = ?1 ORDER BY received_at DESC, rowid DESC LIMIT ?2",
         )?;
         let limit = if limit == 0 { -1 } else { limit as i64 };
@@ -322,6 +370,7 @@ impl Store {
                     sender: row.get(3)?,
                     client_ip: row.get(4)?,
                     helo: row.get(5)?,
+                    from_address: row.get(14)?,
                     subject: row.get(6)?,
                     recipients: Vec::new(),
                     urls: Vec::new(),
@@ -352,6 +401,24 @@ impl Store {
             entries.push(entry);
         }
         Ok(entries)
+    }
+
+    /// Of `recipients`, how many have had mail from `sender` (a header From address) delivered
+    /// before, and whether anyone has had any (a fresh store knows nobody yet).
+    pub fn correspondents(&self, sender: &str, recipients: &[String]) -> Result<Familiarity, StoreError> {
+        let connection = self.lock();
+        let anyone = connection
+            .prepare_cached("SELECT 1 FROM correspondents LIMIT 1")?
+            .exists([])?;
+        let mut known =
+            connection.prepare_cached("SELECT 1 FROM correspondents WHERE sender = ?1 AND recipient = ?2")?;
+        let mut known_to = 0;
+        for recipient in recipients {
+            if known.exists(params![sender.to_ascii_lowercase(), recipient.to_ascii_lowercase()])? {
+                known_to += 1;
+            }
+        }
+        Ok(Familiarity { anyone, known_to })
     }
 
     /// A stored message and its plan's JSON.

@@ -8,6 +8,7 @@ pub mod body;
 pub mod content;
 pub mod explain;
 pub mod headers;
+pub mod history;
 pub mod malware;
 pub mod phish;
 pub mod render;
@@ -140,6 +141,11 @@ pub struct ScanContext<'a> {
 pub trait Stage: Send + Sync {
     fn name(&self) -> &'static str;
     fn check(&self, context: &ScanContext<'_>, hits: &mut Vec<Hit>);
+    /// Whether checking a message changes what the stage will say of the next (it counts or
+    /// remembers): such stages stay out of training.
+    fn remembers(&self) -> bool {
+        false
+    }
 }
 
 /// What the stages found in one message, before anything is decided: the symbols (connection,
@@ -161,6 +167,8 @@ pub struct Analysis {
     pub seal: Option<SealPlan>,
     /// Every link's destination (foreign wrappers by their inner URL), at most 1,000.
     pub urls: Vec<String>,
+    /// The header From address.
+    pub from_address: Option<String>,
 }
 
 impl Outcome {
@@ -203,6 +211,7 @@ impl Outcome {
                 sender: envelope.sender.clone(),
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
+                from_address: None,
                 subject: headers.get("subject").map(headers::clean),
                 recipients: envelope
                     .recipients
@@ -237,6 +246,9 @@ pub fn retention_days(category: &str, config: &QuarantineConfig) -> i64 {
         _ => 15,
     }
 }
+
+/// How far back near-identical messages count toward a campaign.
+const CAMPAIGN_WINDOW_SECS: i64 = 86_400;
 
 pub struct Pipeline {
     config: PipelineConfig,
@@ -278,6 +290,7 @@ impl Pipeline {
                 Box::new(body::BodyForm),
                 Box::new(phish::Phish),
                 Box::new(sender::Bulk),
+                Box::new(history::Campaigns::new(CAMPAIGN_WINDOW_SECS)),
                 Box::new(sender::Impostor::new(
                     &config.smtp.domains,
                     &config.reputation.protected_domains,
@@ -287,6 +300,16 @@ impl Pipeline {
                 Box::new(crate::classifier::Classifier::new(&config.data_dir)),
             ],
         }
+    }
+
+    /// Adds first contact, from the correspondents `store` keeps (the gateway's own store; the
+    /// command line's one-off scans go without).
+    pub fn with_correspondents(mut self, correspondents: Arc<dyn history::Correspondents>) -> Pipeline {
+        // Before the classifier, which stays last.
+        let at = self.stages.len().saturating_sub(1);
+        self.stages
+            .insert(at, Box::new(history::FirstContact::new(correspondents)));
+        self
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -377,11 +400,11 @@ impl Pipeline {
         // 4. Content: the sender, the header block, the body as the reader sees it, links, bulk
         // signals, then the trained classifier over all of it.
         let context = scan_context(envelope, message, &headers, &parts);
-        let mut found = Vec::new();
+        // Each stage sees what the stages before it found (the impostor stage reads DMARC's).
         for stage in &self.stages {
-            stage.check(&context, &mut found);
+            stage.check(&context, &mut analysis.symbols);
         }
-        analysis.symbols.extend(found);
+        analysis.from_address = context.from.as_ref().map(|from| from.address.clone());
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
         let rule_input = rules::RuleInput {
@@ -458,7 +481,11 @@ impl Pipeline {
         let headers = parse_headers(message);
         let context = scan_context(envelope, message, &headers, &parts);
         let mut found = Vec::new();
-        for stage in self.stages.iter().filter(|stage| stage.name() != "classifier") {
+        for stage in self
+            .stages
+            .iter()
+            .filter(|stage| stage.name() != "classifier" && !stage.remembers())
+        {
             stage.check(&context, &mut found);
         }
         Some(crate::classifier::features(&context, &found))
@@ -610,6 +637,7 @@ impl Pipeline {
                 sender: envelope.sender.clone(),
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
+                from_address: analysis.from_address.clone(),
                 subject: analysis.subject.clone(),
                 recipients,
                 urls: analysis.urls.clone(),

@@ -131,6 +131,10 @@ registry! {
     FROM_INVISIBLE_CHARACTERS: Spoof, 2.0, "zero-width or bidi characters in the sender's name";
     REPLY_TO_FREEMAIL: Spoof, 2.5, "answers go to a free mail address while the sender is not one";
     REPLY_TO_OTHER_DOMAIN: Spoof, 0.5, "answers go to another domain than the sender's";
+    FIRST_CONTACT: Spoof, 1.0, "no recipient has had mail delivered from this sender before";
+    BULK_SIMILAR_5: Bulk, 1.0, "5 or more near-identical messages in the last day";
+    BULK_SIMILAR_50: Bulk, 2.5, "50 or more near-identical messages in the last day";
+    BULK_SIMILAR_500: Bulk, 4.0, "500 or more near-identical messages in the last day";
     BULK_LIST_UNSUBSCRIBE: Bulk, 2.0, "a List-Unsubscribe field";
     BULK_ONE_CLICK_UNSUBSCRIBE: Bulk, 1.0, "one-click unsubscribe (RFC 8058)";
     BULK_LIST_ID: Bulk, 1.0, "a List-Id field";

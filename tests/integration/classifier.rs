@@ -47,7 +47,7 @@ fn write_training_set(dir: &Path) -> (PathBuf, PathBuf) {
             message(i, SPAM_WORDS, "Deals <deals@offers.test>"),
         )
         .unwrap();
-        mbox.push_str(&format!("From ann@partner.test Wed Nov 25 10:00:00 2026\n"));
+        mbox.push_str("From ann@partner.test Wed Nov 25 10:00:00 2026\n");
         mbox.push_str(&message(i, HAM_WORDS, "Ann <ann@partner.test>").replace("\r\n", "\n"));
         mbox.push('\n');
     }

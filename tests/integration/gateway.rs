@@ -1271,3 +1271,61 @@ async fn real_postfix_downstream() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(p.run(&["queue", "list"], b"").stdout.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_contact_and_campaigns_are_remembered_across_messages() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", ""));
+    let send = |from: &'static str, subject: String, body: String| {
+        let smtp = smtp.clone();
+        async move {
+            let data = format!(
+                "From: {from}\r\nTo: bob@example.com\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x.test>\r\n\
+                 Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+            );
+            let (ok, transcript) = tokio::task::spawn_blocking(move || {
+                swaks(&smtp, &["--from", from, "--to", "bob@example.com", "--data", &data])
+            })
+            .await
+            .unwrap();
+            assert!(ok, "{transcript}");
+        }
+    };
+    let symbols_of = |p: &Portcullis, subject: &str| -> Vec<String> {
+        let entry = messages_index(p)
+            .into_iter()
+            .find(|e| e["subject"] == subject)
+            .unwrap_or_else(|| panic!("{subject} not indexed"));
+        symbols(&entry)
+    };
+
+    // A store that has delivered nothing knows nobody: the first message is not "first contact".
+    send("ann@partner.test", "one".into(), "Hello Bob.".into()).await;
+    assert!(!symbols_of(&p, "one").contains(&"FIRST_CONTACT".to_string()));
+    // Ann is known now; Mallory is not.
+    send("ann@partner.test", "two".into(), "Hello again.".into()).await;
+    assert!(!symbols_of(&p, "two").contains(&"FIRST_CONTACT".to_string()));
+    send(
+        "mallory@elsewhere.test",
+        "three".into(),
+        "Please pay the invoice.".into(),
+    )
+    .await;
+    assert!(symbols_of(&p, "three").contains(&"FIRST_CONTACT".to_string()));
+
+    // Six personalised copies of one campaign: the sixth has seen five near-identical ones.
+    for (i, name) in ["Ann", "Carol", "Dave", "Erin", "Frank", "Grace"].iter().enumerate() {
+        let body = format!(
+            "Dear {name}, your exclusive member offer number {} is waiting. This week only, every item in \
+             our spring collection is forty percent off, with free delivery on orders over fifty pounds. \
+             Visit our store today and use your personal code at checkout before Sunday.",
+            1000 + i * 37
+        );
+        send("news@shop.test", format!("offer{i}"), body).await;
+    }
+    assert!(!symbols_of(&p, "offer4").iter().any(|s| s.starts_with("BULK_SIMILAR")));
+    let sixth = symbols_of(&p, "offer5");
+    assert!(sixth.contains(&"BULK_SIMILAR_5".to_string()), "{sixth:?}");
+}
