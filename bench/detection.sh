@@ -357,6 +357,8 @@ CONF
   t0=$SECONDS
   # Learn-Type: bulk makes rspamd learn every message, as sa-learn does; without it rspamd skips
   # messages its Bayes already puts in the right class with >95% confidence (train on error).
+  # Even so rspamd's Bayes is not bit-for-bit the same from run to run (a few dozen of ~180k token
+  # keys differ, learning one message at a time too), so its figures can move by a message or two.
   for class in spam ham; do
     rspamc -h "127.0.0.1:$controller_port" --header 'Learn-Type: bulk' "learn_$class" "$work/train/$class" \
       > "$rs/learn-$class.out" 2>&1

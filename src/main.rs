@@ -450,7 +450,9 @@ fn scan(
         connection_symbols: Vec::new(),
     };
     let keys = open_keys(&config.data_dir)?;
-    let pipeline = Pipeline::new(config, keys, resolver, None);
+    // Local feeds and lookalike heuristics always; the remote APIs unless --offline.
+    let (reputation, _feeds) = portcullis::serve::build_reputation(config, !offline)?;
+    let pipeline = Pipeline::new(config, keys, resolver, None).with_reputation(std::sync::Arc::new(reputation));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let analysis = runtime.block_on(pipeline.analyse(&envelope, &message));
     let outcome = pipeline.conclude(&envelope, &message, &analysis, true);

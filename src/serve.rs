@@ -39,6 +39,41 @@ pub enum ServeError {
 
 /// Runs the click service and the gateway until SIGINT or SIGTERM. `config_path` is the file the
 /// configuration came from, read again on SIGHUP.
+/// The reputation providers the configuration names, their deadline and cache: local feeds and
+/// lookalike heuristics always, the remote APIs (Safe Browsing, URLhaus, DNS blocklists) when
+/// `remote`. The feeds are returned too, to be reloaded when their files change.
+pub fn build_reputation(config: &Config, remote: bool) -> Result<(Reputation, Arc<LocalFeeds>), ServeError> {
+    let feeds = Arc::new(LocalFeeds::new(config.reputation.feeds.clone()));
+    let mut providers: Vec<Arc<dyn Provider>> = vec![
+        feeds.clone(),
+        Arc::new(Heuristics::new(&config.reputation.protected_domains)),
+    ];
+    if remote {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_millis(config.reputation.deadline_ms))
+            .build()
+            .map_err(|e| ServeError::Client(e.to_string()))?;
+        if let Some(safe_browsing) = config.reputation.safe_browsing.clone() {
+            providers.push(Arc::new(SafeBrowsing::new(safe_browsing, client.clone())));
+        }
+        if let Some(urlhaus) = config.reputation.urlhaus.clone() {
+            providers.push(Arc::new(Urlhaus::new(urlhaus, client.clone())));
+        }
+        if let Some(dnsbl) = &config.reputation.dnsbl {
+            providers.push(Arc::new(DnsBlocklists::new(dnsbl).map_err(ServeError::Client)?));
+        }
+    }
+    let mut reputation = Reputation::new(
+        providers,
+        Duration::from_millis(config.reputation.deadline_ms),
+        config.reputation.cache.clone(),
+    );
+    if remote && config.click.policy.follow_redirects {
+        reputation = reputation.with_redirects(RedirectFollower::new(config.reputation.redirects.clone()));
+    }
+    Ok((reputation, feeds))
+}
+
 pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), ServeError> {
     announce_data_dir(&config.data_dir);
     let keys = LiveKeyRing::new(KeyRing::open_or_create(&config.data_dir)?);
@@ -47,37 +82,13 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         age: Duration::from_secs(config.click.log_slice_secs.max(1)),
     };
     let (log, writer) = ClickLog::open(&config.data_dir, config.click.durability, slicing)?;
-    let feeds = Arc::new(LocalFeeds::new(config.reputation.feeds.clone()));
-    let mut providers: Vec<Arc<dyn Provider>> = vec![
-        feeds.clone(),
-        Arc::new(Heuristics::new(&config.reputation.protected_domains)),
-    ];
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.reputation.deadline_ms))
-        .build()
-        .map_err(|e| ServeError::Client(e.to_string()))?;
-    if let Some(safe_browsing) = config.reputation.safe_browsing.clone() {
-        providers.push(Arc::new(SafeBrowsing::new(safe_browsing, client.clone())));
-    }
-    if let Some(urlhaus) = config.reputation.urlhaus.clone() {
-        providers.push(Arc::new(Urlhaus::new(urlhaus, client.clone())));
-    }
-    if let Some(dnsbl) = &config.reputation.dnsbl {
-        providers.push(Arc::new(DnsBlocklists::new(dnsbl).map_err(ServeError::Client)?));
-    }
-    let mut reputation = Reputation::new(
-        providers,
-        Duration::from_millis(config.reputation.deadline_ms),
-        config.reputation.cache.clone(),
-    );
-    if config.click.policy.follow_redirects {
-        reputation = reputation.with_redirects(RedirectFollower::new(config.reputation.redirects.clone()));
-    }
+    let (reputation, feeds) = build_reputation(&config, true)?;
+    let reputation = Arc::new(reputation);
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
     let gateway = if config.smtp.listen.is_empty() {
         None
     } else {
-        Some(start_gateway(&config, keys.clone()).await?)
+        Some(start_gateway(&config, keys.clone(), reputation.clone()).await?)
     };
     let service = Arc::new(ClickService::new(config.click.clone(), keys.clone(), reputation, log));
 
@@ -390,7 +401,11 @@ fn report_config_changes(running: &Config, path: Option<&Path>) {
 
 /// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts the
 /// SMTP listener, the delivery workers and the housekeeping (spool sweep, quarantine expiry).
-async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+async fn start_gateway(
+    config: &Config,
+    keys: LiveKeyRing,
+    reputation: Arc<Reputation>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
     use crate::pipeline::{ArcKey, Pipeline, Resolver};
     use crate::smtp::client::ClientSettings;
     use crate::smtp::server::Recipients;
@@ -407,8 +422,11 @@ async fn start_gateway(config: &Config, keys: LiveKeyRing) -> Result<Vec<tokio::
         }
     };
     let arc = ArcKey::for_config(config).map_err(|e| gateway_error(e.to_string()))?;
-    let pipeline =
-        Arc::new(Pipeline::new(config, keys, resolver.clone(), Some(arc)).with_correspondents(Arc::new(store.clone())));
+    let pipeline = Arc::new(
+        Pipeline::new(config, keys, resolver.clone(), Some(arc))
+            .with_correspondents(Arc::new(store.clone()))
+            .with_reputation(reputation),
+    );
     let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(

@@ -259,6 +259,8 @@ pub struct Pipeline {
     table: SymbolTable,
     /// The content stages, in the order they run.
     stages: Vec<Box<dyn Stage>>,
+    /// The click service's providers and cache, when the gateway runs beside it.
+    reputation: Option<Arc<crate::reputation::Reputation>>,
 }
 
 impl Pipeline {
@@ -285,6 +287,7 @@ impl Pipeline {
                 arc,
                 &config.smtp.hostname,
             )),
+            reputation: None,
             stages: vec![
                 Box::new(sender::HeaderForm),
                 Box::new(body::BodyForm),
@@ -309,6 +312,13 @@ impl Pipeline {
         let at = self.stages.len().saturating_sub(1);
         self.stages
             .insert(at, Box::new(history::FirstContact::new(correspondents)));
+        self
+    }
+
+    /// Checks every link's destination with these providers (and their cache, shared with the
+    /// click service) while the message is analysed.
+    pub fn with_reputation(mut self, reputation: Arc<crate::reputation::Reputation>) -> Pipeline {
+        self.reputation = Some(reputation);
         self
     }
 
@@ -405,6 +415,14 @@ impl Pipeline {
             stage.check(&context, &mut analysis.symbols);
         }
         analysis.from_address = context.from.as_ref().map(|from| from.address.clone());
+
+        // 4b. Link reputation: every destination (foreign wrappers by their inner URL too), as the
+        // click service will judge it at click time, through the same cache.
+        if let Some(reputation) = &self.reputation {
+            analysis
+                .symbols
+                .extend(link_reputation(reputation, &context.content.links).await);
+        }
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
         let rule_input = rules::RuleInput {
@@ -758,6 +776,50 @@ impl Pipeline {
         }
         (Verdict::Deliver, "notspam".into())
     }
+}
+
+/// Distinct link destinations checked per message: a message with more is judged by its first.
+const MAX_REPUTATION_LOOKUPS: usize = 50;
+
+/// The reputation of every distinct http(s) destination among `links`, the worst of each kind as
+/// a symbol.
+async fn link_reputation(reputation: &crate::reputation::Reputation, links: &[content::Link]) -> Vec<Hit> {
+    use crate::reputation::{Category as Kind, Verdict as Judged};
+    let mut urls: Vec<url::Url> = Vec::new();
+    for link in links {
+        if urls.len() >= MAX_REPUTATION_LOOKUPS {
+            break;
+        }
+        if let Ok(url) = url::Url::parse(link.href.trim())
+            && matches!(url.scheme(), "http" | "https")
+            && !urls.contains(&url)
+        {
+            urls.push(url);
+        }
+    }
+    let lookups = futures_util::future::join_all(urls.iter().map(|url| reputation.assess(url))).await;
+    let mut hits: Vec<Hit> = Vec::new();
+    for (url, lookup) in urls.iter().zip(lookups) {
+        let assessment = &lookup.assessment;
+        let symbol = match (assessment.verdict, assessment.category) {
+            (Judged::Malicious, Kind::Spam) => &symbols::URL_REPUTATION_SPAM,
+            (Judged::Malicious, _) => &symbols::URL_REPUTATION_MALICIOUS,
+            (Judged::Suspicious, _) => &symbols::URL_REPUTATION_SUSPICIOUS,
+            _ => continue,
+        };
+        if hits.iter().any(|hit| hit.name == symbol.name) {
+            continue;
+        }
+        let why = assessment
+            .findings
+            .iter()
+            .max_by_key(|finding| finding.verdict)
+            .map(|finding| format!("{}: {}", finding.provider, finding.reason))
+            .unwrap_or_default();
+        let shown: String = url.as_str().chars().take(100).collect();
+        hits.push(Hit::new(symbol, format!("{shown} ({why})")));
+    }
+    hits
 }
 
 /// The message parsed once for the content stages.

@@ -164,6 +164,9 @@ registry! {
     PHISH_FORM: Phish, 2.0, "a form in the body";
     PHISH_PASSWORD_FIELD: Phish, 3.0, "a password field in the body";
     PHISH_CREDENTIAL_WORDING: Phish, 2.5, "asks to sign in, verify the account or update payment details, with a link";
+    URL_REPUTATION_MALICIOUS: Phish, 10.0, "a link goes where a reputation provider knows phishing or malware";
+    URL_REPUTATION_SPAM: Spam, 5.0, "a link goes where a reputation provider knows spam";
+    URL_REPUTATION_SUSPICIOUS: Phish, 3.0, "a reputation provider finds a link's destination suspicious (a lookalike domain…)";
     URL_IP_LITERAL: Phish, 2.5, "a link to a bare IP address";
     URL_SHORTENER: Suspect, 1.0, "a link through a URL shortener";
     URL_USERINFO: Phish, 3.0, "a link with a user name before the host (https://bank.example@evil.example/)";

@@ -17,6 +17,8 @@ use crate::config::ClickConfig;
 use crate::patterns::UrlPatterns;
 use crate::reputation::{Assessment, Category, Finding, Reputation, Verdict};
 use crate::token::{LinkError, LiveKeyRing, policy};
+use std::sync::Arc;
+
 use pages::Page;
 
 pub type Body = Full<Bytes>;
@@ -25,7 +27,8 @@ pub type Body = Full<Bytes>;
 pub struct ClickService {
     pub config: ClickConfig,
     pub keys: LiveKeyRing,
-    pub reputation: Reputation,
+    /// Shared with the gateway's pipeline: one cache for links checked at delivery and at click.
+    pub reputation: Arc<Reputation>,
     pub log: ClickLog,
     allow: UrlPatterns,
     block: UrlPatterns,
@@ -41,7 +44,7 @@ const REPORT_MAX_BYTES: usize = 8192;
 const REPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ClickService {
-    pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Reputation, log: ClickLog) -> Self {
+    pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Arc<Reputation>, log: ClickLog) -> Self {
         let allow = UrlPatterns::new(&config.policy.allow_list);
         let block = UrlPatterns::new(&config.policy.block_list);
         let prefetch_agents = config

@@ -52,6 +52,8 @@ const COVERED: &[&str] = &[
     "URL_SHORTENER",
     "URL_USERINFO",
     "URL_INVISIBLE_CHARACTERS",
+    "URL_REPUTATION_MALICIOUS",
+    "URL_REPUTATION_SUSPICIOUS",
 ];
 
 #[tokio::test(flavor = "multi_thread")]
@@ -59,11 +61,14 @@ async fn every_fixture_gets_the_symbols_it_must_and_none_it_must_not() {
     let records: &'static [(&'static str, Record)] = &[("_dmarc.example.com", Record::Txt("v=DMARC1; p=none"))];
     let dns = fake_dns_records(records).await;
     let p = Portcullis::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect");
     let config = p.write_config(&format!(
         "[smtp]\ndomains = [\"example.com\"]\n[dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 1\n\
-         [reputation]\nprotected_domains = [\"acme-bank.com\"]\n[pipeline]\nvip_names = [\"Jane Smith\"]\n"
+         [reputation]\nprotected_domains = [\"acme-bank.com\"]\n\
+         [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n\
+         [pipeline]\nvip_names = [\"Jane Smith\"]\n",
+        dir.join("feed.txt").display()
     ));
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect");
     let mut paths: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
