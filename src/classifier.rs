@@ -474,17 +474,25 @@ pub fn train_from(
     trainer
 }
 
-/// Regular files under `path` (itself, if it is one).
+/// Files under `path` that [`read_messages`] reads (itself, if it is one).
 fn count_files(path: &Path) -> usize {
     let mut count = 0;
     let mut stack = vec![path.to_path_buf()];
     while let Some(path) = stack.pop() {
         match std::fs::read_dir(&path) {
-            Ok(entries) => stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path()))),
+            Ok(entries) => stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| wanted(p))),
             Err(_) => count += usize::from(path.is_file()),
         }
     }
     count
+}
+
+/// Dot files (a maildir's `.` folders, editors' leftovers) and `.json` beside messages are not mail.
+fn wanted(path: &Path) -> bool {
+    !path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') || n.ends_with(".json"))
 }
 
 /// The messages under `path`: a file is one message, or an mbox of several (it starts with a
@@ -506,12 +514,7 @@ pub fn read_messages(path: &Path, each: &mut dyn FnMut(&[u8])) -> usize {
             let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
             // Reverse sorted onto the stack: read in name order.
             children.sort_unstable_by(|a, b| b.cmp(a));
-            stack.extend(children.into_iter().filter(|child| {
-                !child
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with('.') || n.ends_with(".json"))
-            }));
+            stack.extend(children.into_iter().filter(|child| wanted(child)));
             continue;
         }
         match std::fs::read(&path) {

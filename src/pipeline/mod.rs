@@ -291,7 +291,7 @@ impl Pipeline {
             stages: vec![
                 Box::new(sender::HeaderForm),
                 Box::new(body::BodyForm),
-                Box::new(phish::Phish),
+                Box::new(phish::Phish::new(&config.reputation.redirects.shorteners)),
                 Box::new(sender::Bulk),
                 Box::new(history::Campaigns::new(CAMPAIGN_WINDOW_SECS)),
                 Box::new(sender::Impostor::new(

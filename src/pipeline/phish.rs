@@ -12,31 +12,18 @@ use crate::pipeline::symbols::{self, Hit};
 use crate::pipeline::{ScanContext, Stage};
 use crate::reputation::heuristics::registrable_part;
 
-pub struct Phish;
+pub struct Phish {
+    /// `reputation.redirects.shorteners`: the hosts the click service follows redirects through.
+    shorteners: Vec<String>,
+}
 
-const SHORTENERS: &[&str] = &[
-    "bit.ly",
-    "bitly.com",
-    "tinyurl.com",
-    "t.co",
-    "goo.gl",
-    "ow.ly",
-    "is.gd",
-    "buff.ly",
-    "rebrand.ly",
-    "cutt.ly",
-    "shorturl.at",
-    "rb.gy",
-    "tiny.cc",
-    "s.id",
-    "t.ly",
-    "v.gd",
-    "bl.ink",
-    "lnkd.in",
-    "soo.gd",
-    "qrco.de",
-    "urlz.fr",
-];
+impl Phish {
+    pub fn new(shorteners: &[String]) -> Phish {
+        Phish {
+            shorteners: shorteners.iter().map(|s| s.to_ascii_lowercase()).collect(),
+        }
+    }
+}
 
 /// Phrases of credential phishing, lower case. Two of them, or one in a message with few links,
 /// add the symbol; any of them needs a link to click.
@@ -172,7 +159,7 @@ impl Stage for Phish {
                 userinfo = Some(format!("{}@{host}", url.username()));
             }
             let bare = host.strip_prefix("www.").unwrap_or(&host);
-            if shortener.is_none() && SHORTENERS.contains(&bare) {
+            if shortener.is_none() && self.shorteners.iter().any(|s| s == bare) {
                 shortener = Some(host.clone());
             }
             if mismatch.is_none()

@@ -41,6 +41,16 @@ impl Default for RedirectConfig {
                 "cutt.ly",
                 "t.ly",
                 "lnkd.in",
+                "bitly.com",
+                "shorturl.at",
+                "rb.gy",
+                "tiny.cc",
+                "s.id",
+                "v.gd",
+                "bl.ink",
+                "soo.gd",
+                "qrco.de",
+                "urlz.fr",
             ]
             .map(String::from)
             .to_vec(),

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::common::Portcullis;
-use crate::gateway::{Sink, free_port, gateway_config, start_gateway, swaks};
+use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
 
 const SPAM_WORDS: &[&str] = &[
     "pharmacy",
@@ -56,6 +56,19 @@ fn write_training_set(dir: &Path) -> (PathBuf, PathBuf) {
     (spam, ham)
 }
 
+fn train(p: &Portcullis, spam: &Path, ham: &Path) -> std::process::Output {
+    p.run(
+        &[
+            "train",
+            "--spam",
+            spam.to_str().unwrap(),
+            "--ham",
+            ham.to_str().unwrap(),
+        ],
+        b"",
+    )
+}
+
 fn scan_symbols(p: &Portcullis, message: &str) -> Vec<String> {
     let out = p.run(&["scan", "--offline", "--json"], message.as_bytes());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -78,16 +91,7 @@ fn train_reads_directories_and_mbox_files_and_scan_uses_the_model() {
         "no model yet, no classifier symbol"
     );
 
-    let out = p.run(
-        &[
-            "train",
-            "--spam",
-            spam.to_str().unwrap(),
-            "--ham",
-            ham.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let out = train(&p, &spam, &ham);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
@@ -108,16 +112,7 @@ fn train_reads_directories_and_mbox_files_and_scan_uses_the_model() {
     // Nothing to learn from is an error, and the model already there stays.
     let empty = p.dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let out = p.run(
-        &[
-            "train",
-            "--spam",
-            empty.to_str().unwrap(),
-            "--ham",
-            ham.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let out = train(&p, &empty, &ham);
     assert!(!out.status.success());
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("nothing to train on: 0 spam and 40 ham"),
@@ -199,26 +194,11 @@ async fn a_running_gateway_picks_up_a_new_model_without_a_restart() {
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
     let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", ""));
     let send = |i: usize| {
-        let smtp = smtp.clone();
-        let data = message(i, SPAM_WORDS, "Deals <deals@offers.test>");
-        async move {
-            let (ok, transcript) = tokio::task::spawn_blocking(move || {
-                swaks(
-                    &smtp,
-                    &[
-                        "--from",
-                        "deals@offers.test",
-                        "--to",
-                        "bob@example.com",
-                        "--data",
-                        &data,
-                    ],
-                )
-            })
-            .await
-            .unwrap();
-            assert!(ok, "{transcript}");
-        }
+        send_data_to_bob(
+            &smtp,
+            "deals@offers.test",
+            message(i, SPAM_WORDS, "Deals <deals@offers.test>"),
+        )
     };
     // Per message: its reference and whether the classifier called it spam.
     let classified = |p: &Portcullis| -> Vec<(String, bool)> {
@@ -242,16 +222,7 @@ async fn a_running_gateway_picks_up_a_new_model_without_a_restart() {
     assert!(!before[0].1, "no model, no classifier symbol");
 
     let (spam, ham) = write_training_set(p.dir.path());
-    let out = p.run(
-        &[
-            "train",
-            "--spam",
-            spam.to_str().unwrap(),
-            "--ham",
-            ham.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let out = train(&p, &spam, &ham);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let deadline = Instant::now() + Duration::from_secs(20);

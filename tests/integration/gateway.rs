@@ -178,6 +178,17 @@ fn message(subject: &str, body: &str) -> String {
     )
 }
 
+/// A whole message (`data`) from `from` to bob, through swaks; panics unless it gets a 250.
+pub async fn send_data_to_bob(smtp: &str, from: &str, data: String) {
+    let (smtp, from) = (smtp.to_string(), from.to_string());
+    let (ok, transcript) = tokio::task::spawn_blocking(move || {
+        swaks(&smtp, &["--from", &from, "--to", "bob@example.com", "--data", &data])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{transcript}");
+}
+
 /// One message from alice to bob with this subject, through swaks; panics unless it gets a 250.
 async fn send_to_bob(smtp: &str, subject: &str) {
     let (smtp, header) = (smtp.to_string(), format!("Subject: {subject}"));
@@ -1279,19 +1290,11 @@ async fn first_contact_and_campaigns_are_remembered_across_messages() {
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
     let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", ""));
     let send = |from: &'static str, subject: String, body: String| {
-        let smtp = smtp.clone();
-        async move {
-            let data = format!(
-                "From: {from}\r\nTo: bob@example.com\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x.test>\r\n\
-                 Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
-            );
-            let (ok, transcript) = tokio::task::spawn_blocking(move || {
-                swaks(&smtp, &["--from", from, "--to", "bob@example.com", "--data", &data])
-            })
-            .await
-            .unwrap();
-            assert!(ok, "{transcript}");
-        }
+        let data = format!(
+            "From: {from}\r\nTo: bob@example.com\r\nSubject: {subject}\r\nMessage-ID: <{subject}@x.test>\r\n\
+             Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+        );
+        send_data_to_bob(&smtp, from, data)
     };
     let symbols_of = |p: &Portcullis, subject: &str| -> Vec<String> {
         let entry = messages_index(p)
