@@ -23,6 +23,9 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     connection: Arc<Mutex<Connection>>,
+    /// A second, read-only connection for lookups the analysis makes (first contact): under WAL
+    /// it reads while the writer commits, so filtering never waits behind another message's fsync.
+    reader: Arc<Mutex<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -257,8 +260,14 @@ impl Store {
                 connection.execute_batch(statement)?;
             }
         }
+        let reader = Connection::open_with_flags(
+            data_dir.join("gateway.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        reader.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Store {
             connection: Arc::new(Mutex::new(connection)),
+            reader: Arc::new(Mutex::new(reader)),
         })
     }
 
@@ -406,7 +415,7 @@ impl Store {
     /// Of `recipients`, how many have had mail from `sender` (a header From address) delivered
     /// before, and whether anyone has had any (a fresh store knows nobody yet).
     pub fn correspondents(&self, sender: &str, recipients: &[String]) -> Result<Familiarity, StoreError> {
-        let connection = self.lock();
+        let connection = self.reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let anyone = connection
             .prepare_cached("SELECT 1 FROM correspondents LIMIT 1")?
             .exists([])?;

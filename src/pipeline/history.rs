@@ -68,6 +68,10 @@ const MIN_WORDS: usize = 20;
 /// Hash functions in a signature, compared in bands of two.
 const HASHES: usize = 16;
 const BANDS: usize = 8;
+/// Counting stops here (the largest campaign symbol's threshold), and each band remembers this many
+/// recent messages: one huge campaign costs the same per message as a small one.
+const COUNT_CAP: usize = 500;
+const BAND_DEPTH: usize = 2 * COUNT_CAP;
 /// Signatures agreeing on at least this many hashes are the same message, personalised
 /// (an estimated Jaccard similarity of word triples of 0.6 or more).
 const SAME: usize = 10;
@@ -126,7 +130,7 @@ pub struct DuplicateWindow {
 struct WindowState {
     /// (sequence, arrival, signature), oldest first.
     seen: VecDeque<(u64, i64, Signature)>,
-    bands: HashMap<(u8, u64), Vec<u64>>,
+    bands: HashMap<(u8, u64), VecDeque<u64>>,
     next: u64,
 }
 
@@ -139,7 +143,7 @@ impl DuplicateWindow {
         }
     }
 
-    /// How many near-identical messages arrived in the window, then adds this one.
+    /// How many near-identical messages arrived in the window (at most 500), then adds this one.
     pub fn count_and_add(&self, signature: &Signature, now: i64) -> usize {
         let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let state = &mut *state;
@@ -157,9 +161,17 @@ impl DuplicateWindow {
         };
         let mut similar = std::collections::HashSet::new();
         for i in 0..BANDS {
+            if similar.len() >= COUNT_CAP {
+                break;
+            }
             if let Some(list) = state.bands.get_mut(&band(i)) {
-                list.retain(|sequence| *sequence >= oldest_kept);
-                for sequence in list.iter() {
+                while list.front().is_some_and(|sequence| *sequence < oldest_kept) {
+                    list.pop_front();
+                }
+                for sequence in list.iter().rev() {
+                    if similar.len() >= COUNT_CAP {
+                        break;
+                    }
                     let index = (sequence - oldest_kept) as usize;
                     if let Some((_, _, other)) = state.seen.get(index)
                         && same(other, signature)
@@ -173,12 +185,18 @@ impl DuplicateWindow {
         state.next += 1;
         state.seen.push_back((sequence, now, *signature));
         for i in 0..BANDS {
-            state.bands.entry(band(i)).or_default().push(sequence);
+            let list = state.bands.entry(band(i)).or_default();
+            if list.len() >= BAND_DEPTH {
+                list.pop_front();
+            }
+            list.push_back(sequence);
         }
         // Bands nobody shares any more would otherwise pile up.
         if state.bands.len() > self.capacity * BANDS {
             state.bands.retain(|_, list| {
-                list.retain(|sequence| *sequence >= oldest_kept);
+                while list.front().is_some_and(|sequence| *sequence < oldest_kept) {
+                    list.pop_front();
+                }
                 !list.is_empty()
             });
         }
@@ -265,6 +283,11 @@ mod tests {
         // Past the window, the campaign is forgotten.
         let again = fingerprint(&campaign("Ann", 7)).unwrap();
         assert_eq!(window.count_and_add(&again, 1000), 0);
+        // One huge campaign: counting stops at the cap, so each copy costs the same.
+        let big = DuplicateWindow::new(3600, 10_000);
+        for i in 0..1200 {
+            assert_eq!(big.count_and_add(&again, 5000), i.min(COUNT_CAP));
+        }
         let small = DuplicateWindow::new(60, 3);
         for i in 0..10 {
             assert!(small.count_and_add(&again, i) <= 2);
