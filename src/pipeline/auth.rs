@@ -52,6 +52,15 @@ impl Resolver {
         Ok(Resolver { authenticator })
     }
 
+    /// SPF (RFC 7208) for a client, as section 2.3 recommends: the HELO identity first, and when
+    /// it does not fail, MAIL FROM (for the null sender, `postmaster@<helo>`). A HELO name whose
+    /// own record says fail makes the message fail. `hostname` is ours, for the explanation macros.
+    pub async fn spf(&self, client_ip: IpAddr, helo: &str, hostname: &str, sender: &str) -> SpfOutput {
+        self.authenticator
+            .verify_spf(SpfParameters::verify(client_ip, helo, hostname, sender))
+            .await
+    }
+
     /// Whether `ip` is listed in the IP blocklist `zone` (`d.c.b.a.zone` has an A record in 127/8).
     pub async fn ip_listed(&self, ip: IpAddr, zone: &str) -> Result<bool, String> {
         let name = format!("{}.{}.", reversed(ip), zone.trim_end_matches('.'));
@@ -103,20 +112,7 @@ pub async fn verify<'x>(
 ) -> (Verdicts, ArcOutput<'x>, AuthenticationResults<'x>) {
     let authenticator = &resolver.authenticator;
     let helo_domain = if helo.is_empty() { "unknown" } else { helo };
-    let spf = if sender.is_empty() {
-        authenticator
-            .verify_spf(SpfParameters::verify_ehlo(client_ip, helo_domain, hostname))
-            .await
-    } else {
-        authenticator
-            .verify_spf(SpfParameters::verify_mail_from(
-                client_ip,
-                helo_domain,
-                hostname,
-                sender,
-            ))
-            .await
-    };
+    let spf = resolver.spf(client_ip, helo_domain, hostname, sender).await;
     let dkim = authenticator.verify_dkim(message).await;
     let arc = authenticator.verify_arc(message).await;
     let mail_from_domain = sender.rsplit_once('@').map_or(helo_domain, |(_, domain)| domain);

@@ -14,6 +14,7 @@
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
 //! - `gateway`: the SMTP gateway through real SMTP (swaks, smtp-sink, a local DNS server).
+//! - `spf_suite`: the SPF test suite from mail-auth's sources through our resolver and a local DNS server.
 //! - `store_once`: one stored message per accepted message, copies rendered and sealed at delivery.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
@@ -31,4 +32,5 @@ mod rewrite_html;
 mod rewrite_mime;
 mod rewrite_text;
 mod server;
+mod spf_suite;
 mod store_once;

@@ -282,10 +282,56 @@ pub async fn fake_dns(records: &'static [(&'static str, [u8; 4])]) -> String {
 }
 
 /// A DNS record the fake server answers with.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub enum Record {
     A([u8; 4]),
     Txt(&'static str),
+    Aaaa([u8; 16]),
+    /// Preference and exchange.
+    Mx(u16, String),
+    Ptr(String),
+    Text(String),
+}
+
+impl Record {
+    pub fn qtype(&self) -> u16 {
+        match self {
+            Record::A(_) => 1,
+            Record::Mx(..) => 15,
+            Record::Ptr(_) => 12,
+            Record::Txt(_) | Record::Text(_) => 16,
+            Record::Aaaa(_) => 28,
+        }
+    }
+
+    fn data(&self) -> Vec<u8> {
+        let name = |name: &str| {
+            let mut out = Vec::new();
+            for label in name.trim_end_matches('.').split('.').filter(|l| !l.is_empty()) {
+                out.push(label.len() as u8);
+                out.extend_from_slice(label.as_bytes());
+            }
+            out.push(0);
+            out
+        };
+        match self {
+            Record::A(ip) => ip.to_vec(),
+            Record::Aaaa(ip) => ip.to_vec(),
+            Record::Mx(preference, exchange) => [preference.to_be_bytes().to_vec(), name(exchange)].concat(),
+            Record::Ptr(target) => name(target),
+            Record::Txt(text) => character_strings(text),
+            Record::Text(text) => character_strings(text),
+        }
+    }
+}
+
+fn character_strings(text: &str) -> Vec<u8> {
+    let mut data = Vec::new();
+    for chunk in text.as_bytes().chunks(255) {
+        data.push(chunk.len() as u8);
+        data.extend_from_slice(chunk);
+    }
+    data
 }
 
 /// A UDP DNS server answering A and TXT questions from `records`; other types of a known name get
@@ -296,6 +342,16 @@ pub async fn fake_dns_records(records: &'static [(&'static str, Record)]) -> Str
 
 /// [`fake_dns_records`] answering each question `delay` after it arrives.
 pub async fn slow_dns_records(records: &'static [(&'static str, Record)], delay: Duration) -> String {
+    let records = records
+        .iter()
+        .map(|(name, record)| (name.to_string(), record.clone()))
+        .collect();
+    dns_zone(records, delay).await
+}
+
+/// A UDP DNS server for a whole zone: A, AAAA, MX, PTR and TXT records (names lower case);
+/// a name containing `_dns_error` answers SERVFAIL, an unknown one NXDOMAIN.
+pub async fn dns_zone(records: Vec<(String, Record)>, delay: Duration) -> String {
     let socket = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let address = socket.local_addr().unwrap().to_string();
     tokio::spawn(async move {
@@ -327,37 +383,27 @@ pub async fn slow_dns_records(records: &'static [(&'static str, Record)], delay:
             let qtype = u16::from_be_bytes([query[position + 1], query[position + 2]]);
             let answers: Vec<&Record> = records
                 .iter()
-                .filter(|(n, _)| *n == name)
+                .filter(|(n, record)| *n == name && record.qtype() == qtype)
                 .map(|(_, record)| record)
-                .filter(|record| matches!((record, qtype), (Record::A(_), 1) | (Record::Txt(_), 16)))
                 .collect();
             let mut response = query[..question_end].to_vec();
             response[2] = 0x84 | (query[2] & 0x01); // QR, AA, RD copied
-            response[3] = if records.iter().any(|(n, _)| *n == name) {
+            response[3] = if name.contains("_dns_error") {
+                0x82 // RA, SERVFAIL
+            } else if records.iter().any(|(n, _)| *n == name) {
                 0x80
             } else {
-                0x83
-            }; // RA, NXDOMAIN
+                0x83 // RA, NXDOMAIN
+            };
             response[4..6].copy_from_slice(&[0, 1]);
             response[6..12].copy_from_slice(&[0, answers.len() as u8, 0, 0, 0, 0]);
             for record in answers {
+                let data = record.data();
                 response.extend_from_slice(&[0xC0, 0x0C]);
-                match record {
-                    Record::A(ip) => {
-                        response.extend_from_slice(&[0, 1, 0, 1, 0, 0, 0, 60, 0, 4]);
-                        response.extend_from_slice(ip);
-                    }
-                    Record::Txt(text) => {
-                        let mut data = Vec::new();
-                        for chunk in text.as_bytes().chunks(255) {
-                            data.push(chunk.len() as u8);
-                            data.extend_from_slice(chunk);
-                        }
-                        response.extend_from_slice(&[0, 16, 0, 1, 0, 0, 0, 60]);
-                        response.extend_from_slice(&(data.len() as u16).to_be_bytes());
-                        response.extend_from_slice(&data);
-                    }
-                }
+                response.extend_from_slice(&record.qtype().to_be_bytes());
+                response.extend_from_slice(&[0, 1, 0, 0, 0, 60]);
+                response.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                response.extend_from_slice(&data);
             }
             let socket = socket.clone();
             tokio::spawn(async move {
