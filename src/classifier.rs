@@ -68,7 +68,7 @@ fn words(text: &str, mut emit: impl FnMut(&str)) {
         }
         if word.chars().any(is_cjk) {
             let chars: Vec<char> = word.chars().collect();
-            for pair in chars.windows(2) {
+            for pair in chars.windows(2).take(MAX_WORDS - count) {
                 emit(&pair.iter().collect::<String>());
                 count += 1;
             }
@@ -145,8 +145,7 @@ pub fn features(context: &ScanContext<'_>, found: &[Hit]) -> Vec<u32> {
         // Header values as SpamAssassin's Bayes reads them, less what changes with every
         // message (dates) or says nothing (the recipient's own address).
         if !matches!(name.as_str(), "date" | "delivered-to" | "x-original-to" | "subject") {
-            let value = &value[..value.len().min(300)];
-            let mut end = value.len();
+            let mut end = value.len().min(300);
             while !value.is_char_boundary(end) {
                 end -= 1;
             }
@@ -225,14 +224,14 @@ impl Model {
         let bias = f32::from_bits(word(12));
         let trained_on = (word(16), word(20));
         let count = word(24) as usize;
-        if bytes.len() != 28 + count * 8 {
+        if count.checked_mul(8).and_then(|n| n.checked_add(28)) != Some(bytes.len()) {
             return Err(bad("truncated"));
         }
         let mut weights = Vec::with_capacity(count);
         for i in 0..count {
             let at = 28 + i * 8;
             let (feature, weight) = (word(at), f32::from_bits(word(at + 4)));
-            if !weight.is_finite() || weights.last().is_some_and(|(last, _)| *last >= feature) {
+            if !weight.is_finite() || feature >= 1 << BITS || weights.last().is_some_and(|(last, _)| *last >= feature) {
                 return Err(bad("weights out of order or not finite"));
             }
             weights.push((feature, weight));
@@ -477,8 +476,12 @@ pub fn train_from(
 /// Files under `path` that [`read_messages`] reads (itself, if it is one).
 fn count_files(path: &Path) -> usize {
     let mut count = 0;
+    let mut visited = std::collections::HashSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(path) = stack.pop() {
+        if path.is_dir() && !visited.insert(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+            continue;
+        }
         match std::fs::read_dir(&path) {
             Ok(entries) => stack.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| wanted(p))),
             Err(_) => count += usize::from(path.is_file()),
@@ -500,6 +503,7 @@ fn wanted(path: &Path) -> bool {
 /// Calls `each` with every message found; returns how many files could not be read.
 pub fn read_messages(path: &Path, each: &mut dyn FnMut(&[u8])) -> usize {
     let mut unreadable = 0;
+    let mut visited = std::collections::HashSet::new();
     let mut stack = vec![path.to_path_buf()];
     while let Some(path) = stack.pop() {
         let Ok(metadata) = std::fs::metadata(&path) else {
@@ -507,6 +511,10 @@ pub fn read_messages(path: &Path, each: &mut dyn FnMut(&[u8])) -> usize {
             continue;
         };
         if metadata.is_dir() {
+            // A directory linked into itself is read once.
+            if !visited.insert(std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone())) {
+                continue;
+            }
             let Ok(entries) = std::fs::read_dir(&path) else {
                 unreadable += 1;
                 continue;
@@ -535,9 +543,14 @@ fn split_mbox(bytes: &[u8], each: &mut dyn FnMut(&[u8])) {
     // with "From " (unquoted, as many archives leave it) is not one.
     let is_separator = |at: usize| {
         let line = &bytes[at..];
-        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
-        let line = line.trim_ascii_end();
-        line.len() > 10 && line[line.len() - 4..].iter().all(u8::is_ascii_digit)
+        let line = String::from_utf8_lossy(&line[..memchr::memchr(b'\n', line).unwrap_or(line.len())]);
+        // `From <sender> <weekday> <month> <day> <time> <year>`.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words.len() >= 7
+            && ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"].contains(&words[2])
+            && words
+                .last()
+                .is_some_and(|year| year.len() == 4 && year.bytes().all(|b| b.is_ascii_digit()))
     };
     let mut starts = vec![0];
     starts.extend(
@@ -688,13 +701,29 @@ mod tests {
     }
 
     #[test]
+    fn words_stay_bounded_and_on_character_boundaries() {
+        let mut count = 0;
+        words(&"漢字".repeat(50_000), |_| count += 1);
+        assert!(count <= MAX_WORDS);
+        let mut seen = Vec::new();
+        words("naïve résumé", |w| seen.push(w.to_string()));
+        assert_eq!(seen, vec!["naïve", "résumé"]);
+    }
+
+    #[test]
     fn mbox_files_split_into_messages() {
         let mut found = Vec::new();
         split_mbox(
-            b"From a@b Thu Jan 1 00:00:00 2002\nSubject: one\n\n>From here\nx\nFrom c@d Thu Jan 1 00:00:00 2002\nSubject: two\n\ny\n",
+            b"From a@b Thu Jan 1 00:00:00 2002\nSubject: one\n\n>From here\nFrom 2019 to 2023 we grew\nx\nFrom c@d Thu Jan 1 00:00:00 2002\nSubject: two\n\ny\n",
             &mut |m| found.push(String::from_utf8_lossy(m).into_owned()),
         );
-        assert_eq!(found, vec!["Subject: one\n\nFrom here\nx\n", "Subject: two\n\ny\n"]);
+        assert_eq!(
+            found,
+            vec![
+                "Subject: one\n\nFrom here\nFrom 2019 to 2023 we grew\nx\n",
+                "Subject: two\n\ny\n"
+            ]
+        );
         found.clear();
         split_mbox(b"Subject: single\n\nbody\n", &mut |m| {
             found.push(String::from_utf8_lossy(m).into_owned())

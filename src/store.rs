@@ -124,6 +124,10 @@ pub struct IndexEntry {
     /// The header From address.
     #[serde(default)]
     pub from_address: Option<String>,
+    /// DMARC passed, so the From address is the sender's own: only then does a delivered message
+    /// make its sender familiar to its recipients (a spoof must not).
+    #[serde(skip)]
+    pub from_authenticated: bool,
     pub subject: Option<String>,
     pub recipients: Vec<IndexedRecipient>,
     pub urls: Vec<String>,
@@ -328,6 +332,7 @@ impl Store {
         // A delivered message makes its sender known to its recipients; a held or refused one
         // does not (an attacker must not become familiar by being caught).
         if entry.verdict == "deliver"
+            && entry.from_authenticated
             && let Some(from) = &entry.from_address
         {
             let mut remember = transaction.prepare_cached(
@@ -380,6 +385,7 @@ impl Store {
                     client_ip: row.get(4)?,
                     helo: row.get(5)?,
                     from_address: row.get(14)?,
+                    from_authenticated: false,
                     subject: row.get(6)?,
                     recipients: Vec::new(),
                     urls: Vec::new(),

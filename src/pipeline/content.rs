@@ -120,9 +120,21 @@ fn push_text(out: &mut String, text: &str) {
     out.push_str(&text[..end]);
 }
 
-/// Whether an inline style hides what it applies to: `display:none`, `visibility:hidden`, a zero
-/// font size, zero opacity, or text the colour of its background.
-pub fn hides(style: &str) -> bool {
+/// What an element's own inline style (and `hidden` attribute) does to the text inside it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Visibility {
+    /// `display:none`, zero opacity, `hidden`: nothing inside can be seen, whatever it says.
+    pub removed: bool,
+    /// A zero font size, `visibility:hidden`, text the colour of its background: hidden unless
+    /// an element inside sets a size, `visible` or a colour again (responsive templates put
+    /// `font-size:0` on a cell and the real size on its content).
+    pub hidden: bool,
+    /// Sets a visible font size, `visibility:visible` or a colour: undoes `hidden` above it.
+    pub reveals: bool,
+}
+
+/// Reads an inline style.
+pub fn visibility(style: &str) -> Visibility {
     let style: String = style
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -140,11 +152,23 @@ pub fn hides(style: &str) -> bool {
     };
     let colour = value("color");
     let background = value("background-color").or(value("background"));
-    value("display") == Some("none")
-        || value("visibility") == Some("hidden")
+    let hidden = value("visibility") == Some("hidden")
         || value("font-size").is_some_and(zero)
-        || value("opacity").is_some_and(zero)
-        || matches!((colour, background), (Some(c), Some(b)) if !c.is_empty() && c == b && c != "inherit")
+        || matches!((colour, background), (Some(c), Some(b)) if !c.is_empty() && c == b && c != "inherit");
+    Visibility {
+        removed: value("display") == Some("none") || value("opacity").is_some_and(zero),
+        hidden,
+        reveals: !hidden
+            && (value("font-size").is_some_and(|v| !zero(v))
+                || value("visibility") == Some("visible")
+                || colour.is_some()),
+    }
+}
+
+/// Whether an inline style hides what it applies to (on its own, before anything inside it).
+pub fn hides(style: &str) -> bool {
+    let v = visibility(style);
+    v.removed || v.hidden
 }
 
 /// Tags that start a new line or cell: text on either side of them is not one word.
@@ -191,7 +215,11 @@ struct HtmlScan {
     /// Text chunks in document order: where, and the text as written.
     chunks: Vec<(Range<usize>, String)>,
     skipped: Vec<Range<usize>>,
+    removed: Vec<Range<usize>>,
+    /// Elements hiding their text and elements showing it again, by start: the innermost one
+    /// around a chunk decides.
     hidden: Vec<Range<usize>>,
+    revealed: Vec<Range<usize>>,
     /// Each link's href and where its element spans (end unknown until its end tag).
     anchors: Vec<(String, Range<usize>)>,
     forms: Vec<String>,
@@ -204,24 +232,34 @@ fn read_html(html: &str, content: &mut Content) {
     let settings = Settings {
         element_content_handlers: vec![
             element!("*", |el| {
-                let hidden = el.has_attribute("hidden") || el.get_attribute("style").is_some_and(|s| hides(&s));
+                let mut seen = el.get_attribute("style").map(|s| visibility(&s)).unwrap_or_default();
+                seen.removed |= el.has_attribute("hidden");
+                let matters = seen.removed || seen.hidden || seen.reveals;
                 let start = el.source_location().bytes().start;
                 let is_anchor = el.tag_name() == "a" && el.has_attribute("href");
+                let anchor_index = scan.borrow().anchors.len();
                 if is_anchor {
                     let href = el.get_attribute("href").unwrap_or_default();
                     scan.borrow_mut().anchors.push((href, start..usize::MAX));
                 }
-                if (hidden || is_anchor)
+                if (matters || is_anchor)
                     && let Some(handlers) = el.end_tag_handlers()
                 {
                     let scan = scan.clone();
                     handlers.push(lol_html::end_tag!(move |end| {
                         let end = end.source_location().bytes().end;
                         let mut scan = scan.borrow_mut();
-                        if hidden {
-                            scan.hidden.push(start..end);
+                        let list = if seen.removed {
+                            &mut scan.removed
+                        } else if seen.hidden {
+                            &mut scan.hidden
+                        } else {
+                            &mut scan.revealed
+                        };
+                        if matters && list.len() < 50_000 {
+                            list.push(start..end);
                         }
-                        if is_anchor && let Some(anchor) = scan.anchors.iter_mut().rev().find(|a| a.1.start == start) {
+                        if is_anchor && let Some(anchor) = scan.anchors.get_mut(anchor_index) {
                             anchor.1.end = end;
                         }
                         Ok(())
@@ -278,11 +316,32 @@ fn read_html(html: &str, content: &mut Content) {
         .extend(scan.forms.into_iter().map(|a| decode_entities(&a).into_owned()));
     content.password_fields += scan.password_fields;
     content.images += scan.images;
-    let skipped = merged(scan.skipped);
-    let hidden = merged(scan.hidden);
     let inside = |ranges: &[Range<usize>], at: &Range<usize>| {
         let i = ranges.partition_point(|r| r.end <= at.start);
         ranges.get(i).is_some_and(|r| r.start <= at.start)
+    };
+    let skipped = merged(scan.skipped);
+    let removed = merged(scan.removed);
+    let (mut hiding, mut revealing) = (scan.hidden, scan.revealed);
+    hiding.sort_by_key(|r| r.start);
+    revealing.sort_by_key(|r| r.start);
+    // The start of the innermost range around `at` (looking back at most 64 ranges: nesting
+    // deeper than that is not how text is styled).
+    let innermost = |ranges: &[Range<usize>], at: &Range<usize>| {
+        let before = ranges.partition_point(|r| r.start <= at.start);
+        ranges[..before]
+            .iter()
+            .rev()
+            .take(64)
+            .find(|r| r.end >= at.end)
+            .map(|r| r.start)
+    };
+    let is_hidden = |at: &Range<usize>| {
+        inside(&removed, at)
+            || match (innermost(&hiding, at), innermost(&revealing, at)) {
+                (Some(hidden), Some(shown)) => hidden > shown,
+                (hidden, _) => hidden.is_some(),
+            }
     };
     let first_link = content.links.len();
     for (href, _) in &scan.anchors {
@@ -314,7 +373,7 @@ fn read_html(html: &str, content: &mut Content) {
         let separated = breaks_words(html.get(previous_end..range.start).unwrap_or(""));
         previous_end = range.end;
         let link = anchor_of(range).filter(|&i| i < content.links.len());
-        if inside(&hidden, range) {
+        if is_hidden(range) {
             let run = open_run.get_or_insert_with(|| {
                 let touches = !separated && visible.chars().last().is_some_and(char::is_alphanumeric);
                 (
@@ -412,6 +471,20 @@ mod tests {
         assert!(!c.hidden[1].splits_word && c.hidden[1].text == "preview text");
         assert_eq!(c.forms, vec!["https://evil.example/post".to_string()]);
         assert_eq!((c.password_fields, c.images), (1, 1));
+    }
+
+    #[test]
+    fn a_zero_font_cell_with_sized_content_is_visible() {
+        // MJML and hybrid templates: font-size:0 on the cell, the real size on its content.
+        let c = html(
+            "<table><tr><td style=\"font-size:0px;padding:10px\"><div style=\"font-size:16px;color:#333\">\
+             Your order has shipped. <a href=\"https://shop.example/track\">Track it</a></div></td></tr></table>\
+             <div style=\"font-size:14px\">Hi<span style=\"font-size:0\">zz</span>there</div>",
+        );
+        assert_eq!(c.text, "Your order has shipped. Track it Hithere");
+        assert_eq!(c.links[0].text, "Track it");
+        assert_eq!(c.hidden.len(), 1);
+        assert!(c.hidden[0].splits_word && c.hidden[0].text == "zz");
     }
 
     #[test]

@@ -192,7 +192,9 @@ impl DuplicateWindow {
             list.push_back(sequence);
         }
         // Bands nobody shares any more would otherwise pile up.
-        if state.bands.len() > self.capacity * BANDS {
+        // Amortised: only once twice the live keys have piled up, so a full window does not walk
+        // every band on every message.
+        if state.bands.len() > 2 * self.capacity * BANDS {
             state.bands.retain(|_, list| {
                 while list.front().is_some_and(|sequence| *sequence < oldest_kept) {
                     list.pop_front();
@@ -204,6 +206,10 @@ impl DuplicateWindow {
     }
 }
 
+/// Signatures kept: about 40 MB of bands at most; past this many messages a day the window is
+/// shorter than a day.
+const WINDOW_CAPACITY: usize = 50_000;
+
 /// Near-identical messages seen recently: a campaign, whatever its headers claim. Adds to the
 /// bulk score, so to the bulk complaint level.
 pub struct Campaigns {
@@ -213,7 +219,7 @@ pub struct Campaigns {
 impl Campaigns {
     pub fn new(window_secs: i64) -> Campaigns {
         Campaigns {
-            window: DuplicateWindow::new(window_secs, 200_000),
+            window: DuplicateWindow::new(window_secs, WINDOW_CAPACITY),
         }
     }
 }

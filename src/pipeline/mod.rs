@@ -212,6 +212,7 @@ impl Outcome {
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 from_address: None,
+                from_authenticated: false,
                 subject: headers.get("subject").map(headers::clean),
                 recipients: envelope
                     .recipients
@@ -656,6 +657,7 @@ impl Pipeline {
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 from_address: analysis.from_address.clone(),
+                from_authenticated: analysis.symbols.iter().any(|hit| hit.name == symbols::DMARC_PASS.name),
                 subject: analysis.subject.clone(),
                 recipients,
                 urls: analysis.urls.clone(),
@@ -797,7 +799,7 @@ async fn link_reputation(reputation: &crate::reputation::Reputation, links: &[co
             urls.push(url);
         }
     }
-    let lookups = futures_util::future::join_all(urls.iter().map(|url| reputation.assess(url))).await;
+    let lookups = futures_util::future::join_all(urls.iter().map(|url| reputation.assess_for_delivery(url))).await;
     let mut hits: Vec<Hit> = Vec::new();
     for (url, lookup) in urls.iter().zip(lookups) {
         let assessment = &lookup.assessment;

@@ -137,9 +137,13 @@ impl Stage for Phish {
         let content = &context.content;
         let (mut mismatch, mut ip, mut shortener, mut userinfo, mut hidden_chars) = (None, None, None, None, None);
         for link in &content.links {
-            if hidden_chars.is_none()
-                && (has_invisible(&link.href) || (!link.plain && link.text.chars().any(invisible)))
-            {
+            // In the text only where it reads as an address: joiners and direction marks are
+            // ordinary in emoji, Persian, Indic, Hebrew and Arabic text.
+            let text_is_address = || {
+                let seen: String = link.text.chars().filter(|c| !invisible(*c)).collect();
+                link.text.chars().any(invisible) && shown_host(&seen).is_some()
+            };
+            if hidden_chars.is_none() && (has_invisible(&link.href) || (!link.plain && text_is_address())) {
                 hidden_chars = Some(
                     link.href
                         .chars()

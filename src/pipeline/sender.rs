@@ -168,11 +168,13 @@ impl Stage for HeaderForm {
         }
         // The newest Received field's time is when the message reached a server; without one,
         // when it reached us.
+        // Our own field (the gateway adds it before the analysis) says nothing about the sender.
         let received: Vec<&str> = headers
             .fields
             .iter()
             .filter(|(name, _, _)| name == "received")
             .map(|(_, value, _)| value.as_str())
+            .filter(|value| !value.contains("(Portcullis) with "))
             .collect();
         if received.is_empty() {
             hits.push(Hit::new(&symbols::RECEIVED_NONE, "no Received field"));
@@ -214,6 +216,8 @@ impl Stage for HeaderForm {
             if replies.iter().any(|prefix| lower.starts_with(prefix))
                 && headers.get("in-reply-to").is_none()
                 && headers.get("references").is_none()
+                // Outlook's forwards and some mobile replies carry only Exchange's thread fields.
+                && headers.get("thread-index").is_none()
             {
                 hits.push(Hit::new(&symbols::SUBJECT_FAKE_REPLY, clip(subject)));
             }

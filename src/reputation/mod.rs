@@ -231,7 +231,41 @@ impl Reputation {
         self.cache.invalidate_all();
     }
 
+    /// The assessment of a link in a message being delivered: from the cache when a click (or an
+    /// earlier message) put it there; otherwise from the providers **without following
+    /// redirects** (a request to the destination at delivery could use up a one-time sign-in link
+    /// or tell a spammer the address is read). Only a verdict of suspicious or worse goes into the
+    /// shared cache: a clean one made without the redirect chain must not stand in for the
+    /// click-time check.
+    pub async fn assess_for_delivery(&self, url: &Url) -> Lookup {
+        if let Some(assessment) = self.cache.get(url.as_str()).await {
+            return Lookup {
+                assessment,
+                cache_hit: true,
+            };
+        }
+        let assessment = Arc::new(self.query_without_redirects(url).await);
+        if assessment.verdict >= Verdict::Suspicious || self.redirects.is_none() {
+            self.cache.insert(url.as_str().to_string(), assessment.clone()).await;
+        }
+        Lookup {
+            assessment,
+            cache_hit: false,
+        }
+    }
+
     async fn query(&self, url: &Url) -> Assessment {
+        let (findings, failed) = self.ask_about(url).await;
+        self.with_redirect_chain(url, findings, failed).await
+    }
+
+    async fn query_without_redirects(&self, url: &Url) -> Assessment {
+        let (findings, failed) = self.ask_about(url).await;
+        Assessment::merge(findings, failed)
+    }
+
+    /// What the providers say of `url` and, for a foreign wrapper, of the URL inside it.
+    async fn ask_about(&self, url: &Url) -> (Vec<Finding>, usize) {
         crate::metrics::increment("portcullis_reputation_lookups_total", &[]);
         let (mut findings, mut failed) = self.ask_providers(url).await;
         // A foreign wrapper (Proofpoint, Safe Links) is judged by the URL inside it as well.
@@ -243,6 +277,12 @@ impl Reputation {
             }));
             failed += inner_failed;
         }
+        (findings, failed)
+    }
+
+    /// Follows `url`'s redirects (when configured and nothing condemned it already) and asks
+    /// about every hop.
+    async fn with_redirect_chain(&self, url: &Url, mut findings: Vec<Finding>, mut failed: usize) -> Assessment {
         let worst = findings.iter().map(|f| f.verdict).max().unwrap_or_default();
         if let Some(follower) = self.redirects.as_ref().filter(|_| worst < Verdict::Malicious) {
             let chain = tokio::time::timeout(self.deadline, follower.follow(url))

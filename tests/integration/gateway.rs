@@ -1285,8 +1285,14 @@ async fn real_postfix_downstream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn first_contact_and_campaigns_are_remembered_across_messages() {
+    use crate::server::{Record, fake_dns_records};
     let p = Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
+    // partner.test passes DMARC (SPF for 127.0.0.1, aligned); elsewhere.test publishes nothing.
+    let dns = fake_dns_records(&[
+        ("partner.test", Record::Txt("v=spf1 ip4:127.0.0.0/8 -all")),
+        ("_dmarc.partner.test", Record::Txt("v=DMARC1; p=none")),
+    ])
+    .await;
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
     let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", ""));
     let send = |from: &'static str, subject: String, body: String| {
@@ -1307,16 +1313,23 @@ async fn first_contact_and_campaigns_are_remembered_across_messages() {
     // A store that has delivered nothing knows nobody: the first message is not "first contact".
     send("ann@partner.test", "one".into(), "Hello Bob.".into()).await;
     assert!(!symbols_of(&p, "one").contains(&"FIRST_CONTACT".to_string()));
-    // Ann is known now; Mallory is not.
+    let one = symbols_of(&p, "one");
+    assert!(one.contains(&"DMARC_PASS".to_string()), "{one:?}");
+    // Ann is known now (her mail passed DMARC and was delivered); Mallory is not.
     send("ann@partner.test", "two".into(), "Hello again.".into()).await;
     assert!(!symbols_of(&p, "two").contains(&"FIRST_CONTACT".to_string()));
-    send(
-        "mallory@elsewhere.test",
-        "three".into(),
-        "Please pay the invoice.".into(),
-    )
-    .await;
+    let mallory = |subject: &str| {
+        send(
+            "mallory@elsewhere.test",
+            subject.into(),
+            "Please pay the invoice.".into(),
+        )
+    };
+    mallory("three").await;
     assert!(symbols_of(&p, "three").contains(&"FIRST_CONTACT".to_string()));
+    // Delivered, but unauthenticated: Mallory does not become familiar by writing again.
+    mallory("four").await;
+    assert!(symbols_of(&p, "four").contains(&"FIRST_CONTACT".to_string()));
 
     // Six personalised copies of one campaign: the sixth has seen five near-identical ones.
     for (i, name) in ["Ann", "Carol", "Dave", "Erin", "Frank", "Grace"].iter().enumerate() {
