@@ -25,6 +25,51 @@ impl Phish {
     }
 }
 
+/// A link's text that ends in one of these is a file's name (`Q3-report.pdf` linking to the file
+/// share), not a domain, even where the extension is also a top-level domain.
+const FILE_EXTENSIONS: &[&str] = &[
+    "pdf", "doc", "docx", "xls", "xlsx", "xlsm", "ppt", "pptx", "txt", "csv", "md", "rtf", "odt", "ods", "zip", "rar",
+    "7z", "gz", "tar", "png", "jpg", "jpeg", "gif", "svg", "mp4", "mov", "mp3", "js", "ts", "py", "rs", "json", "xml",
+    "yaml", "yml", "html", "htm", "eml", "msg", "ics", "vcf", "exe", "msi", "dmg", "apk",
+];
+
+/// Email service providers' click-tracking hosts: every link of a newsletter goes through them
+/// while its text names the shop, so a mismatch there says nothing.
+const CLICK_TRACKERS: &[&str] = &[
+    "sendgrid.net",
+    "list-manage.com",
+    "mailchimp.com",
+    "mandrillapp.com",
+    "awstrack.me",
+    "hubspotlinks.com",
+    "hs-analytics.net",
+    "exacttarget.com",
+    "klclick.com",
+    "klclick1.com",
+    "rs6.net",
+    "createsend1.com",
+    "cmail19.com",
+    "cmail20.com",
+    "mailgun.org",
+    "sparkpostmail.com",
+    "mcsv.net",
+    "salesforce.com",
+    "marketo.com",
+    "mktoweb.com",
+    "mkt.com",
+];
+
+/// The part of a host two links must share to be "the same place": an IP address whole, a name
+/// by its registrable domain.
+fn site(host: &str) -> &str {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_ok() {
+        bare
+    } else {
+        registrable_part(host)
+    }
+}
+
 /// Phrases of credential phishing, lower case. Two of them, or one in a message with few links,
 /// add the symbol; any of them needs a link to click.
 const CREDENTIAL_PHRASES: &[&str] = &[
@@ -94,6 +139,7 @@ fn shown_host(text: &str) -> Option<String> {
         let host = lower.split('/').next()?;
         let tld = host.rsplit('.').next()?;
         if !host.contains('.')
+            || FILE_EXTENSIONS.contains(&tld)
             || tld.len() < 2
             || !tld.chars().all(|c| c.is_ascii_alphabetic())
             || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
@@ -169,7 +215,8 @@ impl Stage for Phish {
             if mismatch.is_none()
                 && !link.plain
                 && let Some(shown) = shown_host(&link.text)
-                && registrable_part(&shown) != registrable_part(&host)
+                && site(&shown) != site(&host)
+                && !CLICK_TRACKERS.contains(&site(&host))
             {
                 mismatch = Some(format!("shows {shown}, goes to {host}"));
             }
@@ -269,6 +316,10 @@ mod tests {
         assert_eq!(shown_host("Click here"), None);
         assert_eq!(shown_host("v1.2"), None);
         assert_eq!(shown_host("e.g."), None);
+        assert_eq!(shown_host("Q3-report.pdf"), None);
+        assert_eq!(site("10.0.1.1"), "10.0.1.1");
+        assert_ne!(site("10.0.1.1"), site("192.168.1.1"));
+        assert_eq!(site("login.bank.example"), "bank.example");
     }
 
     #[test]
