@@ -325,8 +325,8 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_default()
 }
 
-async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(), String> {
-    let envelope = Envelope {
+fn envelope() -> Envelope {
+    Envelope {
         message_ref: "0000000000000000fuzz0001".into(),
         sender: "a@sender.test".into(),
         recipients: vec!["bob@example.com".into(), "carol@example.com".into()],
@@ -335,7 +335,11 @@ async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(),
         tls: false,
         received_at: 1_700_000_000,
         connection_symbols: Vec::new(),
-    };
+    }
+}
+
+async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(), String> {
+    let envelope = envelope();
     let started = Instant::now();
     let (task_pipeline, task_envelope, task_mutant) = (pipeline.clone(), envelope.clone(), mutant.clone());
     let outcome = tokio::spawn(async move { task_pipeline.run(&task_envelope, &task_mutant, true).await })
@@ -376,10 +380,28 @@ async fn check_pipeline(pipeline: &Arc<Pipeline>, mutant: Vec<u8>) -> Result<(),
     Ok(())
 }
 
+/// The rewriter and a pipeline with every stage on, the classifier included: its model is trained
+/// here on 400 corpus messages, so mutants reach the feature extraction too.
 fn setup() -> (KeyRing, Rewriter, Arc<Pipeline>) {
     let keys = KeyRing::ephemeral();
     let mut config = Config::default();
     config.pipeline.authenticate = false;
+    let data_dir: &'static tempfile::TempDir = Box::leak(Box::new(tempfile::tempdir().unwrap()));
+    config.data_dir = data_dir.path().to_path_buf();
+    let untrained = Pipeline::new(&config, keys.clone(), None, None);
+    let envelope = envelope();
+    let mut trainer = portcullis::classifier::Trainer::default();
+    for file in crate::corpus::corpus_files().iter().step_by(15).take(400) {
+        let message = std::fs::read(file.with_extension("txt")).unwrap();
+        let spam = file.to_string_lossy().contains("/spam-");
+        if let Some(features) = untrained.features(&envelope, &message) {
+            trainer.add(features, spam);
+        }
+    }
+    let model = trainer.fit(portcullis::classifier::Learner::Logistic, 2).unwrap();
+    model
+        .save(&data_dir.path().join(portcullis::classifier::MODEL_FILE))
+        .unwrap();
     let rewriter = Rewriter::new(keys.clone(), &config.links.base_url, config.rewrite.clone());
     let pipeline = Arc::new(Pipeline::new(&config, keys.clone(), None, None));
     (keys, rewriter, pipeline)
