@@ -43,13 +43,20 @@ pub enum Learner {
     Bayes,
 }
 
-/// FNV-1a: stable across builds and platforms, so a model file outlives the binary that wrote it.
-fn hash(kind: &str, token: &str) -> u32 {
+/// FNV-1a 64: stable across builds and platforms, so a model file (and a campaign signature)
+/// means the same to every binary.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in kind.bytes().chain([0x1f]).chain(token.bytes()) {
+    for byte in bytes {
         h ^= u64::from(byte);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
+    h
+}
+
+/// A feature's slot: its kind and token, hashed.
+fn hash(kind: &str, token: &str) -> u32 {
+    let h = fnv1a(kind.bytes().chain([0x1f]).chain(token.bytes()));
     ((h ^ (h >> 32)) as u32) & ((1 << BITS) - 1)
 }
 

@@ -165,12 +165,6 @@ pub fn visibility(style: &str) -> Visibility {
     }
 }
 
-/// Whether an inline style hides what it applies to (on its own, before anything inside it).
-pub fn hides(style: &str) -> bool {
-    let v = visibility(style);
-    v.removed || v.hidden
-}
-
 /// Tags that start a new line or cell: text on either side of them is not one word.
 fn breaks_words(markup: &str) -> bool {
     const BLOCKS: &[&str] = &[
@@ -485,6 +479,12 @@ mod tests {
         assert_eq!(c.links[0].text, "Track it");
         assert_eq!(c.hidden.len(), 1);
         assert!(c.hidden[0].splits_word && c.hidden[0].text == "zz");
+    }
+
+    /// Whether a style hides what it applies to, before anything inside it speaks.
+    fn hides(style: &str) -> bool {
+        let v = visibility(style);
+        v.removed || v.hidden
     }
 
     #[test]

@@ -97,11 +97,7 @@ pub fn fingerprint(text: &str) -> Option<Signature> {
     }
     let mut signature = [u32::MAX; HASHES];
     for triple in words.windows(3) {
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in triple.join(" ").bytes() {
-            h ^= u64::from(byte);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        let h = crate::classifier::fnv1a(triple.join(" ").bytes());
         for (i, slot) in signature.iter_mut().enumerate() {
             // One hash function per slot: the triple's hash mixed with the slot's own constant.
             let mut x = h ^ (0x9E37_79B9_7F4A_7C15u64.wrapping_mul(i as u64 + 1));

@@ -7,7 +7,7 @@
 
 use url::{Host, Url};
 
-use crate::pipeline::sender::invisible;
+use crate::pipeline::sender::{clip, invisible};
 use crate::pipeline::symbols::{self, Hit};
 use crate::pipeline::{ScanContext, Stage};
 use crate::reputation::heuristics::registrable_part;
@@ -295,10 +295,6 @@ impl Stage for Phish {
             ));
         }
     }
-}
-
-fn clip(value: &str) -> String {
-    value.chars().take(60).collect()
 }
 
 #[cfg(test)]

@@ -238,8 +238,8 @@ impl Stage for HeaderForm {
     }
 }
 
-/// At most 80 characters of a header value, for a symbol's detail.
-fn clip(value: &str) -> String {
+/// At most 80 characters of a value from the message, for a symbol's detail.
+pub(crate) fn clip(value: &str) -> String {
     value.chars().take(80).collect()
 }
 
