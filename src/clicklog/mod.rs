@@ -233,7 +233,7 @@ impl ClickLog {
 
 /// The writer: take the first waiting click, then everything else already queued, and commit them
 /// in one transaction. Group commit is what makes "answer only after commit" cheap under load.
-/// A full slice is swapped for a new one and handed to the closer.
+/// A full slice is swapped for a new one, before the next batch, and handed to the closer.
 fn writer(
     receiver: mpsc::Receiver<(ClickEvent, Reply)>,
     finish: mpsc::Sender<Finished>,
@@ -255,6 +255,15 @@ fn writer(
         if store.is_none() && last_reopen.elapsed() > Duration::from_secs(1) {
             last_reopen = std::time::Instant::now();
             store = store::Store::open_new(&dir, durability, slicing).ok();
+        }
+        // Swapped before the batch goes in, not after its replies: a click answered is a click
+        // in the slice that will hold it, and a slice's clicks all fall within its age.
+        if store.as_ref().is_some_and(store::Store::is_full)
+            && let Ok(next) = store::Store::open_new(&dir, durability, slicing)
+            && let Some(full) = store.replace(next)
+        {
+            let (path, connection) = full.into_parts();
+            let _ = finish.send((path, Some(connection)));
         }
         if let Some(open) = store.as_mut()
             && spool.has_pending()
@@ -282,13 +291,6 @@ fn writer(
         });
         for (_, reply) in batch {
             let _ = reply.send(result.clone());
-        }
-        if store.as_ref().is_some_and(store::Store::is_full)
-            && let Ok(next) = store::Store::open_new(&dir, durability, slicing)
-            && let Some(full) = store.replace(next)
-        {
-            let (path, connection) = full.into_parts();
-            let _ = finish.send((path, Some(connection)));
         }
     }
     if let Some(last) = store {

@@ -720,10 +720,13 @@ async fn the_click_log_moves_to_new_slices_and_finishes_the_old_ones() {
     let link = server.link(&p, "https://sliced.example/");
     assert_eq!(get(&link).await.status(), 302);
     assert!(server.stop().success());
-    assert_eq!(
-        slices(&p),
-        (finished_before + 2, 0),
-        "a clean stop finishes the last slice"
+    // The slice opened at start may already be past its age when the click comes (a slow
+    // machine), so the click can open one more.
+    let (finished_after, open_after) = slices(&p);
+    assert_eq!(open_after, 0, "a clean stop finishes the last slice");
+    assert!(
+        finished_after >= finished_before + 2,
+        "{finished_after} vs {finished_before}"
     );
     assert_eq!(clicks(&p, "permitted").len(), 4);
 }
