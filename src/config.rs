@@ -20,6 +20,7 @@ pub struct Config {
     pub pipeline: PipelineConfig,
     pub delivery: DeliveryConfig,
     pub quarantine: QuarantineConfig,
+    pub attachments: crate::attachments::AttachmentsConfig,
 }
 
 impl Default for Config {
@@ -36,6 +37,7 @@ impl Default for Config {
             pipeline: PipelineConfig::default(),
             delivery: DeliveryConfig::default(),
             quarantine: QuarantineConfig::default(),
+            attachments: Default::default(),
         }
     }
 }
@@ -559,6 +561,7 @@ impl Config {
             range.parse::<crate::smtp::IpRange>()?;
         }
         crate::pipeline::SymbolTable::new(&self.pipeline.symbols, &self.pipeline.custom_symbols())?;
+        crate::attachments::engines::Signatures::load(&self.attachments.signature_files).map_err(|e| e.to_string())?;
         Ok(())
     }
 

@@ -4,6 +4,7 @@
 //! by [`serve`]; the binary `portcullis` is a thin command line over them.
 #![forbid(unsafe_code)]
 
+pub mod attachments;
 pub mod classifier;
 pub mod clicklog;
 pub mod config;

@@ -77,6 +77,9 @@ pub enum Refusal {
     Spam,
     /// The message's structure cannot be filtered (nesting past `pipeline.max_nesting`).
     Structure { reason: String },
+    /// A malware engine set to fail closed could not scan the message: refused for now (451),
+    /// so the sender tries again.
+    Unscanned { reason: String },
 }
 
 impl Refusal {
@@ -90,6 +93,7 @@ impl Refusal {
             Refusal::Dmarc => "Rejected by the sender domain's DMARC policy".into(),
             Refusal::Spam => "Message refused as spam".into(),
             Refusal::Structure { reason } => format!("{reason}; message not accepted"),
+            Refusal::Unscanned { reason } => format!("Message not scanned ({reason}); try again later"),
         }
     }
 }
@@ -161,7 +165,10 @@ pub struct Analysis {
     pub rule: Option<(String, RuleAction, Option<String>)>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
-    pub infected: bool,
+    /// What the malware engines found.
+    pub detections: Vec<crate::attachments::engines::Detection>,
+    /// Why the message could not be scanned when the configuration says to fail closed.
+    pub unscanned: Option<String>,
     /// The `Authentication-Results` field we stamp, when authentication ran.
     pub authentication: Option<String>,
     pub seal: Option<SealPlan>,
@@ -262,6 +269,12 @@ pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
     /// The click service's providers and cache, when the gateway runs beside it.
     reputation: Option<Arc<crate::reputation::Reputation>>,
+    attachments: crate::attachments::AttachmentsConfig,
+    signatures: crate::attachments::engines::Signatures,
+    clamd: Option<(
+        crate::attachments::engines::Clamd,
+        crate::attachments::engines::FailMode,
+    )>,
 }
 
 impl Pipeline {
@@ -289,6 +302,18 @@ impl Pipeline {
                 &config.smtp.hostname,
             )),
             reputation: None,
+            attachments: config.attachments.clone(),
+            // The lists were read once when the configuration was checked (`Config::validate`).
+            signatures: crate::attachments::engines::Signatures::load(&config.attachments.signature_files)
+                .unwrap_or_else(|error| {
+                    tracing::error!(%error, "signature lists not loaded; built-in signatures only");
+                    crate::attachments::engines::Signatures::load(&[]).unwrap_or_default()
+                }),
+            clamd: config
+                .attachments
+                .clamav
+                .as_ref()
+                .map(|clamav| (crate::attachments::engines::Clamd::new(clamav), clamav.fail)),
             stages: vec![
                 Box::new(sender::HeaderForm),
                 Box::new(body::BodyForm),
@@ -400,29 +425,39 @@ impl Pipeline {
             });
         }
 
-        // 3. Malware: the built-in EICAR detector over the raw message and every decoded part.
-        analysis.infected = malware::has_eicar(message, &parts);
-        if analysis.infected {
-            analysis
-                .symbols
-                .push(Hit::new(&symbols::EICAR, "EICAR-Test-File signature"));
-        }
+        // 3. Attachments and malware: every file opened (archives to their bounds) and inspected
+        // for what its type can hide, then the engines over the files.
+        let context = scan_context(envelope, message, &headers, &parts);
+        let sender_domain = context
+            .from
+            .as_ref()
+            .and_then(|from| from.address.rsplit_once('@'))
+            .map(|(_, domain)| domain.to_string());
+        let files = crate::attachments::scan(&parts, &self.attachments, sender_domain.as_deref());
+        analysis.symbols.extend(files.hits.iter().cloned());
+        self.find_malware(message, &parts, &files, &mut analysis).await;
 
         // 4. Content: the sender, the header block, the body as the reader sees it, links, bulk
         // signals, then the trained classifier over all of it.
-        let context = scan_context(envelope, message, &headers, &parts);
         // Each stage sees what the stages before it found (the impostor stage reads DMARC's).
         for stage in &self.stages {
             stage.check(&context, &mut analysis.symbols);
         }
         analysis.from_address = context.from.as_ref().map(|from| from.address.clone());
 
-        // 4b. Link reputation: every destination (foreign wrappers by their inner URL too), as the
-        // click service will judge it at click time, through the same cache.
+        // 4b. Link reputation: every destination (foreign wrappers by their inner URL too), in the
+        // body, inside attached files and behind QR codes, as the click service will judge it at
+        // click time, through the same cache.
         if let Some(reputation) = &self.reputation {
+            let body = context.content.links.iter().map(|link| (link.href.as_str(), None));
+            let in_files = files
+                .links
+                .iter()
+                .chain(&files.qr_links)
+                .map(|found| (found.url.as_str(), Some(found.source.as_str())));
             analysis
                 .symbols
-                .extend(link_reputation(reputation, &context.content.links).await);
+                .extend(link_reputation(reputation, body.chain(in_files)).await);
         }
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
@@ -489,6 +524,107 @@ impl Pipeline {
         analysis
     }
 
+    /// The malware engines over the message's files: the EICAR string anywhere (the raw message,
+    /// decoded parts, archive members), the signature lists over every file, and ClamAV over every
+    /// attached file (clamd opens archives itself).
+    async fn find_malware(
+        &self,
+        message: &[u8],
+        parts: &malware::Parts,
+        files: &crate::attachments::Scan,
+        analysis: &mut Analysis,
+    ) {
+        use crate::attachments::engines::{ClamdVerdict, Detection, FailMode};
+        let mut found: Vec<(&'static Symbol, Detection)> = Vec::new();
+        let eicar_file = files
+            .files
+            .iter()
+            .find(|file| memchr::memmem::find(&file.bytes, malware::EICAR).is_some());
+        if malware::has_eicar(message, parts) || eicar_file.is_some() {
+            let file = eicar_file.map_or_else(|| "the message".to_string(), |file| file.path.clone());
+            found.push((
+                &symbols::EICAR,
+                Detection {
+                    engine: "builtin",
+                    signature: "EICAR-Test-File".into(),
+                    file,
+                },
+            ));
+        }
+        for file in &files.files {
+            if let Some(signature) = self.signatures.check(&file.bytes)
+                && !found.iter().any(|(_, d)| d.signature == signature)
+            {
+                found.push((
+                    &symbols::MALWARE_SIGNATURE,
+                    Detection {
+                        engine: "builtin",
+                        signature: signature.to_string(),
+                        file: file.path.clone(),
+                    },
+                ));
+            }
+        }
+        if let Some((clamd, fail)) = &self.clamd {
+            let attached: Vec<&crate::attachments::File> = files.files.iter().filter(|file| file.depth == 0).collect();
+            let mut failures = Vec::new();
+            if attached.len() > MAX_CLAMD_FILES {
+                failures.push(format!(
+                    "{} files, only the first {MAX_CLAMD_FILES} scanned",
+                    attached.len()
+                ));
+            }
+            for batch in attached.chunks(CLAMD_AT_ONCE).take(MAX_CLAMD_FILES / CLAMD_AT_ONCE) {
+                let verdicts = futures_util::future::join_all(batch.iter().map(|file| clamd.scan(&file.bytes))).await;
+                for (file, verdict) in batch.iter().zip(verdicts) {
+                    match verdict {
+                        Ok(ClamdVerdict::Found(signature)) => found.push((
+                            &symbols::CLAMAV_VIRUS,
+                            Detection {
+                                engine: "clamav",
+                                signature,
+                                file: file.path.clone(),
+                            },
+                        )),
+                        Ok(ClamdVerdict::Clean) => {}
+                        Err(error) => failures.push(format!("{}: {error}", file.path)),
+                    }
+                }
+            }
+            if let Some(first) = failures.first() {
+                analysis
+                    .symbols
+                    .push(Hit::new(&symbols::CLAMAV_UNAVAILABLE, first.clone()));
+                if *fail == FailMode::Closed {
+                    analysis.unscanned = Some("ClamAV unavailable".into());
+                }
+            }
+        }
+        for (symbol, detection) in found {
+            let detail = format!("{}: {} in {}", detection.engine, detection.signature, detection.file);
+            analysis.symbols.push(Hit::new(symbol, detail));
+            analysis.detections.push(detection);
+        }
+    }
+
+    /// The malware symbol that weighs most, for a quarantine reason when no engine named one.
+    fn top_malware_symbol(&self, analysis: &Analysis) -> String {
+        analysis
+            .symbols
+            .iter()
+            .filter(|hit| self.table.weight(&hit.name).group == Category::Malware)
+            .max_by(|a, b| {
+                self.table
+                    .weight(&a.name)
+                    .weight
+                    .total_cmp(&self.table.weight(&b.name).weight)
+            })
+            .map_or_else(
+                || "malware score".into(),
+                |hit| format!("{} ({})", hit.name, hit.detail),
+            )
+    }
+
     /// A message's classifier features as the classifier stage reads them (after the other
     /// content stages; no DNS, no links rewritten): what `portcullis train` learns from. `None`
     /// for a structure nested past `pipeline.max_nesting`.
@@ -527,8 +663,10 @@ impl Pipeline {
         }
         let scores = Scores::of(analysis.symbols.iter().map(|hit| hit.name.as_str()), &self.table);
         let (mut verdict, rule_label) = self.decide(analysis, &scores);
-        if !can_reject && let Verdict::Reject { .. } = verdict {
-            let category = if scores.malware >= self.config.thresholds.malware {
+        if !can_reject && let Verdict::Reject { refusal } = &verdict {
+            let category = if let Refusal::Unscanned { .. } = refusal {
+                "unscanned"
+            } else if scores.malware >= self.config.thresholds.malware {
                 "malware"
             } else if scores.phish >= scores.spam {
                 "phish"
@@ -572,11 +710,7 @@ impl Pipeline {
         ));
         stamp.push(format!(
             "X-Portcullis-Virus-Details: {}\r\n",
-            if analysis.infected {
-                "infected; EICAR-Test-File"
-            } else {
-                "clean"
-            }
+            headers::clean(&virus_details(analysis))
         ));
         stamp.push(format!("X-Portcullis-Orig-IP: {}\r\n", envelope.client_ip));
         let original_sender = match envelope.sender.as_str() {
@@ -735,12 +869,24 @@ impl Pipeline {
             };
         }
         if scores.malware >= thresholds.malware {
+            let why = match context.detections.first() {
+                Some(found) => format!("{}: {} in {}", found.engine, found.signature, found.file),
+                None => self.top_malware_symbol(context),
+            };
             return (
                 Verdict::Quarantine {
                     category: "malware".into(),
-                    reason: "malware: EICAR-Test-File".into(),
+                    reason: format!("malware: {why}"),
                 },
                 "malware".into(),
+            );
+        }
+        if let Some(reason) = &context.unscanned {
+            return (
+                Verdict::Reject {
+                    refusal: Refusal::Unscanned { reason: reason.clone() },
+                },
+                "unscanned".into(),
             );
         }
         // The allow list skips spam filtering; malware scanning above still applies.
@@ -780,28 +926,71 @@ impl Pipeline {
     }
 }
 
+/// What `X-Portcullis-Virus-Details` says: each engine's finding, that a file could not be
+/// scanned, or `clean`.
+fn virus_details(analysis: &Analysis) -> String {
+    if !analysis.detections.is_empty() {
+        let found: Vec<String> = analysis
+            .detections
+            .iter()
+            .take(5)
+            .map(|d| format!("{}: {} ({})", d.engine, d.signature, d.file))
+            .collect();
+        return format!("infected; {}", found.join(", "));
+    }
+    let unscannable: Vec<&str> = analysis
+        .symbols
+        .iter()
+        .filter(|hit| {
+            [
+                symbols::CLAMAV_UNAVAILABLE.name,
+                symbols::ARCHIVE_ENCRYPTED.name,
+                symbols::PDF_ENCRYPTED.name,
+                symbols::OFFICE_ENCRYPTED.name,
+                symbols::ARCHIVE_BOMB.name,
+            ]
+            .contains(&hit.name.as_str())
+        })
+        .map(|hit| hit.detail.as_str())
+        .take(3)
+        .collect();
+    if unscannable.is_empty() {
+        "clean".into()
+    } else {
+        format!("unscanned; {}", unscannable.join(", "))
+    }
+}
+
+/// Files sent to clamd per message, and at once.
+const MAX_CLAMD_FILES: usize = 100;
+const CLAMD_AT_ONCE: usize = 4;
+
 /// Distinct link destinations checked per message: a message with more is judged by its first.
 const MAX_REPUTATION_LOOKUPS: usize = 50;
 
 /// The reputation of every distinct http(s) destination among `links`, the worst of each kind as
 /// a symbol.
-async fn link_reputation(reputation: &crate::reputation::Reputation, links: &[content::Link]) -> Vec<Hit> {
+/// `links` are each a URL and, for one found in a file or a QR code, where.
+async fn link_reputation<'a>(
+    reputation: &crate::reputation::Reputation,
+    links: impl Iterator<Item = (&'a str, Option<&'a str>)>,
+) -> Vec<Hit> {
     use crate::reputation::{Category as Kind, Verdict as Judged};
-    let mut urls: Vec<url::Url> = Vec::new();
-    for link in links {
+    let mut urls: Vec<(url::Url, Option<&str>)> = Vec::new();
+    for (link, source) in links {
         if urls.len() >= MAX_REPUTATION_LOOKUPS {
             break;
         }
-        if let Ok(url) = url::Url::parse(link.href.trim())
+        if let Ok(url) = url::Url::parse(link.trim())
             && matches!(url.scheme(), "http" | "https")
-            && !urls.contains(&url)
+            && !urls.iter().any(|(seen, _)| *seen == url)
         {
-            urls.push(url);
+            urls.push((url, source));
         }
     }
-    let lookups = futures_util::future::join_all(urls.iter().map(|url| reputation.assess_for_delivery(url))).await;
+    let lookups = futures_util::future::join_all(urls.iter().map(|(url, _)| reputation.assess_for_delivery(url))).await;
     let mut hits: Vec<Hit> = Vec::new();
-    for (url, lookup) in urls.iter().zip(lookups) {
+    for ((url, source), lookup) in urls.iter().zip(lookups) {
         let assessment = &lookup.assessment;
         let symbol = match (assessment.verdict, assessment.category) {
             (Judged::Malicious, Kind::Spam) => &symbols::URL_REPUTATION_SPAM,
@@ -819,7 +1008,8 @@ async fn link_reputation(reputation: &crate::reputation::Reputation, links: &[co
             .map(|finding| format!("{}: {}", finding.provider, finding.reason))
             .unwrap_or_default();
         let shown: String = url.as_str().chars().take(100).collect();
-        hits.push(Hit::new(symbol, format!("{shown} ({why})")));
+        let place = source.map(|source| format!(" in {source}")).unwrap_or_default();
+        hits.push(Hit::new(symbol, format!("{shown}{place} ({why})")));
     }
     hits
 }

@@ -944,10 +944,12 @@ impl Session<'_> {
 }
 
 /// What a failed pipeline task said: its panic message, or why it was cancelled.
-/// The DATA reply for a refusal: 554 5.6.0 for a structure we cannot filter, 550 5.7.1 for policy.
+/// The DATA reply for a refusal: 554 5.6.0 for a structure we cannot filter, 451 4.7.1 for a
+/// message a fail-closed engine could not scan (the sender tries again), 550 5.7.1 for policy.
 fn reply_for(refusal: &Refusal) -> String {
     match refusal {
         Refusal::Structure { .. } => format!("554 5.6.0 {}", refusal.text()),
+        Refusal::Unscanned { .. } => format!("451 4.7.1 {}", refusal.text()),
         _ => format!("550 5.7.1 {}", refusal.text()),
     }
 }

@@ -1,0 +1,89 @@
+//! QR codes in images ("quishing"): a link the recipient follows with a phone, past every link
+//! rewriter. Images are decoded with bounds on their size and the work per image.
+
+/// Larger images are sampled down to this many pixels a side before the search: QR codes in mail
+/// are meant to be scanned from a screen, so they are never a small part of a huge image.
+const MAX_SIDE: u32 = 1600;
+/// Images larger than this are not decoded at all.
+const MAX_DECODED_SIDE: u32 = 8192;
+const MAX_DECODE_ALLOC: u64 = 128 * 1024 * 1024;
+/// Codes read per image.
+const MAX_CODES: usize = 8;
+
+/// The text of every QR code found in `image` (PNG, JPEG or GIF bytes).
+pub fn decode(image: &[u8]) -> Vec<String> {
+    let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(image)).with_guessed_format() else {
+        return Vec::new();
+    };
+    let mut reader = reader;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DECODED_SIDE);
+    limits.max_image_height = Some(MAX_DECODED_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_ALLOC);
+    reader.limits(limits);
+    let Ok(decoded) = reader.decode() else {
+        return Vec::new();
+    };
+    let grey = decoded.to_luma8();
+    let (width, height) = grey.dimensions();
+    if width < 21 || height < 21 {
+        return Vec::new();
+    }
+    let step = width.max(height).div_ceil(MAX_SIDE).max(1);
+    let (sampled_width, sampled_height) = ((width / step) as usize, (height / step) as usize);
+    let mut prepared = rqrr::PreparedImage::prepare_from_greyscale(sampled_width, sampled_height, |x, y| {
+        grey.get_pixel(x as u32 * step, y as u32 * step).0[0]
+    });
+    prepared
+        .detect_grids()
+        .into_iter()
+        .take(MAX_CODES)
+        .filter_map(|grid| grid.decode().ok().map(|(_, text)| text))
+        .collect()
+}
+
+/// The link a QR code's text holds: a URL, a bare `www.` address, or the `URL:` of a bookmark
+/// (`MEBKM:URL:…;`) or a contact card.
+pub fn url_in(text: &str) -> Option<String> {
+    let trimmed = text.trim();
+    let lower = trimmed.to_ascii_lowercase();
+    let start = ["https://", "http://"]
+        .iter()
+        .filter_map(|scheme| lower.find(scheme))
+        .min();
+    let candidate = match start {
+        Some(at) => &trimmed[at..],
+        None if lower.starts_with("www.") => return Some(format!("https://{}", first_token(trimmed))),
+        None => return None,
+    };
+    let url = first_token(candidate);
+    url::Url::parse(url).ok().map(|_| url.to_string())
+}
+
+fn first_token(text: &str) -> &str {
+    text.split(|c: char| c.is_whitespace() || c == ';' || c == '"' || c == '<' || c == '>')
+        .next()
+        .unwrap_or(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_in_qr_texts() {
+        assert_eq!(url_in("https://a.test/x?y=1").as_deref(), Some("https://a.test/x?y=1"));
+        assert_eq!(
+            url_in("MEBKM:TITLE:x;URL:http://b.test/;;").as_deref(),
+            Some("http://b.test/")
+        );
+        assert_eq!(url_in("www.c.test/login").as_deref(), Some("https://www.c.test/login"));
+        assert_eq!(url_in("WIFI:S:home;T:WPA;P:secret;;"), None);
+    }
+
+    #[test]
+    fn not_images_decode_to_nothing() {
+        assert!(decode(b"not an image").is_empty());
+        assert!(decode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\x7f\xff\xff\xff\x7f\xff\xff\xff").is_empty());
+    }
+}
