@@ -210,7 +210,7 @@ async fn send_to_bob(smtp: &str, subject: &str) {
     assert!(ok, "{transcript}");
 }
 
-fn messages_index(p: &Portcullis) -> Vec<serde_json::Value> {
+pub fn messages_index(p: &Portcullis) -> Vec<serde_json::Value> {
     let output = p.run(&["messages", "--json", "--limit", "0"], b"");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout)
@@ -220,7 +220,7 @@ fn messages_index(p: &Portcullis) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn symbols(entry: &serde_json::Value) -> Vec<String> {
+pub fn symbols(entry: &serde_json::Value) -> Vec<String> {
     entry["symbols"]
         .as_array()
         .unwrap()
@@ -659,7 +659,7 @@ async fn eicar_is_quarantined_then_released() {
     let shown = p.run(&["quarantine", "show", &id], b"");
     let shown = String::from_utf8_lossy(&shown.stdout);
     assert!(
-        shown.contains("X-Portcullis-Virus-Details: infected; EICAR-Test-File"),
+        shown.contains("X-Portcullis-Virus-Details: infected; builtin: EICAR-Test-File (eicar.com)"),
         "{shown}"
     );
     assert!(shown.contains("policy=quarantine"), "{shown}");

@@ -1,5 +1,6 @@
 //! Integration tests through the `portcullis` command line, compiled into one binary.
 //!
+//! - `attachments`: ClamAV's test files through SMTP to a private clamd; clamd down, fail open or closed.
 //! - `common`: running the binary, finding and decoding our links in output, MIME helpers.
 //! - `keys_and_decode`: the key ring commands, `decode` of ours, forged and foreign links.
 //! - `rewrite_html`: HTML link finding, browser parsing, `<base href>`, skip rules.
@@ -18,6 +19,7 @@
 //! - `store_once`: one stored message per accepted message, copies rendered and sealed at delivery.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
+mod attachments;
 mod classifier;
 mod click;
 mod common;
