@@ -387,8 +387,10 @@ pub struct PipelineConfig {
     /// Symbol weights and categories; merged over the built-in table. A name ending in `*` is a prefix.
     pub symbols: std::collections::BTreeMap<String, crate::pipeline::SymbolWeight>,
     pub thresholds: crate::pipeline::Thresholds,
-    /// Transport rules, checked in order; the first that matches with a final action decides.
+    /// Transport rules, run by priority; the first that matches with a final action decides.
     pub rules: Vec<crate::pipeline::TransportRule>,
+    /// The operator's own sensitive-information types, for transport rules' `sensitive`.
+    pub sensitive_types: Vec<crate::pipeline::rules::SensitiveType>,
     /// `d=` and `s=` of the gateway's ARC seal; the domain defaults to `smtp.hostname`.
     pub arc_domain: Option<String>,
     pub arc_selector: String,
@@ -414,6 +416,7 @@ impl Default for PipelineConfig {
             symbols: Default::default(),
             thresholds: Default::default(),
             rules: Vec::new(),
+            sensitive_types: Vec::new(),
             arc_domain: None,
             arc_selector: "portcullis".into(),
             max_nesting: 64,
@@ -561,6 +564,8 @@ impl Config {
             range.parse::<crate::smtp::IpRange>()?;
         }
         crate::pipeline::SymbolTable::new(&self.pipeline.symbols, &self.pipeline.custom_symbols())?;
+        crate::pipeline::rules::compile(&self.pipeline.rules, &self.pipeline.sensitive_types)
+            .map_err(|e| e.to_string())?;
         crate::attachments::engines::Signatures::load(&self.attachments.signature_files).map_err(|e| e.to_string())?;
         Ok(())
     }

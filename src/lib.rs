@@ -9,6 +9,7 @@ pub mod classifier;
 pub mod clicklog;
 pub mod config;
 pub mod delivery;
+pub mod dlp;
 pub mod escape;
 pub mod listen;
 pub mod metrics;

@@ -6,18 +6,54 @@ use crate::rewrite::mime::parse_headers;
 /// Header fields only Portcullis may set. Any copy arriving from outside is removed so a sender
 /// cannot forge a verdict; `Authentication-Results` is removed when it claims our authserv-id.
 pub fn strip_forgeable(message: &[u8], authserv_id: &str) -> Vec<u8> {
+    remove_fields(message, |name, value| {
+        name.starts_with("x-portcullis-")
+            || (name == "authentication-results" && authserv_id_of(value).eq_ignore_ascii_case(authserv_id))
+    })
+}
+
+/// Removes the top-level header fields `remove(lower-case name, value)` picks, folded lines and
+/// all; every other byte is copied unchanged.
+pub fn remove_fields(message: &[u8], remove: impl Fn(&str, &str) -> bool) -> Vec<u8> {
     let headers = parse_headers(message);
     let mut out = Vec::with_capacity(message.len());
     let mut copied = 0;
     for (name, value, range) in &headers.fields {
-        let ours = name.starts_with("x-portcullis-")
-            || (name == "authentication-results" && authserv_id_of(value).eq_ignore_ascii_case(authserv_id));
-        if ours {
+        if remove(name, value) {
             out.extend_from_slice(&message[copied..range.start]);
             copied = range.end;
         }
     }
     out.extend_from_slice(&message[copied..]);
+    out
+}
+
+/// Puts `prefix` before the subject (RFC 2047-encoded when it is not ASCII); adds a subject when
+/// there is none.
+pub fn prefix_subject(message: &[u8], prefix: &str) -> Vec<u8> {
+    let prefix = clean(prefix);
+    let prefix = if prefix.is_ascii() {
+        prefix
+    } else {
+        use base64::Engine;
+        format!(
+            "=?UTF-8?B?{}?=",
+            base64::engine::general_purpose::STANDARD.encode(prefix.as_bytes())
+        )
+    };
+    let headers = parse_headers(message);
+    let Some((_, _, range)) = headers.fields.iter().find(|(name, _, _)| name == "subject") else {
+        return prepend(message, &[format!("Subject: {prefix}\r\n")]);
+    };
+    let field = &message[range.clone()];
+    let colon = memchr::memchr(b':', field).map_or(field.len(), |at| at + 1);
+    let mut out = Vec::with_capacity(message.len() + prefix.len() + 1);
+    out.extend_from_slice(&message[..range.start + colon]);
+    out.push(b' ');
+    out.extend_from_slice(prefix.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(field[colon..].trim_ascii_start());
+    out.extend_from_slice(&message[range.end..]);
     out
 }
 
@@ -64,6 +100,21 @@ pub fn hop_count(message: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subject_prefix_keeps_the_rest() {
+        let message = b"From: a@b.test\r\nSubject: =?UTF-8?Q?caf=C3=A9?=\r\n\tmenu\r\n\r\nbody\r\n";
+        assert_eq!(
+            String::from_utf8(prefix_subject(message, "[EXT]")).unwrap(),
+            "From: a@b.test\r\nSubject: [EXT] =?UTF-8?Q?caf=C3=A9?=\r\n\tmenu\r\n\r\nbody\r\n"
+        );
+        let none = prefix_subject(b"From: a@b.test\r\n\r\nbody\r\n", "[外部]");
+        assert!(
+            String::from_utf8(none)
+                .unwrap()
+                .starts_with("Subject: =?UTF-8?B?W+WklumDqF0=?=\r\nFrom:")
+        );
+    }
 
     #[test]
     fn removes_forged_verdicts_only() {

@@ -169,6 +169,8 @@ pub struct Analysis {
     pub detections: Vec<crate::attachments::engines::Detection>,
     /// Why the message could not be scanned when the configuration says to fail closed.
     pub unscanned: Option<String>,
+    /// What the transport rules change besides a decision (`rule`).
+    pub rule_effects: rules::RuleEffects,
     /// The `Authentication-Results` field we stamp, when authentication ran.
     pub authentication: Option<String>,
     pub seal: Option<SealPlan>,
@@ -275,6 +277,8 @@ pub struct Pipeline {
         crate::attachments::engines::Clamd,
         crate::attachments::engines::FailMode,
     )>,
+    /// Transport rules, compiled, in the order they run.
+    rules: Vec<rules::CompiledRule>,
 }
 
 impl Pipeline {
@@ -303,6 +307,11 @@ impl Pipeline {
             )),
             reputation: None,
             attachments: config.attachments.clone(),
+            // Checked when the configuration was loaded (`Config::validate`).
+            rules: rules::compile(&config.pipeline.rules, &config.pipeline.sensitive_types).unwrap_or_else(|error| {
+                tracing::error!(%error, "transport rules not applied");
+                Vec::new()
+            }),
             // The lists were read once when the configuration was checked (`Config::validate`).
             signatures: crate::attachments::engines::Signatures::load(&config.attachments.signature_files)
                 .unwrap_or_else(|error| {
@@ -461,30 +470,30 @@ impl Pipeline {
         }
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
+        let header_fields: Vec<(String, String)> = headers
+            .fields
+            .iter()
+            .map(|(name, value, _)| (name.clone(), value.clone()))
+            .collect();
+        let scores = Scores::of(analysis.symbols.iter().map(|hit| hit.name.as_str()), &self.table);
         let rule_input = rules::RuleInput {
             sender: &envelope.sender,
             recipients: &envelope.recipients,
             header_from: context.from.as_ref().map(|from| from.address.as_str()),
+            headers: &header_fields,
             subject: analysis.subject.as_deref(),
-            attachment_names: &parts.attachment_names,
+            body: &context.content.text,
+            attachments: &files.files,
+            symbols: &analysis.symbols,
+            score: scores.total(),
+            scl: self.spam_confidence(&analysis, &scores),
+            bcl: bulk_level(&scores),
             client_ip: envelope.client_ip,
         };
-        for rule in self.config.rules.iter().filter(|rule| rule.matches(&rule_input)) {
-            match rule.action {
-                RuleAction::Symbol => {
-                    if let Some(symbol) = &rule.symbol {
-                        analysis.symbols.push(Hit {
-                            name: symbol.to_ascii_uppercase(),
-                            detail: format!("transport rule {}", rule.name),
-                        });
-                    }
-                }
-                action => {
-                    analysis.rule = Some((rule.name.clone(), action, rule.message.clone()));
-                    break;
-                }
-            }
-        }
+        let mut effects = rules::apply(&self.rules, &rule_input);
+        analysis.symbols.append(&mut effects.hits);
+        analysis.rule = effects.decided.take();
+        analysis.rule_effects = effects;
 
         // 6. Links: every link the rewriter finds, weighed with the rest (the copies are
         // rewritten per recipient later, from the same bytes).
@@ -696,14 +705,14 @@ impl Pipeline {
             stamp.push(header.clone());
         }
         stamp.push(format!("X-Portcullis-Spam-Details: {details}\r\n"));
-        stamp.push(format!(
-            "X-Portcullis-SCL: {}\r\n",
-            self.spam_confidence(analysis, &scores)
-        ));
-        stamp.push(format!(
-            "X-Portcullis-BCL: {}\r\n",
-            scores.bulk.round().clamp(0.0, 9.0) as u8
-        ));
+        let effects = &analysis.rule_effects;
+        let scl = match (effects.scl, effects.bypass_spam) {
+            (Some(scl), _) => scl,
+            (None, true) => -1,
+            (None, false) => self.spam_confidence(analysis, &scores),
+        };
+        stamp.push(format!("X-Portcullis-SCL: {scl}\r\n"));
+        stamp.push(format!("X-Portcullis-BCL: {}\r\n", bulk_level(&scores)));
         stamp.push(format!(
             "X-Portcullis-Spam-Flag: {}\r\n",
             if spam_flag { "YES" } else { "NO" }
@@ -718,6 +727,7 @@ impl Pipeline {
             sender => headers::clean(sender),
         };
         stamp.push(format!("X-Portcullis-Orig-Sender: {original_sender}\r\n"));
+        stamp.extend(effects.add_headers.iter().cloned());
         let per_recipient = self.config.copies == Copies::Recipient;
         let plan = RenderPlan {
             strip_forgeable: true,
@@ -726,7 +736,16 @@ impl Pipeline {
             issued_at: issued_at(envelope),
             per_recipient,
             seal: analysis.seal.clone().filter(|_| self.renderer.seals()),
+            remove_headers: effects.remove_headers.clone(),
+            subject_prefix: effects.subject_prefix.clone(),
         };
+        // Redirected or copied to a reviewer by a transport rule.
+        let mut envelope_recipients = effects.redirect.clone().unwrap_or_else(|| envelope.recipients.clone());
+        for added in &effects.add_recipients {
+            if !envelope_recipients.iter().any(|r| r.eq_ignore_ascii_case(added)) {
+                envelope_recipients.push(added.clone());
+            }
+        }
 
         // 6. One copy per recipient (or per message) to relay, or one hold for all of them; each
         // copy is rewritten, stamped and sealed when it is delivered.
@@ -741,18 +760,18 @@ impl Pipeline {
         let mut hold = None;
         match &verdict {
             Verdict::Deliver if per_recipient => {
-                for recipient in &envelope.recipients {
+                for recipient in &envelope_recipients {
                     deliveries.push(delivery(vec![recipient.clone()], Some(recipient.clone())));
                 }
             }
-            Verdict::Deliver => deliveries.push(delivery(envelope.recipients.clone(), None)),
+            Verdict::Deliver => deliveries.push(delivery(envelope_recipients.clone(), None)),
             Verdict::Quarantine { category, reason } => {
                 hold = Some(NewHold {
                     message_ref: envelope.message_ref.clone(),
                     category: category.clone(),
                     reason: reason.clone(),
                     sender: envelope.sender.clone(),
-                    recipients: envelope.recipients.clone(),
+                    recipients: envelope_recipients.clone(),
                     subject: analysis.subject.clone(),
                     expires_at: crate::store::now() + retention_days(category, &self.quarantine) * 86400,
                 });
@@ -760,8 +779,7 @@ impl Pipeline {
             Verdict::Reject { .. } | Verdict::Discard { .. } => {}
         }
         let keys = self.keys();
-        let recipients = envelope
-            .recipients
+        let recipients = envelope_recipients
             .iter()
             .map(|address| IndexedRecipient {
                 address: address.clone(),
@@ -889,6 +907,22 @@ impl Pipeline {
                 "unscanned".into(),
             );
         }
+        // A transport rule's bypass or SCL replaces spam filtering; malware still applied above.
+        let effects = &context.rule_effects;
+        match effects.scl {
+            Some(scl @ 5..) => {
+                return (
+                    Verdict::Quarantine {
+                        category: "spam".into(),
+                        reason: format!("SCL {scl} set by a transport rule"),
+                    },
+                    "transport:scl".into(),
+                );
+            }
+            Some(_) => return (Verdict::Deliver, "transport:scl".into()),
+            None if effects.bypass_spam => return (Verdict::Deliver, "transport:bypass".into()),
+            None => {}
+        }
         // The allow list skips spam filtering; malware scanning above still applies.
         if context.symbols.iter().any(|hit| hit.name == symbols::IP_ALLOW.name) {
             return (Verdict::Deliver, "allowlisted".into());
@@ -924,6 +958,11 @@ impl Pipeline {
         }
         (Verdict::Deliver, "notspam".into())
     }
+}
+
+/// The bulk complaint level, 0 to 9, as stamped in `X-Portcullis-BCL`.
+fn bulk_level(scores: &Scores) -> u8 {
+    scores.bulk.round().clamp(0.0, 9.0) as u8
 }
 
 /// What `X-Portcullis-Virus-Details` says: each engine's finding, that a file could not be

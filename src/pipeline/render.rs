@@ -26,6 +26,12 @@ pub struct RenderPlan {
     pub per_recipient: bool,
     /// What the ARC set on top of every copy asserts; `None` leaves copies unsealed.
     pub seal: Option<SealPlan>,
+    /// Header fields a transport rule removes (lower-case names).
+    #[serde(default)]
+    pub remove_headers: Vec<String>,
+    /// Put before the subject by a transport rule.
+    #[serde(default)]
+    pub subject_prefix: Option<String>,
 }
 
 impl RenderPlan {
@@ -74,11 +80,17 @@ impl Renderer {
     /// fails: a copy whose links cannot be rewritten goes out with them as they were (the analysis
     /// recorded that when it looked at the same bytes), one that cannot be sealed goes unsealed.
     pub fn render(&self, message: &[u8], plan: &RenderPlan, message_ref: &str, recipient: Option<&str>) -> Vec<u8> {
-        let stripped = if plan.strip_forgeable {
+        let mut stripped = if plan.strip_forgeable {
             headers::strip_forgeable(message, &self.hostname)
         } else {
             message.to_vec()
         };
+        if !plan.remove_headers.is_empty() {
+            stripped = headers::remove_fields(&stripped, |name, _| plan.remove_headers.iter().any(|n| n == name));
+        }
+        if let Some(prefix) = &plan.subject_prefix {
+            stripped = headers::prefix_subject(&stripped, prefix);
+        }
         let rewritten = if plan.rewrite_links {
             let context = MessageContext {
                 message_ref: message_ref.as_bytes().to_vec(),

@@ -198,6 +198,7 @@ registry! {
     URL_REWRITTEN: Info, 0.0, "links rewritten to the click service";
     URL_SKIPPED_SIGNED: Info, 0.0, "links in a signed (S/MIME, PGP) part left alone";
     URL_REWRITE_FAILED: Info, 0.0, "the rewriter could not read the message; links left as they were";
+    DLP_MATCH: Info, 0.0, "sensitive information a transport rule looks for (values masked)";
     MIME_TOO_DEEP: Info, 0.0, "MIME structure nested deeper than pipeline.max_nesting";
     PROCESSING_FAILED: Info, 0.0, "filtering failed pipeline.max_attempts times";
 }

@@ -77,7 +77,11 @@ impl Drop for ClamDaemon {
 }
 
 fn clamd_binary() -> &'static str {
-    if Path::new("/usr/sbin/clamd").exists() { "/usr/sbin/clamd" } else { "clamd" }
+    if Path::new("/usr/sbin/clamd").exists() {
+        "/usr/sbin/clamd"
+    } else {
+        "clamd"
+    }
 }
 
 fn pong(address: &str) -> bool {
@@ -100,7 +104,12 @@ fn md5(bytes: &[u8]) -> Md5 {
         .unwrap();
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    Md5(String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string())
+    Md5(String::from_utf8(out.stdout)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string())
 }
 
 struct Md5(String);
@@ -218,7 +227,10 @@ async fn clamav_test_files_through_smtp_end_in_quarantine_under_clamav_names() {
     let id = holds[0]["id"].to_string();
     let shown = p.run(&["quarantine", "show", &id], b"");
     let shown = String::from_utf8_lossy(&shown.stdout);
-    assert!(shown.contains("X-Portcullis-Virus-Details: infected; clamav: "), "{shown}");
+    assert!(
+        shown.contains("X-Portcullis-Virus-Details: infected; clamav: "),
+        "{shown}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,7 +254,11 @@ async fn a_dead_clamd_fails_open_or_closed_as_configured() {
     assert!(ok, "{transcript}");
     let copies = sink.wait_for(1, 20);
     assert_eq!(copies.len(), 1, "fail open delivers");
-    assert!(copies[0].contains("X-Portcullis-Virus-Details: unscanned;"), "{}", copies[0]);
+    assert!(
+        copies[0].contains("X-Portcullis-Virus-Details: unscanned;"),
+        "{}",
+        copies[0]
+    );
     let index = messages_index(&p);
     assert!(symbols(&index[0]).contains(&"CLAMAV_UNAVAILABLE".to_string()));
     assert!(server.stop().success());

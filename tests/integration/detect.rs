@@ -79,7 +79,10 @@ async fn every_fixture_gets_the_symbols_it_must_and_none_it_must_not() {
         "[smtp]\ndomains = [\"example.com\"]\n[dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 1\n\
          [reputation]\nprotected_domains = [\"acme-bank.com\"]\n\
          [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n\
-         [pipeline]\nvip_names = [\"Jane Smith\"]\n",
+         [pipeline]\nvip_names = [\"Jane Smith\"]\n\
+         [[pipeline.sensitive_types]]\nname = \"employee_id\"\npattern = \"EMP-\\\\d{{6}}\"\nkeywords = [\"employee\"]\n\
+         [[pipeline.rules]]\nname = \"cards\"\nsensitive = [{{ type = \"credit_card\", min_confidence = 75 }}]\naction = \"symbol\"\nsymbol = \"SENSITIVE_CREDIT_CARD\"\n[[pipeline.rules]]\nname = \"ibans\"\nsensitive = [{{ type = \"iban\", min_confidence = 75 }}]\naction = \"symbol\"\nsymbol = \"SENSITIVE_IBAN\"\n[[pipeline.rules]]\nname = \"my-numbers\"\nsensitive = [{{ type = \"jp_my_number\", min_confidence = 85 }}]\naction = \"symbol\"\nsymbol = \"SENSITIVE_JP_MY_NUMBER\"\n[[pipeline.rules]]\nname = \"ssns\"\nsensitive = [{{ type = \"us_ssn\", min_confidence = 85 }}]\naction = \"symbol\"\nsymbol = \"SENSITIVE_US_SSN\"\n[[pipeline.rules]]\nname = \"employees\"\nsensitive = [{{ type = \"employee_id\", min_confidence = 85 }}]\naction = \"symbol\"\nsymbol = \"SENSITIVE_EMPLOYEE_ID\"\n\
+         [pipeline.symbols]\nSENSITIVE_CREDIT_CARD = {{ weight = 0.0, group = \"info\" }}\nSENSITIVE_IBAN = {{ weight = 0.0, group = \"info\" }}\nSENSITIVE_JP_MY_NUMBER = {{ weight = 0.0, group = \"info\" }}\nSENSITIVE_US_SSN = {{ weight = 0.0, group = \"info\" }}\nSENSITIVE_EMPLOYEE_ID = {{ weight = 0.0, group = \"info\" }}\n",
         dir.join("feed.txt").display()
     ));
     let mut paths: Vec<_> = std::fs::read_dir(&dir)

@@ -1345,3 +1345,120 @@ async fn first_contact_and_campaigns_are_remembered_across_messages() {
     let sixth = symbols_of(&p, "offer5");
     assert!(sixth.contains(&"BULK_SIMILAR_5".to_string()), "{sixth:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transport_rules_change_copies_and_hold_sensitive_data_masked() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let rules = r#"
+[[pipeline.rules]]
+name = "redirect-ceo"
+priority = 0
+recipient = ["ceo@example.com"]
+action = "redirect"
+recipients = ["assistant@example.com"]
+stop = true
+
+[[pipeline.rules]]
+name = "dlp-cards"
+priority = 1
+sensitive = [{ type = "credit_card", min_count = 1, min_confidence = 75 }]
+action = "quarantine"
+
+[[pipeline.rules]]
+name = "forced-spam"
+priority = 2
+header_matches = [{ name = "X-Campaign", pattern = "^blast-" }]
+action = "set_scl"
+set_scl = 6
+
+[[pipeline.rules]]
+name = "tag-external"
+priority = 10
+sender_domain = ["sender.test"]
+action = ["add_header", "prepend_subject", "remove_header", "add_recipient"]
+add_header = "X-External: yes"
+subject_prefix = "[EXT]"
+remove_header = ["X-Secret"]
+recipients = ["review@example.com"]
+"#;
+    let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", rules));
+    let send = |to: &'static str, headers: Vec<String>, body: &'static str| {
+        let smtp = smtp.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let mut args = vec!["--from", "alice@sender.test", "--to", to, "--body", body];
+                for header in &headers {
+                    args.extend(["--header", header.as_str()]);
+                }
+                let (ok, transcript) = swaks(&smtp, &args);
+                assert!(ok && transcript.contains("250 2.0.0"), "{transcript}");
+            })
+            .await
+            .unwrap()
+        }
+    };
+    send(
+        "bob@example.com",
+        vec!["Subject: lunch".into(), "X-Secret: internal-only".into()],
+        "see you at noon",
+    )
+    .await;
+    send(
+        "bob@example.com",
+        vec!["Subject: order".into()],
+        "my card is 4111 1111 1111 1111, expiry 12/29",
+    )
+    .await;
+    send("ceo@example.com", vec!["Subject: for the boss".into()], "hello").await;
+    send(
+        "bob@example.com",
+        vec!["Subject: offer".into(), "X-Campaign: blast-7".into()],
+        "hello",
+    )
+    .await;
+
+    let copies = sink.wait_for(3, 20);
+    assert_eq!(copies.len(), 3, "{copies:#?}");
+    let to = |address: &str| -> Vec<&String> {
+        copies
+            .iter()
+            .filter(|c| c.contains(&format!("X-Rcpt-Args: <{address}>")))
+            .collect()
+    };
+    // Tagged, stripped, and copied to the reviewer: one copy each.
+    for address in ["bob@example.com", "review@example.com"] {
+        let copy = to(address);
+        assert_eq!(copy.len(), 1, "{address}: {copies:#?}");
+        assert!(copy[0].contains("Subject: [EXT] lunch"), "{}", copy[0]);
+        assert!(copy[0].contains("X-External: yes"), "{}", copy[0]);
+        assert!(!copy[0].contains("X-Secret"), "{}", copy[0]);
+    }
+    // Redirected, and no rule after it ran.
+    let assistant = to("assistant@example.com");
+    assert_eq!(assistant.len(), 1);
+    assert!(assistant[0].contains("Subject: for the boss"), "{}", assistant[0]);
+    assert!(to("ceo@example.com").is_empty());
+
+    let index = messages_index(&p);
+    let by_subject = |subject: &str| index.iter().find(|e| e["subject"] == subject).unwrap().clone();
+    let card = by_subject("order");
+    assert_eq!(card["verdict"], "quarantine");
+    assert_eq!(card["rule"], "dlp-cards");
+    let forced = by_subject("offer");
+    assert_eq!(forced["verdict"], "quarantine");
+    assert_eq!(forced["category"], "spam");
+    // The card number is masked wherever it is kept: the index and what `messages show` prints.
+    let shown = p.run(
+        &["messages", "show", card["message_ref"].as_str().unwrap(), "--json"],
+        b"",
+    );
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        shown.contains("DLP_MATCH") && shown.contains("**** **** **** 1111"),
+        "{shown}"
+    );
+    let everything = format!("{index:?}{shown}");
+    assert!(!everything.contains("4111 1111 1111 1111"), "clear card number written");
+}
