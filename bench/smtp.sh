@@ -3,12 +3,15 @@
 # content detector and the trained classifier, link reputation, transport rules, scoring,
 # per-recipient URL rewrite, ARC seal, fsync before 250) next to a stock
 # Postfix relaying the same load, both to the same smtp-sink, in one run.
-#   bench/smtp.sh [MESSAGES] [SESSIONS]
-# Load: smtp-source from Postfix; every message carries two links to rewrite.
+#   bench/smtp.sh [MESSAGES] [SESSIONS] [plain|attachments]
+# Load: smtp-source from Postfix; every message carries two links to rewrite. With `attachments`
+# it also carries a PDF with a link, a Word document, a zip (two texts and an image) and a QR code
+# image, taken from the clean attachment fixtures in tests/fixtures/detect/ (about 6 KB of files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 messages=${1:-5000}
 sessions=${2:-20}
+load=${3:-plain}
 command -v smtp-source >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix >/dev/null; }
 cargo build --release --quiet
 work=$(mktemp -d)
@@ -71,6 +74,28 @@ Regards,
 The load generator
 MSG
 
+if [ "$load" = attachments ]; then
+  python3 - "$work/message.eml" tests/fixtures/detect/attach-clean-pdf.eml tests/fixtures/detect/attach-clean-docx.eml \
+    tests/fixtures/detect/attach-clean-zip.eml tests/fixtures/detect/qr-clean.eml <<'PY'
+import email, email.policy, sys
+from email.message import EmailMessage
+out, fixtures = sys.argv[1], sys.argv[2:]
+plain = email.message_from_bytes(open(out, "rb").read(), policy=email.policy.default)
+message = EmailMessage()
+for name in ("From", "To", "Subject"):
+    message[name] = plain[name]
+message.set_content(plain.get_content())
+for path in fixtures:
+    for part in email.message_from_bytes(open(path, "rb").read(), policy=email.policy.default).walk():
+        if part.get_filename():
+            maintype, subtype = part.get_content_type().split("/")
+            message.add_attachment(part.get_payload(decode=True), maintype=maintype, subtype=subtype,
+                                   filename=part.get_filename())
+# smtp-source adds the CR itself: lines end in LF here.
+open(out, "wb").write(message.as_bytes(policy=email.policy.default))
+PY
+fi
+
 sink_total() { find "$work/sink" -type f | wc -l; }
 
 # Sends the load to one front end; prints seconds until smtp-source got every 250 and seconds
@@ -94,7 +119,7 @@ print(f"{name:<10} accepted {n / (accepted - start):8.0f} msg/s   end to end {n 
 PY
 }
 
-echo "messages=$messages sessions=$sessions cores=$(nproc)"
+echo "messages=$messages sessions=$sessions load=$load ($(wc -c < "$work/message.eml") bytes) cores=$(nproc)"
 run postfix "$postfix_port" | tee "$work/postfix.txt"
 run portcullis "$gateway_port" | tee "$work/portcullis.txt"
 python3 - "$work/postfix.txt" "$work/portcullis.txt" <<'PY'

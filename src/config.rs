@@ -600,6 +600,12 @@ mod tests {
         assert_eq!(config.delivery.max_age_secs, defaults.delivery.max_age_secs);
         assert_eq!(config.pipeline.thresholds.reject, defaults.pipeline.thresholds.reject);
         assert_eq!(config.pipeline.time_budget_ms, defaults.pipeline.time_budget_ms);
+        assert_eq!(config.attachments.blocked_types, defaults.attachments.blocked_types);
+        assert_eq!(
+            config.attachments.max_expanded_mib,
+            defaults.attachments.max_expanded_mib
+        );
+        assert_eq!(config.attachments.qr_codes, defaults.attachments.qr_codes);
         config.validate().expect("documented configuration is valid");
     }
 

@@ -113,6 +113,12 @@ impl Scan {
     }
 }
 
+/// Forgets the images already searched for QR codes, so the next search of each is a first sight
+/// (for measuring that cost).
+pub fn forget_seen_images() {
+    qr::forget();
+}
+
 /// Links kept per message from files, and QR images decoded: bounds on the work one message makes.
 const MAX_LINKS: usize = 200;
 const MAX_QR_IMAGES: usize = 20;

@@ -10,8 +10,42 @@ const MAX_DECODE_ALLOC: u64 = 128 * 1024 * 1024;
 /// Codes read per image.
 const MAX_CODES: usize = 8;
 
+/// Images remembered with what they hold. A campaign sends the same picture to every recipient,
+/// and fitting a QR grid costs milliseconds (rqrr's perspective search), so each distinct image is
+/// decoded once; the cache is emptied when full rather than tracked per entry.
+const CACHED_IMAGES: usize = 4096;
+
+type Cache = std::sync::Mutex<std::collections::HashMap<[u8; 32], std::sync::Arc<Vec<String>>>>;
+
+fn cache() -> &'static Cache {
+    static CACHE: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    CACHE.get_or_init(Default::default)
+}
+
 /// The text of every QR code found in `image` (PNG, JPEG or GIF bytes).
 pub fn decode(image: &[u8]) -> Vec<String> {
+    use sha2::Digest;
+    let digest: [u8; 32] = sha2::Sha256::digest(image).into();
+    if let Some(known) = cache().lock().ok().and_then(|cache| cache.get(&digest).cloned()) {
+        return known.as_ref().clone();
+    }
+    let found = decode_uncached(image);
+    if let Ok(mut cache) = cache().lock() {
+        if cache.len() >= CACHED_IMAGES {
+            cache.clear();
+        }
+        cache.insert(digest, std::sync::Arc::new(found.clone()));
+    }
+    found
+}
+
+pub(super) fn forget() {
+    if let Ok(mut cache) = cache().lock() {
+        cache.clear();
+    }
+}
+
+fn decode_uncached(image: &[u8]) -> Vec<String> {
     let Ok(reader) = image::ImageReader::new(std::io::Cursor::new(image)).with_guessed_format() else {
         return Vec::new();
     };

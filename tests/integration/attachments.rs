@@ -272,3 +272,95 @@ async fn a_dead_clamd_fails_open_or_closed_as_configured() {
     assert!(transcript.contains("451 4.7.1"), "{transcript}");
     assert_eq!(sink.messages().len(), 1, "nothing more delivered");
 }
+
+/// Files we did not write (ClamAV's test files: 7z, cab, chm, OLE, PDF, tar.gz, cpio, PE packers…)
+/// and the attachment fixtures, each mutated at the byte level (flips, truncation, a chunk
+/// repeated, a length field zeroed) and opened: no inspection may fail (a panic inside one is
+/// caught and reported as a failed inspection, which this counts).
+#[test]
+fn mutated_files_never_fail_inspection() {
+    use portcullis::attachments::{AttachmentsConfig, scan};
+    use portcullis::pipeline::malware::{Leaf, Parts};
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(TEST_FILES)
+        .expect("clamav-testfiles (apt install clamav-testfiles)")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|path| path.is_file())
+        .map(|path| {
+            (
+                path.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&path).unwrap(),
+            )
+        })
+        .collect();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/detect");
+    for entry in std::fs::read_dir(&fixtures).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("attach-") || name.starts_with("qr-")) || !name.ends_with(".eml") {
+            continue;
+        }
+        let parts = portcullis::pipeline::malware::parts(&std::fs::read(entry.path()).unwrap(), 64);
+        for (body, leaf) in parts.bodies.iter().zip(&parts.leaves) {
+            if let Some(file) = &leaf.name {
+                files.push((file.clone(), body.clone()));
+            }
+        }
+    }
+    files.sort();
+    assert!(files.len() >= 60, "{} files", files.len());
+    let config = AttachmentsConfig::default();
+    let mut seed = 11u64;
+    let mut next = move |below: usize| {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 33) as usize) % below.max(1)
+    };
+    let mut failures = Vec::new();
+    for round in 0..6000 {
+        let (name, original) = &files[round % files.len()];
+        let mut bytes = original.clone();
+        match next(4) {
+            0 => {
+                for _ in 0..1 + next(16) {
+                    let at = next(bytes.len());
+                    if let Some(byte) = bytes.get_mut(at) {
+                        *byte = next(256) as u8;
+                    }
+                }
+            }
+            1 => bytes.truncate(next(bytes.len() + 1)),
+            2 => {
+                let start = next(bytes.len());
+                let end = (start + next(512)).min(bytes.len());
+                let chunk = bytes[start..end].to_vec();
+                let at = next(bytes.len());
+                bytes.splice(at..at, chunk.iter().cloned().cycle().take(chunk.len() * (1 + next(8))));
+            }
+            _ => {
+                // Sizes and offsets: four bytes zeroed or maxed where a header field might be.
+                let at = next(bytes.len().min(4096));
+                let fill = if next(2) == 0 { 0 } else { 0xff };
+                for byte in bytes.iter_mut().skip(at).take(4) {
+                    *byte = fill;
+                }
+            }
+        }
+        let parts = Parts {
+            bodies: vec![bytes.clone()],
+            leaves: vec![Leaf {
+                mime: "application/octet-stream".into(),
+                charset: None,
+                attachment: true,
+                name: Some(name.clone()),
+            }],
+            attachment_names: vec![name.clone()],
+            depth: 1,
+        };
+        let found = scan(&parts, &config, Some("sender.test"));
+        if let Some(hit) = found.hits.iter().find(|hit| hit.detail.contains("inspection failed")) {
+            let path = std::env::temp_dir().join(format!("portcullis-mutant-{round}-{name}"));
+            std::fs::write(&path, &bytes).unwrap();
+            failures.push(format!("{}: {} (kept as {})", name, hit.detail, path.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
