@@ -564,6 +564,17 @@ impl Config {
             range.parse::<crate::smtp::IpRange>()?;
         }
         crate::pipeline::SymbolTable::new(&self.pipeline.symbols, &self.pipeline.custom_symbols())?;
+        if self.attachments.max_files == 0 || self.attachments.max_expanded_mib == 0 {
+            return Err("attachments.max_files and attachments.max_expanded_mib must be at least 1".into());
+        }
+        if self
+            .attachments
+            .clamav
+            .as_ref()
+            .is_some_and(|clamav| clamav.timeout_ms == 0)
+        {
+            return Err("attachments.clamav.timeout_ms must be at least 1".into());
+        }
         crate::pipeline::rules::compile(&self.pipeline.rules, &self.pipeline.sensitive_types)
             .map_err(|e| e.to_string())?;
         crate::attachments::engines::Signatures::load(&self.attachments.signature_files).map_err(|e| e.to_string())?;

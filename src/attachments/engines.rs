@@ -44,8 +44,13 @@ pub enum EngineError {
     ReadSignatures { path: PathBuf, source: std::io::Error },
     #[error("signature list {path} line {line}: {reason}")]
     BadSignature { path: PathBuf, line: usize, reason: String },
+    /// clamd could not be reached or did not answer in time: worth trying again later.
     #[error("clamd at {address}: {reason}")]
     Clamd { address: String, reason: String },
+    /// clamd answered with an error for this file (past its `StreamMaxLength`…): it will say the
+    /// same next time.
+    #[error("clamd at {address} refused the file: {reason}")]
+    Refused { address: String, reason: String },
 }
 
 /// A match: which engine, and the signature's name.
@@ -128,12 +133,24 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
+impl EngineError {
+    /// Whether asking again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, EngineError::Clamd { .. })
+    }
+}
+
 /// A clamd to ask.
 #[derive(Debug, Clone)]
 pub struct Clamd {
     address: String,
     timeout: Duration,
+    /// Streams open at once, for all messages: clamd serves a few at a time (10 threads by
+    /// default) and more would only queue inside it and time out.
+    streams: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+const CLAMD_STREAMS: usize = 8;
 
 /// clamd's answer for one stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,6 +167,7 @@ impl Clamd {
         Clamd {
             address: config.address.clone(),
             timeout: Duration::from_millis(config.timeout_ms),
+            streams: std::sync::Arc::new(tokio::sync::Semaphore::new(CLAMD_STREAMS)),
         }
     }
 
@@ -159,6 +177,7 @@ impl Clamd {
             address: self.address.clone(),
             reason,
         };
+        let _permit = self.streams.acquire().await.map_err(|e| error(e.to_string()))?;
         let exchange = async {
             if self.address.starts_with('/') {
                 #[cfg(unix)]
@@ -177,7 +196,10 @@ impl Clamd {
             Ok(Err(io)) => return Err(error(io.to_string())),
             Err(_) => return Err(error(format!("no answer within {} ms", self.timeout.as_millis()))),
         };
-        parse_reply(&reply).map_err(error)
+        parse_reply(&reply).map_err(|reason| EngineError::Refused {
+            address: self.address.clone(),
+            reason,
+        })
     }
 }
 
@@ -189,9 +211,16 @@ async fn instream<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, bytes: &[u8]
     }
     stream.write_all(&0u32.to_be_bytes()).await?;
     stream.flush().await?;
+    // One short line ending with NUL; a clamd that talks on past 4 KiB is not one.
     let mut reply = Vec::new();
-    // One short line ends with NUL; a clamd that talks on is not one.
-    (&mut stream).take(4096).read_to_end(&mut reply).await?;
+    let mut chunk = [0u8; 512];
+    while !reply.contains(&0) && reply.len() < 4096 {
+        let read = stream.read(&mut chunk).await?;
+        if read == 0 {
+            break;
+        }
+        reply.extend_from_slice(&chunk[..read]);
+    }
     let end = reply.iter().position(|&b| b == 0).unwrap_or(reply.len());
     Ok(String::from_utf8_lossy(&reply[..end]).trim().to_string())
 }

@@ -96,7 +96,8 @@ pub fn detect(bytes: &[u8]) -> Kind {
     if starts(b"\x7fELF") {
         return Kind::Elf;
     }
-    if starts(&[0xCF, 0xFA, 0xED, 0xFE]) || starts(&[0xCE, 0xFA, 0xED, 0xFE]) || starts(&[0xCA, 0xFE, 0xBA, 0xBE]) {
+    // Not CAFEBABE: Java class files share it with Mach-O universal binaries.
+    if starts(&[0xCF, 0xFA, 0xED, 0xFE]) || starts(&[0xCE, 0xFA, 0xED, 0xFE]) {
         return Kind::MachO;
     }
     if starts(OLE_MAGIC) {
@@ -209,8 +210,9 @@ fn expected_for_extension(extension: &str) -> Option<&'static [Kind]> {
     Some(match extension {
         "pdf" => &[Kind::Pdf],
         "doc" | "xls" | "ppt" | "msg" | "dot" | "xlt" | "pps" => &[Kind::Ole, Kind::Rtf, Kind::Html, Kind::Ooxml],
+        // Password-protected OOXML documents are OLE files holding the encrypted package.
         "docx" | "xlsx" | "pptx" | "docm" | "xlsm" | "pptm" | "dotx" | "dotm" | "xltm" | "ppsx" | "ppsm" => {
-            &[Kind::Ooxml, Kind::Zip]
+            &[Kind::Ooxml, Kind::Zip, Kind::Ole]
         }
         "zip" => &[Kind::Zip, Kind::Ooxml],
         "gz" | "tgz" => &[Kind::Gzip],
@@ -252,7 +254,7 @@ fn expected_for_mime(mime: &str) -> Option<&'static [Kind]> {
             || mime.starts_with("application/vnd.ms-excel.")
             || mime.starts_with("application/vnd.ms-powerpoint.") =>
         {
-            &[Kind::Ooxml, Kind::Zip]
+            &[Kind::Ooxml, Kind::Zip, Kind::Ole]
         }
         _ => return None,
     })
@@ -263,6 +265,17 @@ fn expected_for_mime(mime: &str) -> Option<&'static [Kind]> {
 /// file is not a disguise).
 pub fn mismatch(kind: Kind, name: Option<&str>, declared: Option<&str>) -> Option<String> {
     if !kind.is_certain() && !matches!(kind, Kind::Html | Kind::Svg) {
+        return None;
+    }
+    // A PNG called .jpg is everyday carelessness, not a disguise: any picture may claim any other.
+    let claims_image = |kinds: &[Kind]| kinds.iter().all(|k| k.is_image());
+    if kind.is_image()
+        && name
+            .and_then(extension)
+            .and_then(|e| expected_for_extension(&e))
+            .is_none_or(claims_image)
+        && declared.and_then(expected_for_mime).is_none_or(claims_image)
+    {
         return None;
     }
     if let Some(extension) = name.and_then(extension)

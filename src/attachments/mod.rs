@@ -103,12 +103,20 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// One hit per symbol, whatever the number of files: weights count once per message (five
+    /// password-protected files are not five times as suspect), and the detail names the first
+    /// few files, so a thousand-file archive makes no thousand-line index entry.
     fn hit(&mut self, symbol: &symbols::Symbol, detail: impl Into<String>) {
         let detail = detail.into();
-        // One hit per symbol and file is enough to explain a verdict; a thousand-file archive
-        // must not make a thousand-line index entry.
-        if self.hits.iter().filter(|hit| hit.name == symbol.name).count() < 5 {
-            self.hits.push(Hit::new(symbol, detail));
+        match self.hits.iter_mut().find(|hit| hit.name == symbol.name) {
+            Some(hit) if hit.detail.len() < 400 => {
+                hit.detail.push_str("; ");
+                hit.detail.push_str(&detail.chars().take(200).collect::<String>());
+            }
+            Some(_) => {}
+            None => self
+                .hits
+                .push(Hit::new(symbol, detail.chars().take(300).collect::<String>())),
         }
     }
 }
@@ -152,7 +160,7 @@ pub fn scan(parts: &Parts, config: &AttachmentsConfig, sender_domain: Option<&st
     let mut qr_images = 0;
     while let Some(file) = queue.pop() {
         if budget.files_left == 0 {
-            scan.hit(&symbols::ARCHIVE_BOMB, format!("more than {} files", config.max_files));
+            scan.hit(&symbols::ARCHIVE_LIMIT, format!("more than {} files", config.max_files));
             break;
         }
         budget.files_left -= 1;
@@ -207,15 +215,34 @@ fn inspect(
     }
     let source = file.path.clone();
     let mut found_links = Vec::new();
-    let children = match file.kind {
+    // A page is a page whatever its first bytes: a comment or a `<div>` first must not hide it.
+    let markup_by_name = matches!(
+        extension.as_deref(),
+        Some("htm" | "html" | "xhtml" | "shtml" | "svg" | "mht")
+    ) || matches!(
+        file.declared.as_deref(),
+        Some("text/html" | "image/svg+xml" | "application/xhtml+xml")
+    );
+    let kind = match file.kind {
+        Kind::Text | Kind::Unknown if markup_by_name => Kind::Html,
+        kind => kind,
+    };
+    let children = match kind {
         Kind::Zip => open_zip(file, config, budget, scan),
         Kind::Gzip => open_gzip(file, config, budget, scan),
         Kind::Tar => open_tar(file, config, budget, scan),
         Kind::Ooxml => {
-            let report = office::ooxml(&file.bytes, extension.as_deref(), file.declared.as_deref());
+            let report = office::ooxml(
+                &file.bytes,
+                extension.as_deref(),
+                file.declared.as_deref(),
+                &mut budget.bytes_left,
+            );
             office_hits(file, &report, scan);
             found_links = report.links;
-            Vec::new()
+            // A package is a zip: what else it carries (embedded objects, a program beside the
+            // document parts) is opened like any archive's members.
+            open_zip(file, config, budget, scan)
         }
         Kind::Ole => {
             let report = office::ole(&file.bytes);
@@ -223,15 +250,18 @@ fn inspect(
             Vec::new()
         }
         Kind::Pdf => {
-            let report = pdf::inspect(&file.bytes);
+            let report = pdf::inspect(&file.bytes, &mut budget.bytes_left);
             if report.encrypted {
                 scan.hit(
                     &symbols::PDF_ENCRYPTED,
                     format!("{}: encrypted, not scanned", file.path),
                 );
             }
-            if let Some(what) = &report.active {
+            if let Some(what) = &report.launch {
                 scan.hit(&symbols::ATTACHMENT_ACTIVE_CONTENT, format!("{}: {what}", file.path));
+            }
+            if report.javascript {
+                scan.hit(&symbols::PDF_JAVASCRIPT, format!("{}: JavaScript", file.path));
             }
             found_links = report.links;
             for image in report.jpeg_images {
@@ -258,6 +288,13 @@ fn inspect(
                 *qr_images += 1;
                 qr_links(&file.bytes, &file.path, sender_domain, scan);
             }
+            Vec::new()
+        }
+        Kind::SevenZip | Kind::Rar | Kind::Cab => {
+            scan.hit(
+                &symbols::ARCHIVE_UNOPENED,
+                format!("{}: {} archive not opened here", file.path, kind.name()),
+            );
             Vec::new()
         }
         _ => Vec::new(),
@@ -296,27 +333,38 @@ fn office_hits(file: &File, report: &office::Report, scan: &mut Scan) {
     }
 }
 
-/// Words in a QR code's link that ask for credentials.
+/// Words in a QR code's link that ask for credentials, matched as whole words of the URL
+/// (`auth` in `/auth/`, not in `/author/`).
 const LOGIN_WORDS: &[&str] = &[
     "login",
-    "log-in",
+    "logon",
     "signin",
     "sign-in",
-    "logon",
+    "log-in",
     "verify",
-    "account",
+    "verification",
     "password",
     "passwd",
     "auth",
+    "oauth",
     "sso",
     "mfa",
     "2fa",
-    "secure",
-    "update",
     "wallet",
     "office365",
     "microsoftonline",
+    "webmail",
+    "reset",
 ];
+
+fn asks_to_sign_in(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    let words: Vec<&str> = lower.split(|c: char| !c.is_ascii_alphanumeric()).collect();
+    LOGIN_WORDS.iter().any(|word| match word.split_once('-') {
+        Some((first, second)) => words.windows(2).any(|pair| pair[0] == first && pair[1] == second),
+        None => words.contains(word),
+    })
+}
 
 fn qr_links(image: &[u8], source: &str, sender_domain: Option<&str>, scan: &mut Scan) {
     for text in qr::decode(image) {
@@ -329,11 +377,12 @@ fn qr_links(image: &[u8], source: &str, sender_domain: Option<&str>, scan: &mut 
             .and_then(|u| u.host_str())
             .unwrap_or("")
             .to_ascii_lowercase();
-        let lower = url.to_ascii_lowercase();
-        let login = LOGIN_WORDS.iter().any(|word| lower.contains(word));
+        let login = asks_to_sign_in(&url);
+        // The sender's organisation, not the exact host: news.example.com may link to www.example.com.
         let foreign = sender_domain.is_none_or(|domain| {
             let domain = domain.to_ascii_lowercase();
-            host != domain && !host.ends_with(&format!(".{domain}"))
+            crate::reputation::heuristics::registrable_part(&host)
+                != crate::reputation::heuristics::registrable_part(&domain)
         });
         if login || foreign {
             let why = if login {
@@ -371,19 +420,33 @@ fn may_expand(
     }
     if size > budget.bytes_left {
         scan.hit(
-            &symbols::ARCHIVE_BOMB,
-            format!("{path}: expands past {} MiB", config.max_expanded_mib),
+            &symbols::ARCHIVE_LIMIT,
+            format!(
+                "{path}: the message's archives expand past {} MiB",
+                config.max_expanded_mib
+            ),
         );
         return false;
     }
     true
 }
 
-/// Reads at most `limit` bytes; `None` when there were more (the archive lied about the size).
-fn read_bounded(reader: impl Read, limit: u64) -> Option<Vec<u8>> {
+/// Why an archive member could not be read.
+enum Unread {
+    /// More bytes than allowed: the archive lied about the size, or the ratio was passed.
+    TooLong,
+    /// A compression method we do not have, or damage.
+    Failed(String),
+}
+
+/// Reads at most `limit` bytes.
+fn read_bounded(reader: impl Read, limit: u64) -> Result<Vec<u8>, Unread> {
     let mut out = Vec::new();
-    let read = reader.take(limit + 1).read_to_end(&mut out);
-    (read.is_ok() && out.len() as u64 <= limit).then_some(out)
+    match reader.take(limit + 1).read_to_end(&mut out) {
+        Ok(_) if out.len() as u64 > limit => Err(Unread::TooLong),
+        Ok(_) => Ok(out),
+        Err(error) => Err(Unread::Failed(error.to_string())),
+    }
 }
 
 fn member(parent: &File, name: String, bytes: Vec<u8>) -> File {
@@ -451,16 +514,21 @@ fn open_zip(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan: 
         if !may_expand(&path, packed, size, config, budget, scan) {
             continue;
         }
-        let Ok(entry) = archive.by_index(index) else {
-            scan.hit(&symbols::ATTACHMENT_UNREADABLE, format!("{path}: cannot be expanded"));
-            continue;
+        let read = match archive.by_index(index) {
+            Ok(entry) => read_bounded(entry, size.min(budget.bytes_left)),
+            Err(error) => Err(Unread::Failed(error.to_string())),
         };
-        match read_bounded(entry, size.min(budget.bytes_left)) {
-            Some(bytes) => {
+        match read {
+            Ok(bytes) => {
                 budget.bytes_left -= bytes.len() as u64;
                 children.push(member(file, name, bytes));
             }
-            None => scan.hit(&symbols::ARCHIVE_BOMB, format!("{path}: expands past what it declares")),
+            Err(Unread::TooLong) => scan.hit(&symbols::ARCHIVE_BOMB, format!("{path}: expands past what it declares")),
+            Err(Unread::Failed(why)) => {
+                scan.hit(&symbols::ATTACHMENT_UNREADABLE, format!("{path}: not expanded ({why})"));
+                // Its name still counts: a blocked type stays blocked unread.
+                children.push(member(file, name, Vec::new()));
+            }
         }
     }
     children
@@ -470,17 +538,23 @@ fn open_gzip(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan:
     if deeper_than_allowed(file, config, scan) {
         return Vec::new();
     }
-    let decoder = flate2::read::GzDecoder::new(&file.bytes[..]);
-    let name = file
-        .name
-        .as_deref()
-        .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n))
-        .map(|n| match kind::extension(n).as_deref() {
-            Some("tgz") => format!("{}.tar", &n[..n.len() - 4]),
-            Some("gz") => n[..n.len() - 3].to_string(),
-            _ => format!("{n}.out"),
-        })
-        .unwrap_or_else(|| "(gzip content)".into());
+    // Every member of a multi-member file, as gunzip writes them out.
+    let decoder = flate2::read::MultiGzDecoder::new(&file.bytes[..]);
+    let stored_name = flate2::read::GzDecoder::new(&file.bytes[..])
+        .header()
+        .and_then(|header| header.filename())
+        .map(|name| String::from_utf8_lossy(name).into_owned());
+    let name = stored_name.unwrap_or_else(|| {
+        file.name
+            .as_deref()
+            .map(|n| n.rsplit(['/', '\\']).next().unwrap_or(n).trim_end_matches(['.', ' ']))
+            .map(|n| match kind::extension(n).as_deref() {
+                Some("tgz") => format!("{}.tar", &n[..n.len() - 4]),
+                Some("gz") => n[..n.len() - 3].to_string(),
+                _ => format!("{n}.out"),
+            })
+            .unwrap_or_else(|| "(gzip content)".into())
+    });
     // Gzip says nothing trustworthy about its size: the ratio is held while reading.
     let limit = budget.bytes_left.min(
         (file.bytes.len() as u64)
@@ -488,16 +562,20 @@ fn open_gzip(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan:
             .max(1024 * 1024),
     );
     match read_bounded(decoder, limit) {
-        Some(bytes) => {
+        Ok(bytes) => {
             budget.bytes_left -= bytes.len() as u64;
             vec![member(file, name, bytes)]
         }
-        None => {
+        Err(Unread::TooLong) => {
             scan.hit(
                 &symbols::ARCHIVE_BOMB,
                 format!("{}: expands past {limit} bytes", file.path),
             );
             Vec::new()
+        }
+        Err(Unread::Failed(why)) => {
+            scan.hit(&symbols::ATTACHMENT_UNREADABLE, format!("{}: {why}", file.path));
+            vec![member(file, name, Vec::new())]
         }
     }
 }
@@ -509,6 +587,7 @@ fn open_tar(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan: 
     let bytes = &file.bytes;
     let mut children = Vec::new();
     let mut at = 0usize;
+    let mut long_name: Option<String> = None;
     while at + 512 <= bytes.len() {
         let header = &bytes[at..at + 512];
         if header.iter().all(|&b| b == 0) {
@@ -534,7 +613,7 @@ fn open_tar(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan: 
             break;
         };
         let prefix = field(345..500);
-        let name = match prefix.is_empty() {
+        let header_name = match prefix.is_empty() {
             true => field(0..100),
             false => format!("{prefix}/{}", field(0..100)),
         };
@@ -542,13 +621,29 @@ fn open_tar(file: &File, config: &AttachmentsConfig, budget: &mut Budget, scan: 
         let Some(end) = usize::try_from(size).ok().and_then(|s| start.checked_add(s)) else {
             break;
         };
-        let regular = matches!(header[156], b'0' | 0);
+        let content = &bytes[start.min(bytes.len())..end.min(bytes.len())];
+        let name = long_name.take().unwrap_or(header_name);
+        match header[156] {
+            // GNU long name, and a PAX header's path: the name the next member is extracted as.
+            b'L' => long_name = Some(String::from_utf8_lossy(content).trim_end_matches('\0').to_string()),
+            b'x' => {
+                long_name = String::from_utf8_lossy(content)
+                    .lines()
+                    .find_map(|line| line.split_once(" path=").map(|(_, path)| path.to_string()))
+            }
+            _ => {}
+        }
+        // Links, directories, devices and metadata carry no file; anything else (regular, the
+        // contiguous `7`, unknown types) is extracted as a file by tar, so it is one here.
+        let regular = !matches!(header[156], b'1'..=b'6' | b'L' | b'K' | b'x' | b'g' | b'V' | b'M');
         if regular {
-            let content = &bytes[start.min(bytes.len())..end.min(bytes.len())];
             if content.len() as u64 > budget.bytes_left {
                 scan.hit(
-                    &symbols::ARCHIVE_BOMB,
-                    format!("{}: expands past {} MiB", file.path, config.max_expanded_mib),
+                    &symbols::ARCHIVE_LIMIT,
+                    format!(
+                        "{}: the message's archives expand past {} MiB",
+                        file.path, config.max_expanded_mib
+                    ),
                 );
                 break;
             }

@@ -25,6 +25,7 @@ pub struct Report {
 /// archive walk has already bounded the package itself).
 const MAX_PARTS: usize = 500;
 const MAX_PART_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_NAMES: usize = 100_000;
 
 /// Storage and stream names that only a VBA project has.
 const VBA_NAMES: &[&str] = &["VBA", "_VBA_PROJECT_CUR", "_VBA_PROJECT", "Macros"];
@@ -50,23 +51,29 @@ pub fn ole(bytes: &[u8]) -> Report {
 
 /// An OOXML package. `extension` and `declared` are what the file claims to be, to tell
 /// macro-enabled documents from macro-free ones carrying macros.
-pub fn ooxml(bytes: &[u8], extension: Option<&str>, declared: Option<&str>) -> Report {
+/// `allowance` is what the message may still inflate; the parts read are charged to it.
+pub fn ooxml(bytes: &[u8], extension: Option<&str>, declared: Option<&str>, allowance: &mut u64) -> Report {
     let mut report = Report::default();
     let Ok(mut archive) = zip::ZipArchive::new(Cursor::new(bytes)) else {
         return report;
     };
+    // Every name (the central directory is as long as the file allows); only the reads are bounded.
     let names: Vec<String> = archive
         .file_names()
-        .take(MAX_PARTS)
+        .take(MAX_NAMES)
         .filter_map(|name| name.ok().map(|name| name.into_owned()))
         .collect();
-    let read = |archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str| -> Option<String> {
-        let entry = archive.by_name(name).ok()?;
-        if entry.size() > MAX_PART_BYTES {
+    let mut reads = 0usize;
+    // A part larger than the bound is read up to it (padding must not hide what comes first).
+    let mut read = |archive: &mut zip::ZipArchive<Cursor<&[u8]>>, name: &str| -> Option<String> {
+        reads += 1;
+        if reads > MAX_PARTS || *allowance == 0 {
             return None;
         }
+        let entry = archive.by_name(name).ok()?;
         let mut text = Vec::new();
-        entry.take(MAX_PART_BYTES).read_to_end(&mut text).ok()?;
+        let _ = entry.take(MAX_PART_BYTES.min(*allowance)).read_to_end(&mut text);
+        *allowance = allowance.saturating_sub(text.len() as u64);
         Some(String::from_utf8_lossy(&text).into_owned())
     };
 
@@ -89,7 +96,7 @@ pub fn ooxml(bytes: &[u8], extension: Option<&str>, declared: Option<&str>) -> R
 
     for name in names.iter().filter(|n| n.ends_with(".rels")) {
         let Some(rels) = read(&mut archive, name) else { continue };
-        for relationship in elements(&rels, "Relationship") {
+        for relationship in elements(&rels, "Relationship").chain(elements(&rels, "r:Relationship")) {
             let kind = attribute(relationship, "Type").unwrap_or_default();
             let target = attribute(relationship, "Target").unwrap_or_default();
             let external = attribute(relationship, "TargetMode").is_some_and(|m| m.eq_ignore_ascii_case("External"));

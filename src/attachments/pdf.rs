@@ -10,7 +10,10 @@ use regex::bytes::Regex;
 #[derive(Debug, Default)]
 pub struct Report {
     pub encrypted: bool,
-    pub active: Option<String>,
+    /// A launch action (runs a program).
+    pub launch: Option<String>,
+    /// JavaScript: common in fillable forms, so noted rather than condemned.
+    pub javascript: bool,
     pub links: Vec<String>,
     /// Raw JPEG data of `/DCTDecode` image streams.
     pub jpeg_images: Vec<Vec<u8>>,
@@ -22,19 +25,23 @@ const MAX_STREAM_BYTES: u64 = 16 * 1024 * 1024;
 const MAX_INFLATED_TOTAL: u64 = 64 * 1024 * 1024;
 const MAX_IMAGES: usize = 10;
 const MAX_LINKS: usize = 200;
+/// `/URI` keys looked at per file, links kept or not: a file of repeated keys is not quadratic.
+const MAX_URI_KEYS: usize = 5000;
 
 fn patterns() -> &'static (Regex, Regex, Regex) {
     static PATTERNS: std::sync::OnceLock<(Regex, Regex, Regex)> = std::sync::OnceLock::new();
     PATTERNS.get_or_init(|| {
         (
-            Regex::new(r"/Encrypt\s*(<<|\d+\s+\d+\s+R)").expect("valid"),
-            Regex::new(r"/(JavaScript|JS|Launch)\b").expect("valid"),
-            Regex::new(r"/URI\s*([(<])").expect("valid"),
+            // ASCII word boundaries: a Unicode `\b` sends the regex engine to its slow path on binary.
+            Regex::new(r"(?-u)/Encrypt\s*(<<|\d+\s+\d+\s+R)").expect("valid"),
+            Regex::new(r"(?-u)/(JavaScript|JS|Launch)\b").expect("valid"),
+            Regex::new(r"(?-u)/URI\s*([(<])").expect("valid"),
         )
     })
 }
 
-pub fn inspect(bytes: &[u8]) -> Report {
+/// `allowance` is what the message may still inflate; the streams of this file are charged to it.
+pub fn inspect(bytes: &[u8], allowance: &mut u64) -> Report {
     let (encrypt, active, uri) = patterns();
     let mut report = Report {
         encrypted: encrypt.is_match(bytes),
@@ -54,7 +61,10 @@ pub fn inspect(bytes: &[u8]) -> Report {
         if report.encrypted || is_image || memchr::memmem::find(dictionary, b"/FlateDecode").is_none() {
             continue;
         }
-        let room = MAX_INFLATED_TOTAL.saturating_sub(inflated_total).min(MAX_STREAM_BYTES);
+        let room = MAX_INFLATED_TOTAL
+            .saturating_sub(inflated_total)
+            .min(MAX_STREAM_BYTES)
+            .min(*allowance);
         if room == 0 {
             break;
         }
@@ -62,16 +72,23 @@ pub fn inspect(bytes: &[u8]) -> Report {
         // A damaged stream yields what inflated before the damage; that is still worth reading.
         let _ = flate2::read::ZlibDecoder::new(data).take(room).read_to_end(&mut out);
         inflated_total += out.len() as u64;
+        *allowance = allowance.saturating_sub(out.len() as u64);
         texts.push(out.into());
     }
+    let mut keys_seen = 0;
     for text in &texts {
-        if report.active.is_none()
-            && let Some(found) = active.captures(text)
-        {
-            report.active = Some(format!("PDF /{} action", String::from_utf8_lossy(&found[1])));
+        for found in active.captures_iter(text).take(100) {
+            match &found[1] {
+                b"Launch" => report.launch = Some("PDF /Launch action".into()),
+                _ => report.javascript = true,
+            }
+            if report.launch.is_some() && report.javascript {
+                break;
+            }
         }
         for found in uri.captures_iter(text) {
-            if report.links.len() >= MAX_LINKS {
+            keys_seen += 1;
+            if report.links.len() >= MAX_LINKS || keys_seen > MAX_URI_KEYS {
                 break;
             }
             let start = found.get(1).map_or(0, |m| m.start());
@@ -186,7 +203,7 @@ mod tests {
     #[test]
     fn links_in_plain_and_compressed_objects() {
         let plain = b"%PDF-1.4\n1 0 obj << /Type /Annot /A << /S /URI /URI (https://a.test/x\\(1\\)) >> >> endobj\n";
-        assert_eq!(inspect(plain).links, vec!["https://a.test/x(1)"]);
+        assert_eq!(inspect(plain, &mut u64::MAX.clone()).links, vec!["https://a.test/x(1)"]);
 
         let mut deflate = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(
@@ -198,7 +215,9 @@ mod tests {
         let mut compressed = b"%PDF-1.5\n5 0 obj << /Type /ObjStm /Filter /FlateDecode /Length 9 >>\nstream\n".to_vec();
         compressed.extend_from_slice(&stream);
         compressed.extend_from_slice(b"\nendstream\nendobj\n");
-        let report = inspect(&compressed);
+        let mut allowance = 1 << 20;
+        let report = inspect(&compressed, &mut allowance);
+        assert!(allowance < 1 << 20, "inflation is charged to the message");
         assert_eq!(report.links, vec!["https://b.test/"]);
         assert!(!report.encrypted);
     }
@@ -206,8 +225,14 @@ mod tests {
     #[test]
     fn encryption_and_actions() {
         let pdf = b"%PDF-1.6\ntrailer << /Root 1 0 R /Encrypt 9 0 R >>\n";
-        assert!(inspect(pdf).encrypted);
+        assert!(inspect(pdf, &mut u64::MAX.clone()).encrypted);
         let pdf = b"%PDF-1.6\n1 0 obj << /OpenAction << /S /JavaScript /JS (app.alert(1)) >> >>\n";
-        assert_eq!(inspect(pdf).active.as_deref(), Some("PDF /JavaScript action"));
+        let report = inspect(pdf, &mut u64::MAX.clone());
+        assert!(report.javascript && report.launch.is_none());
+        let pdf = b"%PDF-1.6\n1 0 obj << /OpenAction << /S /Launch /F (cmd.exe) >> >>\n";
+        assert_eq!(
+            inspect(pdf, &mut u64::MAX.clone()).launch.as_deref(),
+            Some("PDF /Launch action")
+        );
     }
 }

@@ -51,8 +51,17 @@ pub fn prefix_subject(message: &[u8], prefix: &str) -> Vec<u8> {
     out.extend_from_slice(&message[..range.start + colon]);
     out.push(b' ');
     out.extend_from_slice(prefix.as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(field[colon..].trim_ascii_start());
+    // Only spaces and tabs go: the line's own ending (and any folded lines) must stay, or the
+    // next field, or the body, would join the subject.
+    let rest = &field[colon..];
+    let value = &rest[rest
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t'))
+        .unwrap_or(rest.len())..];
+    if !value.starts_with(b"\r") && !value.starts_with(b"\n") {
+        out.push(b' ');
+    }
+    out.extend_from_slice(value);
     out.extend_from_slice(&message[range.end..]);
     out
 }
@@ -107,6 +116,20 @@ mod tests {
         assert_eq!(
             String::from_utf8(prefix_subject(message, "[EXT]")).unwrap(),
             "From: a@b.test\r\nSubject: [EXT] =?UTF-8?Q?caf=C3=A9?=\r\n\tmenu\r\n\r\nbody\r\n"
+        );
+        // An empty subject last in the header block keeps its line end and the blank line after it.
+        let empty = prefix_subject(
+            b"From: a@b.test\r\nSubject:\r\n\r\nX-Portcullis-Spam-Flag: NO\r\n",
+            "[EXT]",
+        );
+        assert_eq!(
+            String::from_utf8(empty).unwrap(),
+            "From: a@b.test\r\nSubject: [EXT]\r\n\r\nX-Portcullis-Spam-Flag: NO\r\n"
+        );
+        let bare_lf = prefix_subject(b"Subject: hi\nFrom: a@b.test\n\nbody\n", "[EXT]");
+        assert_eq!(
+            String::from_utf8(bare_lf).unwrap(),
+            "Subject: [EXT] hi\nFrom: a@b.test\n\nbody\n"
         );
         let none = prefix_subject(b"From: a@b.test\r\n\r\nbody\r\n", "[外部]");
         assert!(

@@ -271,8 +271,8 @@ pub struct Pipeline {
     stages: Vec<Box<dyn Stage>>,
     /// The click service's providers and cache, when the gateway runs beside it.
     reputation: Option<Arc<crate::reputation::Reputation>>,
-    attachments: crate::attachments::AttachmentsConfig,
-    signatures: crate::attachments::engines::Signatures,
+    attachments: Arc<crate::attachments::AttachmentsConfig>,
+    signatures: Arc<crate::attachments::engines::Signatures>,
     clamd: Option<(
         crate::attachments::engines::Clamd,
         crate::attachments::engines::FailMode,
@@ -306,18 +306,21 @@ impl Pipeline {
                 &config.smtp.hostname,
             )),
             reputation: None,
-            attachments: config.attachments.clone(),
+            attachments: Arc::new(config.attachments.clone()),
             // Checked when the configuration was loaded (`Config::validate`).
             rules: rules::compile(&config.pipeline.rules, &config.pipeline.sensitive_types).unwrap_or_else(|error| {
                 tracing::error!(%error, "transport rules not applied");
                 Vec::new()
             }),
             // The lists were read once when the configuration was checked (`Config::validate`).
-            signatures: crate::attachments::engines::Signatures::load(&config.attachments.signature_files)
-                .unwrap_or_else(|error| {
-                    tracing::error!(%error, "signature lists not loaded; built-in signatures only");
-                    crate::attachments::engines::Signatures::load(&[]).unwrap_or_default()
-                }),
+            signatures: Arc::new(
+                crate::attachments::engines::Signatures::load(&config.attachments.signature_files).unwrap_or_else(
+                    |error| {
+                        tracing::error!(%error, "signature lists not loaded; built-in signatures only");
+                        crate::attachments::engines::Signatures::load(&[]).unwrap_or_default()
+                    },
+                ),
+            ),
             clamd: config
                 .attachments
                 .clamav
@@ -436,15 +439,40 @@ impl Pipeline {
 
         // 3. Attachments and malware: every file opened (archives to their bounds) and inspected
         // for what its type can hide, then the engines over the files.
-        let context = scan_context(envelope, message, &headers, &parts);
-        let sender_domain = context
-            .from
-            .as_ref()
-            .and_then(|from| from.address.rsplit_once('@'))
-            .map(|(_, domain)| domain.to_string());
-        let files = crate::attachments::scan(&parts, &self.attachments, sender_domain.as_deref());
+        // Opening files is CPU work with no await in it: it runs on the blocking pool, so a
+        // message full of archives never stalls the SMTP sessions and timers on the async workers.
+        let sender_domain = senders(message, &headers)
+            .0
+            .and_then(|from| from.address.rsplit_once('@').map(|(_, domain)| domain.to_string()));
+        let (config, signatures) = (self.attachments.clone(), self.signatures.clone());
+        let opened = tokio::task::spawn_blocking(move || {
+            let files = crate::attachments::scan(&parts, &config, sender_domain.as_deref());
+            let found = builtin_detections(&parts, &files, &signatures);
+            (parts, files, found)
+        })
+        .await;
+        let (parts, files, mut found) = match opened {
+            Ok(opened) => opened,
+            // A panic there is this message's failure, handled like any other (retried, then held).
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("attachment scan cancelled: {error}"),
+        };
+        if malware::has_eicar(message, &parts) && !found.iter().any(|(symbol, _)| symbol.name == symbols::EICAR.name) {
+            found.insert(
+                0,
+                (
+                    &symbols::EICAR,
+                    crate::attachments::engines::Detection {
+                        engine: "builtin",
+                        signature: "EICAR-Test-File".into(),
+                        file: "the message".into(),
+                    },
+                ),
+            );
+        }
         analysis.symbols.extend(files.hits.iter().cloned());
-        self.find_malware(message, &parts, &files, &mut analysis).await;
+        self.find_malware(&files, found, &mut analysis).await;
+        let context = scan_context(envelope, message, &headers, &parts);
 
         // 4. Content: the sender, the header block, the body as the reader sees it, links, bulk
         // signals, then the trained classifier over all of it.
@@ -464,9 +492,11 @@ impl Pipeline {
                 .iter()
                 .chain(&files.qr_links)
                 .map(|found| (found.url.as_str(), Some(found.source.as_str())));
+            // Files and QR codes first: fewer, and out of the rewriter's reach, they must not lose
+            // their lookups to a body of fifty harmless links.
             analysis
                 .symbols
-                .extend(link_reputation(reputation, body.chain(in_files)).await);
+                .extend(link_reputation(reputation, in_files.chain(body)).await);
         }
 
         // 5. Transport rules: the first matching rule with a final action decides; symbol rules add.
@@ -481,7 +511,8 @@ impl Pipeline {
             recipients: &envelope.recipients,
             header_from: context.from.as_ref().map(|from| from.address.as_str()),
             headers: &header_fields,
-            subject: analysis.subject.as_deref(),
+            subject: context.subject.as_deref(),
+            attachment_names: &parts.attachment_names,
             body: &context.content.text,
             attachments: &files.files,
             symbols: &analysis.symbols,
@@ -533,50 +564,21 @@ impl Pipeline {
         analysis
     }
 
-    /// The malware engines over the message's files: the EICAR string anywhere (the raw message,
-    /// decoded parts, archive members), the signature lists over every file, and ClamAV over every
-    /// attached file (clamd opens archives itself).
+    /// ClamAV over every attached file (clamd opens archives itself), added to what the built-in
+    /// engines found (`builtin_detections`).
     async fn find_malware(
         &self,
-        message: &[u8],
-        parts: &malware::Parts,
         files: &crate::attachments::Scan,
+        mut found: Vec<(&'static Symbol, crate::attachments::engines::Detection)>,
         analysis: &mut Analysis,
     ) {
         use crate::attachments::engines::{ClamdVerdict, Detection, FailMode};
-        let mut found: Vec<(&'static Symbol, Detection)> = Vec::new();
-        let eicar_file = files
-            .files
-            .iter()
-            .find(|file| memchr::memmem::find(&file.bytes, malware::EICAR).is_some());
-        if malware::has_eicar(message, parts) || eicar_file.is_some() {
-            let file = eicar_file.map_or_else(|| "the message".to_string(), |file| file.path.clone());
-            found.push((
-                &symbols::EICAR,
-                Detection {
-                    engine: "builtin",
-                    signature: "EICAR-Test-File".into(),
-                    file,
-                },
-            ));
-        }
-        for file in &files.files {
-            if let Some(signature) = self.signatures.check(&file.bytes)
-                && !found.iter().any(|(_, d)| d.signature == signature)
-            {
-                found.push((
-                    &symbols::MALWARE_SIGNATURE,
-                    Detection {
-                        engine: "builtin",
-                        signature: signature.to_string(),
-                        file: file.path.clone(),
-                    },
-                ));
-            }
-        }
         if let Some((clamd, fail)) = &self.clamd {
             let attached: Vec<&crate::attachments::File> = files.files.iter().filter(|file| file.depth == 0).collect();
             let mut failures = Vec::new();
+            // Only a clamd that could not be reached makes a fail-closed gateway ask the sender to
+            // try again; a file clamd refuses, or too many files, would be refused forever.
+            let mut transient = false;
             if attached.len() > MAX_CLAMD_FILES {
                 failures.push(format!(
                     "{} files, only the first {MAX_CLAMD_FILES} scanned",
@@ -596,7 +598,10 @@ impl Pipeline {
                             },
                         )),
                         Ok(ClamdVerdict::Clean) => {}
-                        Err(error) => failures.push(format!("{}: {error}", file.path)),
+                        Err(error) => {
+                            transient |= error.is_transient();
+                            failures.push(format!("{}: {error}", file.path));
+                        }
                     }
                 }
             }
@@ -604,7 +609,7 @@ impl Pipeline {
                 analysis
                     .symbols
                     .push(Hit::new(&symbols::CLAMAV_UNAVAILABLE, first.clone()));
-                if *fail == FailMode::Closed {
+                if *fail == FailMode::Closed && transient {
                     analysis.unscanned = Some("ClamAV unavailable".into());
                 }
             }
@@ -717,10 +722,14 @@ impl Pipeline {
             "X-Portcullis-Spam-Flag: {}\r\n",
             if spam_flag { "YES" } else { "NO" }
         ));
-        stamp.push(format!(
-            "X-Portcullis-Virus-Details: {}\r\n",
-            headers::clean(&virus_details(analysis))
-        ));
+        // File names are the sender's: ASCII only and clipped, so the field stays one valid line
+        // (the full names are in the quarantine reason and the index).
+        let virus: String = headers::clean(&virus_details(analysis))
+            .chars()
+            .map(|c| if c.is_ascii() { c } else { '?' })
+            .take(900)
+            .collect();
+        stamp.push(format!("X-Portcullis-Virus-Details: {virus}\r\n"));
         stamp.push(format!("X-Portcullis-Orig-IP: {}\r\n", envelope.client_ip));
         let original_sender = match envelope.sender.as_str() {
             "" => "<>".to_string(),
@@ -867,6 +876,21 @@ impl Pipeline {
     /// Turns the rule and the scores into a verdict and the label stamped as `rule=`.
     fn decide(&self, context: &Analysis, scores: &Scores) -> (Verdict, String) {
         let thresholds = &self.config.thresholds;
+        if scores.malware >= thresholds.malware {
+            let why = match context.detections.first() {
+                Some(found) => format!("{}: {} in {}", found.engine, found.signature, found.file),
+                None => self.top_malware_symbol(context),
+            };
+            return (
+                Verdict::Quarantine {
+                    category: "malware".into(),
+                    reason: format!("malware: {why}"),
+                },
+                "malware".into(),
+            );
+        }
+        // Malware is decided first, as Exchange Online Protection's malware filter runs before
+        // mail-flow rules: a rule cannot file malware as something else.
         if let Some((name, action, message)) = &context.rule {
             let label = format!("transport:{name}");
             return match action {
@@ -886,19 +910,6 @@ impl Pipeline {
                 ),
             };
         }
-        if scores.malware >= thresholds.malware {
-            let why = match context.detections.first() {
-                Some(found) => format!("{}: {} in {}", found.engine, found.signature, found.file),
-                None => self.top_malware_symbol(context),
-            };
-            return (
-                Verdict::Quarantine {
-                    category: "malware".into(),
-                    reason: format!("malware: {why}"),
-                },
-                "malware".into(),
-            );
-        }
         if let Some(reason) = &context.unscanned {
             return (
                 Verdict::Reject {
@@ -909,6 +920,10 @@ impl Pipeline {
         }
         // A transport rule's bypass or SCL replaces spam filtering; malware still applied above.
         let effects = &context.rule_effects;
+        let dmarc_reject = context
+            .symbols
+            .iter()
+            .any(|hit| hit.name == symbols::DMARC_POLICY_REJECT.name);
         match effects.scl {
             Some(scl @ 5..) => {
                 return (
@@ -919,6 +934,9 @@ impl Pipeline {
                     "transport:scl".into(),
                 );
             }
+            // Neither lifts a domain's own DMARC reject: a rule for a partner's domain must not
+            // let anyone spoofing that domain through.
+            _ if dmarc_reject => {}
             Some(_) => return (Verdict::Deliver, "transport:scl".into()),
             None if effects.bypass_spam => return (Verdict::Deliver, "transport:bypass".into()),
             None => {}
@@ -958,6 +976,44 @@ impl Pipeline {
         }
         (Verdict::Deliver, "notspam".into())
     }
+}
+
+/// The built-in engines over the opened files: the EICAR string (decoded parts, archive members)
+/// and the SHA-256 signature lists.
+fn builtin_detections(
+    parts: &malware::Parts,
+    files: &crate::attachments::Scan,
+    signatures: &crate::attachments::engines::Signatures,
+) -> Vec<(&'static Symbol, crate::attachments::engines::Detection)> {
+    use crate::attachments::engines::Detection;
+    let mut found = Vec::new();
+    let finder = memchr::memmem::Finder::new(malware::EICAR);
+    let eicar_file = files.files.iter().find(|file| finder.find(&file.bytes).is_some());
+    if eicar_file.is_some() || parts.bodies.iter().any(|body| finder.find(body).is_some()) {
+        found.push((
+            &symbols::EICAR,
+            Detection {
+                engine: "builtin",
+                signature: "EICAR-Test-File".into(),
+                file: eicar_file.map_or_else(|| "the message".to_string(), |file| file.path.clone()),
+            },
+        ));
+    }
+    for file in &files.files {
+        if let Some(signature) = signatures.check(&file.bytes)
+            && !found.iter().any(|(_, d)| d.signature == signature)
+        {
+            found.push((
+                &symbols::MALWARE_SIGNATURE,
+                Detection {
+                    engine: "builtin",
+                    signature: signature.to_string(),
+                    file: file.path.clone(),
+                },
+            ));
+        }
+    }
+    found
 }
 
 /// The bulk complaint level, 0 to 9, as stamped in `X-Portcullis-BCL`.

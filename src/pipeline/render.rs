@@ -90,6 +90,10 @@ impl Renderer {
         }
         if let Some(prefix) = &plan.subject_prefix {
             stripped = headers::prefix_subject(&stripped, prefix);
+            // Whatever the edit did to the header block, nothing forged survives it.
+            if plan.strip_forgeable {
+                stripped = headers::strip_forgeable(&stripped, &self.hostname);
+            }
         }
         let rewritten = if plan.rewrite_links {
             let context = MessageContext {

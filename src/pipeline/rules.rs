@@ -231,6 +231,8 @@ pub struct RuleInput<'a> {
     pub sender: &'a str,
     pub recipients: &'a [String],
     pub header_from: Option<&'a str>,
+    /// Every file name the MIME parts give, even of parts with no content.
+    pub attachment_names: &'a [String],
     /// Every top-level header field: lower-case name, value.
     pub headers: &'a [(String, String)],
     pub subject: Option<&'a str>,
@@ -320,6 +322,25 @@ pub fn compile(rules: &[TransportRule], custom: &[SensitiveType]) -> Result<Vec<
             };
             if let Some(field) = missing {
                 return Err(invalid(format!("{action:?} needs {field}")));
+            }
+        }
+        if let Some((name, _)) = rule.add_header.as_deref().and_then(|h| h.split_once(':'))
+            && (name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
+        {
+            return Err(invalid(format!("add_header: {name:?} is not a field name")));
+        }
+        if let Some(bad) = rule.recipients.iter().find(|r| {
+            !r.contains('@')
+                || r.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        }) {
+            return Err(invalid(format!("recipients: {bad:?} is not an address")));
+        }
+        for (name, range) in [("score", &rule.score), ("scl", &rule.scl), ("bcl", &rule.bcl)] {
+            if let Some([low, high]) = range
+                && low.value() > high.value()
+            {
+                return Err(invalid(format!("{name}: the range starts above its end")));
             }
         }
         let mut sensitive = Vec::new();
@@ -462,7 +483,15 @@ impl CompiledRule {
                     .attachments
                     .iter()
                     .filter_map(|file| file.name.as_deref())
-                    .any(|name| any(&rule.attachment_name, name.rsplit(['/', '\\']).next().unwrap_or(name))))
+                    .chain(input.attachment_names.iter().map(String::as_str))
+                    // Windows drops trailing dots and spaces: `evil.exe. ` is `evil.exe`.
+                    .map(|name| {
+                        name.rsplit(['/', '\\'])
+                            .next()
+                            .unwrap_or(name)
+                            .trim_end_matches(['.', ' '])
+                    })
+                    .any(|name| any(&rule.attachment_name, name)))
             && (rule.attachment_type.is_empty()
                 || input.attachments.iter().any(|file| {
                     rule.attachment_type
@@ -522,7 +551,9 @@ fn sensitive_text(input: &RuleInput<'_>) -> String {
         text.push_str(subject);
         text.push('\n');
     }
-    text.push_str(input.body);
+    // Half the bound for the body at most, so a long body cannot hide the attachments.
+    let body_room = input.body.floor_char_boundary(dlp::MAX_SCANNED / 2);
+    text.push_str(&input.body[..body_room]);
     for file in input.attachments {
         if text.len() >= dlp::MAX_SCANNED {
             break;
@@ -564,6 +595,7 @@ mod tests {
             sender: "ann@partner.test",
             recipients: &[],
             header_from: Some("ann@partner.test"),
+            attachment_names: &[],
             headers,
             subject: Some("Quarterly numbers"),
             body,

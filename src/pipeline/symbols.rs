@@ -130,7 +130,10 @@ registry! {
     ATTACHMENT_BLOCKED_TYPE: Malware, 5.0, "a blocked file type (attachments.blocked_types), by name or by content, archives included";
     ATTACHMENT_TYPE_MISMATCH: Phish, 3.0, "a file's name or declared type disagrees with its content (a program named invoice.pdf)";
     ARCHIVE_BOMB: Malware, 5.0, "an archive expands past the bounds (ratio, total size, file count): not expanded";
-    ARCHIVE_TOO_DEEP: Suspect, 1.0, "archives nested past attachments.max_archive_depth: the inner ones not opened";
+    ARCHIVE_TOO_DEEP: Phish, 3.0, "archives nested past attachments.max_archive_depth: the inner ones not opened";
+    ARCHIVE_LIMIT: Suspect, 1.0, "the message's archives pass max_files or max_expanded_mib: the rest not opened";
+    ARCHIVE_UNOPENED: Suspect, 1.0, "a 7z, RAR or CAB archive: not opened here (ClamAV opens them when configured)";
+    PDF_JAVASCRIPT: Suspect, 1.0, "a PDF with JavaScript (common in fillable forms)";
     ARCHIVE_ENCRYPTED: Phish, 3.0, "a password-protected archive member: no scanner can read it";
     PDF_ENCRYPTED: Phish, 2.0, "an encrypted PDF: its content cannot be scanned";
     OFFICE_ENCRYPTED: Phish, 2.0, "a password-protected Office document: its content cannot be scanned";

@@ -850,12 +850,13 @@ async fn transport_rules_discard_quarantine_and_reject() {
     let dns = crate::server::fake_dns(&[]).await;
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
     let rules = "[[pipeline.rules]]\nname = \"drop-newsletters\"\nsender = [\"*@news.test\"]\naction = \"discard\"\n\
-                 [[pipeline.rules]]\nname = \"no-exe\"\nattachment_name = [\"*.exe\"]\naction = \"quarantine\"\n\
+                 [[pipeline.rules]]\nname = \"no-exe\"\nattachment_name = [\"*.xyz\"]\naction = \"quarantine\"\n\
                  [[pipeline.rules]]\nname = \"no-wire\"\nsubject_contains = [\"WIRE TRANSFER\"]\naction = \"reject\"\n\
                  message = \"Wire transfer requests are not accepted\"\n";
     let (_server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", rules));
-    let exe = p.dir.path().join("setup.exe");
-    std::fs::write(&exe, b"MZ not really").unwrap();
+    // Not a blocked type (that would be malware, decided before any rule): a name only the rule knows.
+    let exe = p.dir.path().join("setup.xyz");
+    std::fs::write(&exe, b"not really a program").unwrap();
     let attach = format!("@{}", exe.display());
     tokio::task::spawn_blocking(move || {
         let (ok, t) = swaks(
