@@ -121,13 +121,7 @@ impl std::fmt::LowerHex for Md5 {
 }
 
 fn held(p: &Portcullis) -> Vec<serde_json::Value> {
-    let listed = p.run(&["quarantine", "list", "--json"], b"");
-    assert!(listed.status.success(), "{}", String::from_utf8_lossy(&listed.stderr));
-    String::from_utf8(listed.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    p.run_json_lines(&["quarantine", "list", "--json"])
 }
 
 fn send_attachment(smtp: &str, subject: &str, file: &Path) -> (bool, String) {

@@ -10,13 +10,7 @@ use crate::common::*;
 use crate::server::*;
 
 fn clicks(p: &Portcullis, action: &str) -> Vec<serde_json::Value> {
-    let out = p.run(&["clicks", "--limit", "0", "--json", "--action", action], b"");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    p.run_json_lines(&["clicks", "--limit", "0", "--json", "--action", action])
 }
 
 async fn get(url: &str) -> reqwest::Response {

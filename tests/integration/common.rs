@@ -41,6 +41,17 @@ impl Portcullis {
         output
     }
 
+    /// Runs a command that prints one JSON object a line (`--json` listings) and reads them back.
+    pub fn run_json_lines(&self, args: &[&str]) -> Vec<serde_json::Value> {
+        let output = self.run(args, b"");
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    }
+
     pub fn write_config(&self, toml: &str) -> std::path::PathBuf {
         let path = self.dir.path().join("portcullis.toml");
         std::fs::write(&path, toml).expect("write config");

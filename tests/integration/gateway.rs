@@ -211,13 +211,7 @@ async fn send_to_bob(smtp: &str, subject: &str) {
 }
 
 pub fn messages_index(p: &Portcullis) -> Vec<serde_json::Value> {
-    let output = p.run(&["messages", "--json", "--limit", "0"], b"");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect()
+    p.run_json_lines(&["messages", "--json", "--limit", "0"])
 }
 
 pub fn symbols(entry: &serde_json::Value) -> Vec<String> {
