@@ -620,6 +620,16 @@ mod tests {
         config.validate().expect("documented configuration is valid");
     }
 
+    /// The production configuration shipped in `deploy/` is real too: it parses and validates.
+    #[test]
+    fn shipped_production_configuration_is_valid() {
+        let config = Config::parse(include_str!("../deploy/portcullis.toml")).expect("deploy/portcullis.toml parses");
+        config.validate().expect("deploy/portcullis.toml is valid");
+        assert_eq!(config.smtp.listen, "0.0.0.0:25");
+        assert_eq!(config.delivery.tls, TlsMode::Required);
+        assert!(config.attachments.clamav.is_some());
+    }
+
     #[test]
     fn unknown_keys_are_errors() {
         assert!(Config::parse("[click]\nlisten_on = \"x\"\n").is_err());

@@ -66,13 +66,13 @@ enum Command {
     /// Run the click service (HTTP on loopback by default, keys and click log in the data directory).
     Serve {
         /// Listen address; overrides `click.listen` (`127.0.0.1:0` picks a free port).
-        #[arg(long)]
+        #[arg(long, env = "PORTCULLIS_LISTEN")]
         listen: Option<String>,
         /// SMTP gateway listen address; overrides `smtp.listen` (`off` turns the gateway off).
-        #[arg(long)]
+        #[arg(long, env = "PORTCULLIS_SMTP_LISTEN")]
         smtp_listen: Option<String>,
         /// Admin listener (`/metrics`); overrides `admin.listen` (`off` turns it off).
-        #[arg(long)]
+        #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
         admin_listen: Option<String>,
     },
     /// The delivery queue (works whether or not the server runs).
@@ -126,6 +126,18 @@ enum Command {
     /// files) and write the model to the data directory; a running gateway picks it up within a
     /// second, without a restart.
     Train(TrainArgs),
+    /// Exit 0 when the running server answers: its admin listener's `/healthz` over HTTP and,
+    /// when given, the SMTP gateway's greeting (for container and service-manager health checks).
+    Healthcheck {
+        /// The admin listener (`admin.listen`).
+        #[arg(long, default_value = "127.0.0.1:8026")]
+        admin: String,
+        /// The SMTP gateway (`smtp.listen`), checked for a 220 greeting.
+        #[arg(long)]
+        smtp: Option<String>,
+        #[arg(long, default_value_t = 3000)]
+        timeout_ms: u64,
+    },
     /// Read the click log (works whether or not the server runs).
     Clicks {
         /// How many clicks, newest first (0: all).
@@ -359,6 +371,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             runtime.block_on(portcullis::serve::serve(config, cli.config.clone()))?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck {
+            admin,
+            smtp,
+            timeout_ms,
+        } => {
+            let timeout = std::time::Duration::from_millis(timeout_ms);
+            match portcullis::serve::check_health(&admin, smtp.as_deref(), timeout) {
+                Ok(()) => Ok(ExitCode::SUCCESS),
+                Err(why) => {
+                    eprintln!("unhealthy: {why}");
+                    Ok(ExitCode::from(1))
+                }
+            }
         }
         Command::Clicks {
             limit,

@@ -222,6 +222,47 @@ fn local_address(gate: &Gate, address: &str) -> Result<std::net::SocketAddr, Ser
     })
 }
 
+/// Whether a running server answers: `GET /healthz` on the admin listener gets a 200 and, when
+/// `smtp` is given, the gateway greets with 220 (the probe then says QUIT). Plain blocking I/O with
+/// a deadline on every step: it runs as its own short-lived process.
+pub fn check_health(admin: &str, smtp: Option<&str>, timeout: std::time::Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let connect = |address: &str| -> Result<std::net::TcpStream, String> {
+        let target = std::net::ToSocketAddrs::to_socket_addrs(address)
+            .map_err(|e| format!("{address}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("{address}: no address"))?;
+        let stream = std::net::TcpStream::connect_timeout(&target, timeout).map_err(|e| format!("{address}: {e}"))?;
+        stream.set_read_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        stream.set_write_timeout(Some(timeout)).map_err(|e| e.to_string())?;
+        Ok(stream)
+    };
+    let mut http = connect(admin)?;
+    http.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {admin}\r\nConnection: close\r\n\r\n").as_bytes())
+        .map_err(|e| format!("{admin}: {e}"))?;
+    let mut answer = Vec::new();
+    let _ = (&mut http).take(4096).read_to_end(&mut answer);
+    let status = String::from_utf8_lossy(&answer)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    if !status.starts_with("HTTP/1.1 200") && !status.starts_with("HTTP/1.0 200") {
+        return Err(format!("{admin}/healthz answered {status:?}"));
+    }
+    if let Some(smtp) = smtp {
+        let mut session = connect(smtp)?;
+        let mut greeting = [0u8; 512];
+        let read = session.read(&mut greeting).map_err(|e| format!("{smtp}: {e}"))?;
+        let greeting = String::from_utf8_lossy(&greeting[..read]).to_string();
+        let _ = session.write_all(b"QUIT\r\n");
+        if !greeting.starts_with("220") {
+            return Err(format!("{smtp} greeted {:?}", greeting.trim()));
+        }
+    }
+    Ok(())
+}
+
 /// The admin listener's routes.
 fn admin_response(request: &hyper::Request<hyper::body::Incoming>) -> hyper::Response<crate::redirect::Body> {
     let respond = |status: u16, body: &str| {

@@ -1457,3 +1457,36 @@ recipients = ["review@example.com"]
     let everything = format!("{index:?}{shown}");
     assert!(!everything.contains("4111 1111 1111 1111"), "clear card number written");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn healthcheck_passes_while_both_listeners_answer_and_fails_once_stopped() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let (mut server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", ""));
+    let admin = server
+        .admin
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let check = |p: &Portcullis| {
+        p.run(
+            &[
+                "healthcheck",
+                "--admin",
+                &admin,
+                "--smtp",
+                &smtp,
+                "--timeout-ms",
+                "2000",
+            ],
+            b"",
+        )
+    };
+    let healthy = check(&p);
+    assert!(healthy.status.success(), "{}", String::from_utf8_lossy(&healthy.stderr));
+    assert!(server.stop().success());
+    let stopped = check(&p);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stopped.stderr).contains("unhealthy"));
+}
