@@ -44,7 +44,7 @@ fn patterns() -> &'static (Regex, Regex, Regex) {
 pub fn inspect(bytes: &[u8], allowance: &mut u64) -> Report {
     let (encrypt, active, uri) = patterns();
     let mut report = Report {
-        encrypted: encrypt.is_match(bytes),
+        encrypted: encrypt.is_match(&unescape_names(bytes)),
         ..Report::default()
     };
     let mut texts: Vec<std::borrow::Cow<'_, [u8]>> = vec![bytes.into()];
@@ -77,6 +77,9 @@ pub fn inspect(bytes: &[u8], allowance: &mut u64) -> Report {
     }
     let mut keys_seen = 0;
     for text in &texts {
+        // `/J#61vaScript` is `/JavaScript` to a reader: names are compared with escapes undone.
+        let text = unescape_names(text);
+        let text = text.as_ref();
         for found in active.captures_iter(text).take(100) {
             match &found[1] {
                 b"Launch" => report.launch = Some("PDF /Launch action".into()),
@@ -132,6 +135,71 @@ fn streams(bytes: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
             return Some((dictionary, &bytes[start..end]));
         }
     })
+}
+
+/// The text with `#hh` escapes inside names (`/J#61vaScript`) undone; strings are left as written.
+/// Borrowed when there is no escape, which is almost always.
+fn unescape_names(text: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if memchr::memchr(b'#', text).is_none() {
+        return text.into();
+    }
+    let delimiter = |b: u8| b.is_ascii_whitespace() || b"()<>[]{}/%".contains(&b);
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(text.len());
+    let mut in_name = false;
+    let mut at = 0;
+    while at < text.len() {
+        let byte = text[at];
+        if byte == b'(' {
+            // A literal string is copied as written: its slashes are not names.
+            let end = literal_end(text, at);
+            out.extend_from_slice(&text[at..end]);
+            at = end;
+            in_name = false;
+            continue;
+        }
+        if byte == b'/' {
+            in_name = true;
+        } else if delimiter(byte) {
+            in_name = false;
+        }
+        if in_name
+            && byte == b'#'
+            && let (Some(high), Some(low)) = (
+                text.get(at + 1).copied().and_then(hex),
+                text.get(at + 2).copied().and_then(hex),
+            )
+        {
+            out.push(high << 4 | low);
+            at += 3;
+            continue;
+        }
+        out.push(byte);
+        at += 1;
+    }
+    out.into()
+}
+
+/// Where the literal string starting at `(` ends: past its balancing `)`, backslash escapes
+/// skipped; the end of the text for an unbalanced one.
+fn literal_end(text: &[u8], start: usize) -> usize {
+    let mut depth = 0usize;
+    let mut at = start;
+    while at < text.len() {
+        match text[at] {
+            b'\\' => at += 1,
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return at + 1;
+                }
+            }
+            _ => {}
+        }
+        at += 1;
+    }
+    text.len()
 }
 
 /// A PDF literal string starting at `(`: balanced parentheses and backslash escapes.
@@ -220,6 +288,16 @@ mod tests {
         assert!(allowance < 1 << 20, "inflation is charged to the message");
         assert_eq!(report.links, vec!["https://b.test/"]);
         assert!(!report.encrypted);
+    }
+
+    #[test]
+    fn escaped_names_are_read_as_names() {
+        let pdf = b"%PDF-1.6\n1 0 obj << /OpenAction << /S /J#61vaScript /JS (x) >> /A << /S /U#52I /U#52I (https://a.test/#41) >> >>\n";
+        let report = inspect(pdf, &mut u64::MAX.clone());
+        assert!(report.javascript);
+        assert_eq!(report.links, vec!["https://a.test/#41"], "strings keep their #");
+        let pdf = b"%PDF-1.6\ntrailer << /Root 1 0 R /#45ncrypt 9 0 R >>\n";
+        assert!(inspect(pdf, &mut u64::MAX.clone()).encrypted);
     }
 
     #[test]
