@@ -160,12 +160,17 @@ pub fn find(text: &str, info_type: &InfoType) -> Vec<Match> {
 
 /// Matches of `info_type` at or above `min_confidence`, counted (distinct values).
 pub fn count(text: &str, info_type: &InfoType, min_confidence: u8) -> usize {
-    scan(text, info_type)
+    find_counted(text, info_type, min_confidence).1
+}
+
+/// In one pass: the matches at or above `min_confidence`, and how many distinct values they are.
+pub fn find_counted(text: &str, info_type: &InfoType, min_confidence: u8) -> (Vec<Match>, usize) {
+    let found: Vec<(Match, String)> = scan(text, info_type)
         .into_iter()
         .filter(|(m, _)| m.confidence >= min_confidence)
-        .map(|(_, value)| value)
-        .collect::<HashSet<_>>()
-        .len()
+        .collect();
+    let distinct = found.iter().map(|(_, value)| value).collect::<HashSet<_>>().len();
+    (found.into_iter().map(|(m, _)| m).collect(), distinct)
 }
 
 /// Hides all but the last four letters and digits of `value`; separators stay so the shape is

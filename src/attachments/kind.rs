@@ -104,11 +104,8 @@ pub fn detect(bytes: &[u8]) -> Kind {
         return Kind::Ole;
     }
     if starts(b"PK\x03\x04") || starts(b"PK\x05\x06") {
-        // Every OOXML package names its content types first or near the start.
-        let head = &bytes[..bytes.len().min(64 * 1024)];
-        return if memchr::memmem::find(head, b"[Content_Types].xml").is_some()
-            || memchr::memmem::rfind(bytes, b"[Content_Types].xml").is_some()
-        {
+        // Every OOXML package has a part of this name (and so the name in its directory).
+        return if memchr::memmem::find(bytes, b"[Content_Types].xml").is_some() {
             Kind::Ooxml
         } else {
             Kind::Zip

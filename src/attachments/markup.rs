@@ -4,7 +4,6 @@
 //! password field is a credential form; every link target is kept for the reputation check.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 
 use lol_html::{HtmlRewriter, Settings, element};
 
@@ -18,8 +17,8 @@ pub struct Report {
 const MAX_LINKS: usize = 200;
 
 pub fn inspect(bytes: &[u8]) -> Report {
-    let report = Rc::new(RefCell::new(Report::default()));
-    let active = |report: &Rc<RefCell<Report>>, what: String| {
+    let report = RefCell::new(Report::default());
+    let active = |report: &RefCell<Report>, what: String| {
         let mut report = report.borrow_mut();
         if report.active.is_none() {
             report.active = Some(what);
@@ -102,7 +101,7 @@ pub fn inspect(bytes: &[u8]) -> Report {
         }
         Err(_) => drop(rewriter),
     }
-    Rc::try_unwrap(report).map(RefCell::into_inner).unwrap_or_default()
+    report.into_inner()
 }
 
 #[cfg(test)]

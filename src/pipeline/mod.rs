@@ -457,7 +457,11 @@ impl Pipeline {
             Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
             Err(error) => panic!("attachment scan cancelled: {error}"),
         };
-        if malware::has_eicar(message, &parts) && !found.iter().any(|(symbol, _)| symbol.name == symbols::EICAR.name) {
+        // The raw message too (an EICAR string in a part no decoder opened): parts and files were
+        // searched on the blocking pool.
+        if !found.iter().any(|(symbol, _)| symbol.name == symbols::EICAR.name)
+            && memchr::memmem::find(message, malware::EICAR).is_some()
+        {
             found.insert(
                 0,
                 (
@@ -1043,6 +1047,8 @@ fn virus_details(analysis: &Analysis) -> String {
                 symbols::PDF_ENCRYPTED.name,
                 symbols::OFFICE_ENCRYPTED.name,
                 symbols::ARCHIVE_BOMB.name,
+                symbols::ARCHIVE_LIMIT.name,
+                symbols::ARCHIVE_UNOPENED.name,
             ]
             .contains(&hit.name.as_str())
         })

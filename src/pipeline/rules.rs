@@ -382,8 +382,12 @@ pub fn compile(rules: &[TransportRule], custom: &[SensitiveType]) -> Result<Vec<
 /// Runs the rules over one message.
 pub fn apply(rules: &[CompiledRule], input: &RuleInput<'_>) -> RuleEffects {
     let mut effects = RuleEffects::default();
+    // Built once, and only when some rule looks for sensitive information.
+    let sensitive = std::cell::OnceCell::new();
     for compiled in rules {
-        let Some(found) = compiled.matches(input) else { continue };
+        let Some(found) = compiled.matches(input, &sensitive) else {
+            continue;
+        };
         let rule = &compiled.rule;
         if let Some(found) = found {
             effects.hits.push(Hit::new(
@@ -440,7 +444,7 @@ pub fn apply(rules: &[CompiledRule], input: &RuleInput<'_>) -> RuleEffects {
 impl CompiledRule {
     /// `None` when the rule does not match; `Some(found)` when it does, with what its sensitive
     /// conditions found (masked) if it has any.
-    fn matches(&self, input: &RuleInput<'_>) -> Option<Option<String>> {
+    fn matches(&self, input: &RuleInput<'_>, sensitive: &std::cell::OnceCell<String>) -> Option<Option<String>> {
         let rule = &self.rule;
         let any = |patterns: &[String], value: &str| patterns.iter().any(|p| wildcard(p, value));
         let in_domain = |domains: &[String], address: &str| {
@@ -523,13 +527,9 @@ impl CompiledRule {
         if self.sensitive.is_empty() {
             return Some(None);
         }
-        let text = sensitive_text(input);
+        let text = sensitive.get_or_init(|| sensitive_text(input));
         for (kind, min_count, min_confidence) in &self.sensitive {
-            let found: Vec<dlp::Match> = dlp::find(&text, kind)
-                .into_iter()
-                .filter(|m| m.confidence >= *min_confidence)
-                .collect();
-            let count = dlp::count(&text, kind, *min_confidence);
+            let (found, count) = dlp::find_counted(text, kind, *min_confidence);
             if count >= *min_count {
                 let shown: Vec<String> = found.iter().take(3).map(|m| clip(&m.masked, 40)).collect();
                 return Some(Some(format!("{count} {} ({})", kind.name(), shown.join(", "))));
@@ -608,15 +608,20 @@ mod tests {
         }
     }
 
+    #[derive(Deserialize)]
+    struct RulesFile {
+        rules: Vec<TransportRule>,
+        #[serde(default)]
+        sensitive_types: Vec<SensitiveType>,
+    }
+
+    fn compiled(toml: &str) -> Result<Vec<CompiledRule>, RuleError> {
+        let file: RulesFile = toml::from_str(toml).unwrap();
+        compile(&file.rules, &file.sensitive_types)
+    }
+
     fn rules(toml: &str) -> Vec<CompiledRule> {
-        #[derive(Deserialize)]
-        struct File {
-            rules: Vec<TransportRule>,
-            #[serde(default)]
-            sensitive_types: Vec<SensitiveType>,
-        }
-        let file: File = toml::from_str(toml).unwrap();
-        compile(&file.rules, &file.sensitive_types).unwrap()
+        compiled(toml).unwrap()
     }
 
     #[test]
@@ -714,19 +719,9 @@ mod tests {
 
     #[test]
     fn bad_rules_are_errors_naming_the_rule() {
-        let bad: Vec<TransportRule> = toml::from_str::<std::collections::BTreeMap<String, Vec<TransportRule>>>(
-            "[[rules]]\nname = \"broken\"\nbody_matches = \"(\"\naction = \"quarantine\"\n",
-        )
-        .unwrap()
-        .remove("rules")
-        .unwrap();
-        assert!(compile(&bad, &[]).unwrap_err().to_string().contains("broken"));
-        let missing: Vec<TransportRule> = toml::from_str::<std::collections::BTreeMap<String, Vec<TransportRule>>>(
-            "[[rules]]\nname = \"r\"\naction = \"redirect\"\n",
-        )
-        .unwrap()
-        .remove("rules")
-        .unwrap();
-        assert!(compile(&missing, &[]).unwrap_err().to_string().contains("recipients"));
+        let broken = compiled("[[rules]]\nname = \"broken\"\nbody_matches = \"(\"\naction = \"quarantine\"\n");
+        assert!(broken.unwrap_err().to_string().contains("broken"));
+        let missing = compiled("[[rules]]\nname = \"r\"\naction = \"redirect\"\n");
+        assert!(missing.unwrap_err().to_string().contains("recipients"));
     }
 }
