@@ -21,6 +21,7 @@ pub struct Config {
     pub delivery: DeliveryConfig,
     pub quarantine: QuarantineConfig,
     pub attachments: crate::attachments::AttachmentsConfig,
+    pub milter: crate::milter::MilterConfig,
 }
 
 impl Default for Config {
@@ -38,6 +39,7 @@ impl Default for Config {
             delivery: DeliveryConfig::default(),
             quarantine: QuarantineConfig::default(),
             attachments: Default::default(),
+            milter: Default::default(),
         }
     }
 }

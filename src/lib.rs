@@ -1,9 +1,11 @@
 //! Portcullis: an email security gateway. This crate holds the link format ([`token`]), the link
 //! rewriter ([`rewrite`]), the click service ([`redirect`], [`reputation`], [`clicklog`]) and the
-//! inbound SMTP gateway ([`smtp`], [`pipeline`] with its [`classifier`], [`delivery`], [`quarantine`], [`store`]), all run
+//! inbound SMTP gateway ([`smtp`], [`pipeline`] with its [`classifier`], [`delivery`], [`quarantine`], [`store`]), the hooks other
+//! mail systems call ([`milter`], the HTTP [`api`], both through [`inspect`]), all run
 //! by [`serve`]; the binary `portcullis` is a thin command line over them.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod attachments;
 pub mod classifier;
 pub mod clicklog;
@@ -11,8 +13,11 @@ pub mod config;
 pub mod delivery;
 pub mod dlp;
 pub mod escape;
+pub mod filter;
+pub mod inspect;
 pub mod listen;
 pub mod metrics;
+pub mod milter;
 pub mod patterns;
 pub mod pipeline;
 pub mod quarantine;
@@ -23,4 +28,5 @@ pub mod serve;
 pub mod smtp;
 pub mod store;
 pub mod tls;
+pub mod tokens;
 pub mod token;

@@ -71,10 +71,22 @@ enum Command {
         /// SMTP gateway listen address; overrides `smtp.listen` (`off` turns the gateway off).
         #[arg(long, env = "PORTCULLIS_SMTP_LISTEN")]
         smtp_listen: Option<String>,
-        /// Admin listener (`/metrics`); overrides `admin.listen` (`off` turns it off).
+        /// Admin listener (`/metrics`, the HTTP API); overrides `admin.listen` (`off` turns it off).
         #[arg(long, env = "PORTCULLIS_ADMIN_LISTEN")]
         admin_listen: Option<String>,
+        /// Milter listener (`inet:host:port`, `unix:/path`); overrides `milter.listen` (`off`).
+        #[arg(long, env = "PORTCULLIS_MILTER_LISTEN")]
+        milter_listen: Option<String>,
     },
+    /// API tokens for the HTTP API (`/api/v1/scan`, `/api/v1/rewrite`).
+    Tokens {
+        #[command(subcommand)]
+        action: TokensAction,
+    },
+    /// Content filter for an MTA: one message on stdin, handed to the running server's
+    /// `/api/v1/rewrite`, the copy reinjected with `sendmail -G -i` (or written to stdout).
+    /// Exit status: 0 done, 65 refused for good (the MTA bounces), 75 try again later.
+    Filter(FilterArgs),
     /// The delivery queue (works whether or not the server runs).
     Queue {
         #[command(subcommand)]
@@ -153,6 +165,58 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum TokensAction {
+    /// Issue a token and print it (the only time it is shown; only its hash is kept).
+    Add {
+        name: String,
+        /// scan (the hook calls only), viewer, operator or admin.
+        #[arg(long, default_value = "scan")]
+        role: String,
+    },
+    /// Tokens by name, with role, creation and last use.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token at once.
+    Revoke { name: String },
+}
+
+#[derive(clap::Args)]
+struct FilterArgs {
+    /// The running server's admin listener.
+    #[arg(long, default_value = "http://127.0.0.1:8026", env = "PORTCULLIS_API")]
+    api: String,
+    /// File holding the API token (`portcullis tokens add NAME`).
+    #[arg(long, env = "PORTCULLIS_TOKEN_FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// The API token itself (visible in the process list: prefer --token-file).
+    #[arg(long, env = "PORTCULLIS_TOKEN")]
+    token: Option<String>,
+    /// Envelope sender (`${sender}` in pipe(8)); empty for the null sender.
+    #[arg(long, short = 'f', default_value = "")]
+    sender: String,
+    /// The client's address (`${client_address}`).
+    #[arg(long)]
+    client_ip: Option<String>,
+    /// The client's HELO name (`${client_helo}`).
+    #[arg(long)]
+    helo: Option<String>,
+    /// Seconds the server may take.
+    #[arg(long, default_value_t = 120)]
+    timeout_secs: u64,
+    /// The reinjection command; `-f <sender> -- <recipients>` is appended.
+    #[arg(long, default_value = "/usr/sbin/sendmail -G -i")]
+    sendmail: String,
+    /// Write the copy to stdout instead of reinjecting it (nothing for a held or discarded one).
+    #[arg(long)]
+    stdout: bool,
+    /// Envelope recipients (`${recipient}`).
+    #[arg(last = true)]
+    recipients: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -349,7 +413,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             smtp_listen,
             admin_listen,
+            milter_listen,
         } => {
+            if let Some(milter_listen) = milter_listen {
+                config.milter.listen = if milter_listen == "off" {
+                    String::new()
+                } else {
+                    milter_listen
+                };
+            }
             if let Some(listen) = listen {
                 config.click.listen = listen;
             }
@@ -372,6 +444,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime.block_on(portcullis::serve::serve(config, cli.config.clone()))?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Tokens { action } => {
+            use portcullis::tokens::{Role, Tokens};
+            let tokens = Tokens::new(Store::open(&config.data_dir)?)?;
+            match action {
+                TokensAction::Add { name, role } => println!("{}", tokens.issue(&name, Role::parse(&role)?)?),
+                TokensAction::List { json } => {
+                    for token in tokens.list()? {
+                        if json {
+                            println!("{}", serde_json::to_string(&token)?);
+                        } else {
+                            println!(
+                                "{}\t{}\t{}\t{}",
+                                token.name,
+                                token.role.as_str(),
+                                token.created_at,
+                                token.last_used_at.map_or("-".to_string(), |at| at.to_string())
+                            );
+                        }
+                    }
+                }
+                TokensAction::Revoke { name } => tokens.revoke(&name)?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Filter(args) => Ok(filter(args)),
         Command::Healthcheck {
             admin,
             smtp,
@@ -433,6 +530,52 @@ fn init_logging(json: bool) {
     } else {
         builder.init();
     }
+}
+
+/// `portcullis filter`: every failure is an exit status the MTA understands, never exit 2.
+fn filter(args: FilterArgs) -> ExitCode {
+    use portcullis::filter::{EX_TEMPFAIL, FilterRequest, Output};
+    let token = match (&args.token, &args.token_file) {
+        (Some(token), _) => token.trim().to_string(),
+        (None, Some(path)) => match std::fs::read_to_string(path) {
+            Ok(token) => token.trim().to_string(),
+            Err(error) => {
+                eprintln!("portcullis filter: {}: {error}", path.display());
+                return ExitCode::from(EX_TEMPFAIL);
+            }
+        },
+        (None, None) => {
+            eprintln!("portcullis filter: no API token (--token-file)");
+            return ExitCode::from(EX_TEMPFAIL);
+        }
+    };
+    if args.recipients.is_empty() && !args.stdout {
+        eprintln!("portcullis filter: no recipients (after --)");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    let mut message = Vec::new();
+    if let Err(error) = std::io::stdin().read_to_end(&mut message) {
+        eprintln!("portcullis filter: reading the message: {error}");
+        return ExitCode::from(EX_TEMPFAIL);
+    }
+    // pipe(8) hands over LF line ends; the API and the MTA's sendmail take either.
+    let request = FilterRequest {
+        api: args.api,
+        token,
+        sender: args.sender,
+        recipients: args.recipients,
+        client_ip: args.client_ip,
+        helo: args.helo,
+        timeout: std::time::Duration::from_secs(args.timeout_secs.max(1)),
+        output: if args.stdout {
+            Output::Stdout
+        } else {
+            Output::Reinject(args.sendmail.split_whitespace().map(str::to_string).collect())
+        },
+    };
+    let filtered = portcullis::filter::run(&request, message);
+    eprintln!("portcullis filter: {}", filtered.said);
+    ExitCode::from(filtered.status)
 }
 
 /// `portcullis scan`: the gateway's analysis and decision for one message from stdin.

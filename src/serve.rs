@@ -12,6 +12,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+use crate::api::Api;
 use crate::clicklog::{ClickLog, ClickLogError, Slicing};
 use crate::config::Config;
 use crate::listen::{Gate, ReadTimeout};
@@ -85,11 +86,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let (reputation, feeds) = build_reputation(&config, true)?;
     let reputation = Arc::new(reputation);
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
-    let gateway = if config.smtp.listen.is_empty() {
-        None
-    } else {
-        Some(start_gateway(&config, keys.clone(), reputation.clone()).await?)
-    };
+    let mail = start_mail(&config, keys.clone(), reputation.clone()).await?;
     let service = Arc::new(ClickService::new(config.click.clone(), keys.clone(), reputation, log));
 
     // Feed files and the key ring are watched; SIGHUP reloads them at once and reads the
@@ -152,13 +149,23 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
             local_address(&gate, &config.admin.listen)?
         );
         let limits = limits.clone();
+        let api = mail.api.clone();
         Some(tokio::spawn(async move {
             loop {
                 let (stream, _, slot) = gate.accept().await;
-                let handler = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
-                    Ok::<_, std::convert::Infallible>(admin_response(&request))
+                let api = api.clone();
+                let handler = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let api = api.clone();
+                    async move {
+                        Ok::<_, std::convert::Infallible>(if Api::owns(request.uri().path()) {
+                            api.handle(request).await
+                        } else {
+                            admin_response(&request)
+                        })
+                    }
                 });
-                // Nothing to drain at shutdown: a scrape is answered in one go.
+                // Not drained at shutdown: a scrape is answered in one go, and an API call that
+                // is cut off is retried by its client (nothing it asked for is half-done).
                 limits.serve(stream, slot, None, handler, None);
             }
         }))
@@ -190,10 +197,8 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         admin.abort();
     }
     drop(gate);
-    if let Some(tasks) = gateway {
-        for task in tasks {
-            task.abort();
-        }
+    for task in mail.tasks {
+        task.abort();
     }
     tracing::info!("shutting down: draining connections");
     let _ = tokio::time::timeout(Duration::from_secs(10), graceful.shutdown()).await;
@@ -440,13 +445,16 @@ fn report_config_changes(running: &Config, path: Option<&Path>) {
     }
 }
 
-/// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts the
-/// SMTP listener, the delivery workers and the housekeeping (spool sweep, quarantine expiry).
-async fn start_gateway(
-    config: &Config,
-    keys: LiveKeyRing,
-    reputation: Arc<Reputation>,
-) -> Result<Vec<tokio::task::JoinHandle<()>>, ServeError> {
+/// The mail side of a running server: its tasks, and the HTTP API the admin listener serves.
+struct Mail {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    api: Arc<Api>,
+}
+
+/// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts what
+/// the configuration turns on: the SMTP listener, the milter; and always the delivery workers
+/// (releases from quarantine), the housekeeping (spool sweep, quarantine expiry) and the hook API.
+async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputation>) -> Result<Mail, ServeError> {
     use crate::pipeline::{ArcKey, Pipeline, Resolver};
     use crate::smtp::client::ClientSettings;
     use crate::smtp::server::Recipients;
@@ -468,7 +476,17 @@ async fn start_gateway(
             .with_correspondents(Arc::new(store.clone()))
             .with_reputation(reputation),
     );
-    let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
+    // One bound on messages being filtered, whichever way they came in.
+    let filtering = Arc::new(tokio::sync::Semaphore::new(pipeline.config().max_in_flight.max(1)));
+    let inspector = crate::inspect::Inspector::new(pipeline.clone(), store.clone(), filtering.clone());
+    let tokens = crate::tokens::Tokens::new(store.clone()).map_err(|e| gateway_error(e.to_string()))?;
+    let default_domain = config.smtp.domains.first().map_or("localhost", String::as_str);
+    let api = Arc::new(Api::new(
+        inspector.clone(),
+        tokens,
+        config.smtp.max_message_bytes,
+        default_domain,
+    ));
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(
         crate::delivery::Delivery::new(
@@ -480,60 +498,78 @@ async fn start_gateway(
         )
         .map_err(gateway_error)?,
     );
-    let callout = ClientSettings::new(&config.delivery, &config.smtp.hostname).map_err(gateway_error)?;
-    let recipients = Recipients::new(&config.smtp, Some((config.delivery.relay.clone(), callout)));
-    let gateway = Arc::new(
-        Gateway::new(
-            config.smtp.clone(),
-            Duration::from_millis(config.pipeline.time_budget_ms.max(1)),
-            pipeline,
-            store.clone(),
-            spool,
-            filter,
-            recipients,
-            wake,
-        )
-        .map_err(gateway_error)?,
-    );
-    let recovered = gateway.sweep_spool().await;
-    if recovered > 0 {
-        tracing::info!(recovered, "finished messages a crash left in the spool");
+    let mut tasks = vec![tokio::spawn(delivery.run())];
+    if !config.milter.listen.is_empty() {
+        let listener = crate::milter::Listener::bind(&config.milter.listen, config.milter.socket_mode)
+            .await
+            .map_err(|e| gateway_error(e.to_string()))?;
+        // Tests and operators read this line to learn the bound address.
+        println!("portcullis: milter listening on {}", listener.describe());
+        tracing::info!(address = %listener.describe(), "milter listening");
+        let milter = Arc::new(crate::milter::Milter::new(
+            config.milter.clone(),
+            inspector,
+            &config.data_dir,
+            config.smtp.max_message_bytes,
+        ));
+        tasks.push(tokio::spawn(milter.serve(listener)));
     }
-    let listener = TcpListener::bind(&config.smtp.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
+    let gateway = if config.smtp.listen.is_empty() {
+        None
+    } else {
+        let filter = ConnectionFilter::new(&config.smtp, resolver).map_err(gateway_error)?;
+        let callout = ClientSettings::new(&config.delivery, &config.smtp.hostname).map_err(gateway_error)?;
+        let recipients = Recipients::new(&config.smtp, Some((config.delivery.relay.clone(), callout)));
+        let gateway = Arc::new(
+            Gateway::new(
+                config.smtp.clone(),
+                Duration::from_millis(config.pipeline.time_budget_ms.max(1)),
+                pipeline,
+                store.clone(),
+                spool,
+                filter,
+                recipients,
+                wake,
+                filtering,
+            )
+            .map_err(gateway_error)?,
+        );
+        let recovered = gateway.sweep_spool().await;
+        if recovered > 0 {
+            tracing::info!(recovered, "finished messages a crash left in the spool");
+        }
+        let listener = TcpListener::bind(&config.smtp.listen)
+            .await
+            .map_err(|source| ServeError::Listen {
+                address: config.smtp.listen.clone(),
+                source,
+            })?;
+        let local = listener.local_addr().map_err(|source| ServeError::Listen {
             address: config.smtp.listen.clone(),
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| ServeError::Listen {
-        address: config.smtp.listen.clone(),
-        source,
-    })?;
-    println!("portcullis: smtp gateway listening on {local}");
-    tracing::info!(%local, "smtp gateway listening");
-    let housekeeping = {
-        let gateway = gateway.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                gateway.sweep_spool().await;
-                let store = store.clone();
-                if let Ok(Ok(expired)) =
-                    tokio::task::spawn_blocking(move || store.expire_held(crate::store::now())).await
-                    && expired > 0
-                {
-                    tracing::info!(expired, "quarantined messages past their retention deleted");
-                }
-            }
-        })
+        println!("portcullis: smtp gateway listening on {local}");
+        tracing::info!(%local, "smtp gateway listening");
+        tasks.push(tokio::spawn(gateway.clone().serve(listener)));
+        Some(gateway)
     };
-    Ok(vec![
-        tokio::spawn(gateway.serve(listener)),
-        tokio::spawn(delivery.run()),
-        housekeeping,
-    ])
+    tasks.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Some(gateway) = &gateway {
+                gateway.sweep_spool().await;
+            }
+            let store = store.clone();
+            if let Ok(Ok(expired)) = tokio::task::spawn_blocking(move || store.expire_held(crate::store::now())).await
+                && expired > 0
+            {
+                tracing::info!(expired, "quarantined messages past their retention deleted");
+            }
+        }
+    }));
+    Ok(Mail { tasks, api })
 }
 
 /// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is

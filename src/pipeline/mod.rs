@@ -247,6 +247,20 @@ impl Outcome {
     }
 }
 
+/// What a failed pipeline task said: its panic message, or why it was cancelled.
+fn describe_failure(error: tokio::task::JoinError) -> String {
+    if !error.is_panic() {
+        return error.to_string();
+    }
+    let payload = error.into_panic();
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    format!("panic: {text}")
+}
+
 /// Retention in days for a quarantine category (Exchange Online Protection's defaults).
 pub fn retention_days(category: &str, config: &QuarantineConfig) -> i64 {
     match category {
@@ -385,6 +399,26 @@ impl Pipeline {
     pub async fn run(&self, envelope: &Envelope, message: &[u8], can_reject: bool) -> Outcome {
         let analysis = self.analyse(envelope, message).await;
         self.conclude(envelope, message, &analysis, can_reject)
+    }
+
+    /// [`Pipeline::analyse`] on a task of its own, so that a panic ends only that attempt, up to
+    /// `pipeline.max_attempts` times; the error says why the last one failed, for a caller that
+    /// then holds the message as `damaged` instead of blocking its spool or the next start.
+    pub async fn analyse_isolated(self: &Arc<Self>, envelope: &Envelope, message: &Arc<Vec<u8>>) -> Result<Analysis, String> {
+        let attempts = self.config.max_attempts.max(1);
+        let mut last_error = String::new();
+        for attempt in 1..=attempts {
+            let (pipeline, task_envelope, task_message) = (self.clone(), envelope.clone(), message.clone());
+            let run = tokio::spawn(async move { pipeline.analyse(&task_envelope, &task_message).await });
+            match run.await {
+                Ok(analysis) => return Ok(analysis),
+                Err(error) => {
+                    last_error = describe_failure(error);
+                    tracing::error!(message_ref = %envelope.message_ref, attempt, error = %last_error, "filtering failed");
+                }
+            }
+        }
+        Err(format!("filtering failed {attempts} times: {last_error}"))
     }
 
     /// The stages, in order; each only adds to the analysis.

@@ -117,7 +117,7 @@ pub struct Gateway {
     per_ip: Mutex<HashMap<IpAddr, usize>>,
     open: AtomicUsize,
     in_flight: Mutex<HashSet<String>>,
-    /// One permit per message being filtered (`pipeline.max_in_flight`).
+    /// One permit per message being filtered (`pipeline.max_in_flight`), shared with the hooks.
     filtering: Arc<tokio::sync::Semaphore>,
     /// Woken whenever new copies are queued for delivery.
     pub queued: Arc<Notify>,
@@ -160,11 +160,11 @@ impl Gateway {
         filter: ConnectionFilter,
         recipients: Recipients,
         queued: Arc<Notify>,
+        filtering: Arc<tokio::sync::Semaphore>,
     ) -> Result<Self, String> {
         let tls = crate::tls::acceptor_for("smtp", config.tls_cert.as_deref(), config.tls_key.as_deref(), &[])?;
         // No session runs yet: whatever is half-written was never answered with 250.
         spool.clear_incoming();
-        let filtering = Arc::new(tokio::sync::Semaphore::new(pipeline.config().max_in_flight.max(1)));
         Ok(Self {
             config,
             budget,
@@ -341,24 +341,8 @@ impl Gateway {
         }
     }
 
-    /// Runs the analysis on a task of its own, so that a panic ends only that attempt, up to
-    /// `pipeline.max_attempts` times; a message that fails them all is held as `damaged` with the
-    /// last error instead of blocking the spool or the next start.
     async fn analyse(&self, envelope: &Envelope, message: &Arc<Vec<u8>>) -> Result<Analysis, String> {
-        let attempts = self.pipeline.config().max_attempts.max(1);
-        let mut last_error = String::new();
-        for attempt in 1..=attempts {
-            let (pipeline, task_envelope, task_message) = (self.pipeline.clone(), envelope.clone(), message.clone());
-            let run = tokio::spawn(async move { pipeline.analyse(&task_envelope, &task_message).await });
-            match run.await {
-                Ok(analysis) => return Ok(analysis),
-                Err(error) => {
-                    last_error = describe_failure(error);
-                    tracing::error!(message_ref = %envelope.message_ref, attempt, error = %last_error, "filtering failed");
-                }
-            }
-        }
-        Err(format!("filtering failed {attempts} times: {last_error}"))
+        self.pipeline.analyse_isolated(envelope, message).await
     }
 
     /// Spools the message, runs the pipeline within the time budget, and returns the DATA reply.
@@ -943,10 +927,9 @@ impl Session<'_> {
     }
 }
 
-/// What a failed pipeline task said: its panic message, or why it was cancelled.
 /// The DATA reply for a refusal: 554 5.6.0 for a structure we cannot filter, 451 4.7.1 for a
 /// message a fail-closed engine could not scan (the sender tries again), 550 5.7.1 for policy.
-fn reply_for(refusal: &Refusal) -> String {
+pub fn reply_for(refusal: &Refusal) -> String {
     match refusal {
         Refusal::Structure { .. } => format!("554 5.6.0 {}", refusal.text()),
         Refusal::Unscanned { .. } => format!("451 4.7.1 {}", refusal.text()),
@@ -954,18 +937,6 @@ fn reply_for(refusal: &Refusal) -> String {
     }
 }
 
-fn describe_failure(error: tokio::task::JoinError) -> String {
-    if !error.is_panic() {
-        return error.to_string();
-    }
-    let payload = error.into_panic();
-    let text = payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic".into());
-    format!("panic: {text}")
-}
 
 /// A message reference: time-ordered and unguessable (seconds, then 64 random bits), 24 hex digits.
 pub fn new_message_ref() -> String {

@@ -1,0 +1,300 @@
+//! What turns the message the MTA holds into the copy the pipeline rendered, in the only terms a
+//! milter has: header fields changed, deleted or inserted, recipients added or deleted, the body
+//! replaced. The header block is compared field by field (longest common subsequence), so
+//! whatever the renderer did — forged fields removed, a subject prefixed, our fields stamped and
+//! sealed on top — comes out as the smallest set of edits.
+
+/// One header field as the MTA sent it: the name, and the value as written after the colon
+/// (leading space included, continuation lines joined with CRLF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+impl Field {
+    fn same(&self, other: &Field) -> bool {
+        self.name.eq_ignore_ascii_case(&other.name) && self.value == other.value
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeaderEdit {
+    /// Replace the `occurrence`-th (1-based) field of this name; an empty value deletes it.
+    Change {
+        name: Vec<u8>,
+        occurrence: u32,
+        value: Vec<u8>,
+    },
+    /// Insert at `index` (0: the top) of the header block.
+    Insert { index: u32, name: Vec<u8>, value: Vec<u8> },
+    /// Append at the end of the header block.
+    Append { name: Vec<u8>, value: Vec<u8> },
+}
+
+/// Header blocks larger than this are not compared field by field (the comparison is quadratic);
+/// only fields added on top are then inserted.
+const MAX_COMPARED_FIELDS: usize = 2000;
+
+/// Splits a header block (up to, not including, the empty line) into fields.
+pub fn fields(block: &[u8]) -> Vec<Field> {
+    let mut fields: Vec<Field> = Vec::new();
+    for line in block.split_inclusive(|&b| b == b'\n') {
+        let content = line
+            .strip_suffix(b"\r\n")
+            .or_else(|| line.strip_suffix(b"\n"))
+            .unwrap_or(line);
+        if matches!(content.first(), Some(b' ' | b'\t')) {
+            if let Some(last) = fields.last_mut() {
+                last.value.extend_from_slice(b"\r\n");
+                last.value.extend_from_slice(content);
+            }
+            continue;
+        }
+        if let Some(colon) = memchr::memchr(b':', content) {
+            fields.push(Field {
+                name: content[..colon].to_vec(),
+                value: content[colon + 1..].to_vec(),
+            });
+        }
+    }
+    fields
+}
+
+/// The header edits that turn `original` into `rendered`. Deletions and in-place changes come
+/// first, highest occurrence first (so whether the MTA renumbers after a deletion does not
+/// matter), then insertions on top, then appends.
+pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
+    enum Step {
+        Keep,
+        Delete(usize),
+        Insert(usize),
+    }
+    let steps: Vec<Step> = if original.len() > MAX_COMPARED_FIELDS || rendered.len() > MAX_COMPARED_FIELDS {
+        // Only what was put on top is seen; the rest is taken as unchanged.
+        let added = rendered.len().saturating_sub(original.len());
+        (0..added)
+            .map(Step::Insert)
+            .chain(original.iter().map(|_| Step::Keep))
+            .collect()
+    } else {
+        let (n, m) = (original.len(), rendered.len());
+        // lcs[i][j]: the longest common run of original[i..] and rendered[j..].
+        let mut lcs = vec![0u16; (n + 1) * (m + 1)];
+        for i in (0..n).rev() {
+            for j in (0..m).rev() {
+                lcs[i * (m + 1) + j] = if original[i].same(&rendered[j]) {
+                    lcs[(i + 1) * (m + 1) + j + 1] + 1
+                } else {
+                    lcs[(i + 1) * (m + 1) + j].max(lcs[i * (m + 1) + j + 1])
+                };
+            }
+        }
+        let (mut i, mut j) = (0, 0);
+        let mut steps = Vec::new();
+        while i < n || j < m {
+            if i < n && j < m && original[i].same(&rendered[j]) {
+                steps.push(Step::Keep);
+                i += 1;
+                j += 1;
+            } else if j < m && (i == n || lcs[i * (m + 1) + j + 1] >= lcs[(i + 1) * (m + 1) + j]) {
+                steps.push(Step::Insert(j));
+                j += 1;
+            } else {
+                steps.push(Step::Delete(i));
+                i += 1;
+            }
+        }
+        steps
+    };
+
+    // A deletion and an insertion of the same name with no kept field between them is a change
+    // in place (a prefixed subject keeps its position).
+    let mut deleted: Vec<Option<usize>> = Vec::new(); // original index, or None once paired
+    let mut changes: Vec<(usize, usize)> = Vec::new(); // (original, rendered)
+    let mut inserted_top: Vec<usize> = Vec::new();
+    let mut appended: Vec<usize> = Vec::new();
+    let mut seen_kept = false;
+    let mut pending_inserts: Vec<usize> = Vec::new();
+    let mut run_deletions: Vec<usize> = Vec::new();
+    let flush = |run_deletions: &mut Vec<usize>,
+                 pending_inserts: &mut Vec<usize>,
+                 seen_kept: bool,
+                 deleted: &mut Vec<Option<usize>>,
+                 changes: &mut Vec<(usize, usize)>,
+                 inserted_top: &mut Vec<usize>,
+                 appended: &mut Vec<usize>| {
+        for insert in pending_inserts.drain(..) {
+            let pair = run_deletions
+                .iter()
+                .position(|&d| original[d].name.eq_ignore_ascii_case(&rendered[insert].name));
+            match pair {
+                Some(at) => changes.push((run_deletions.remove(at), insert)),
+                None if !seen_kept => inserted_top.push(insert),
+                None => appended.push(insert),
+            }
+        }
+        deleted.extend(run_deletions.drain(..).map(Some));
+    };
+    for step in steps {
+        match step {
+            Step::Keep => {
+                flush(
+                    &mut run_deletions,
+                    &mut pending_inserts,
+                    seen_kept,
+                    &mut deleted,
+                    &mut changes,
+                    &mut inserted_top,
+                    &mut appended,
+                );
+                seen_kept = true;
+            }
+            Step::Delete(i) => run_deletions.push(i),
+            Step::Insert(j) => pending_inserts.push(j),
+        }
+    }
+    flush(
+        &mut run_deletions,
+        &mut pending_inserts,
+        seen_kept,
+        &mut deleted,
+        &mut changes,
+        &mut inserted_top,
+        &mut appended,
+    );
+
+    let occurrence = |index: usize| -> u32 {
+        original[..=index]
+            .iter()
+            .filter(|field| field.name.eq_ignore_ascii_case(&original[index].name))
+            .count() as u32
+    };
+    let mut in_place: Vec<HeaderEdit> = changes
+        .iter()
+        .map(|&(i, j)| (i, rendered[j].value.clone()))
+        .chain(deleted.iter().flatten().map(|&i| (i, Vec::new())))
+        .map(|(i, value)| HeaderEdit::Change {
+            name: original[i].name.clone(),
+            occurrence: occurrence(i),
+            value,
+        })
+        .collect();
+    in_place.sort_by(|a, b| match (a, b) {
+        (
+            HeaderEdit::Change {
+                name: a, occurrence: x, ..
+            },
+            HeaderEdit::Change {
+                name: b, occurrence: y, ..
+            },
+        ) => a.to_ascii_lowercase().cmp(&b.to_ascii_lowercase()).then(y.cmp(x)),
+        _ => std::cmp::Ordering::Equal,
+    });
+    let mut edits = in_place;
+    edits.extend(inserted_top.iter().enumerate().map(|(position, &j)| HeaderEdit::Insert {
+        index: position as u32,
+        name: rendered[j].name.clone(),
+        value: rendered[j].value.clone(),
+    }));
+    edits.extend(appended.iter().map(|&j| HeaderEdit::Append {
+        name: rendered[j].name.clone(),
+        value: rendered[j].value.clone(),
+    }));
+    edits
+}
+
+/// Splits a rendered message into its header block (without the empty line) and its body.
+pub fn split_message(message: &[u8]) -> (&[u8], &[u8]) {
+    if message.starts_with(b"\r\n") {
+        return (&[], &message[2..]);
+    }
+    match memchr::memmem::find(message, b"\r\n\r\n") {
+        Some(at) => (&message[..at + 2], &message[at + 4..]),
+        None => (message, &[]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(fields: &[(&str, &str)]) -> Vec<Field> {
+        fields
+            .iter()
+            .map(|(name, value)| Field {
+                name: name.as_bytes().to_vec(),
+                value: value.as_bytes().to_vec(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn stamping_stripping_and_prefixing_become_the_fewest_edits() {
+        let original = block(&[
+            ("Received", " from a"),
+            ("X-Portcullis-Verdict", " forged"),
+            ("Subject", " hello"),
+            ("From", " a@b.test"),
+        ]);
+        let rendered = block(&[
+            ("ARC-Seal", " i=1"),
+            ("X-Portcullis-Verdict", " deliver"),
+            ("Received", " from a"),
+            ("Subject", " [EXT] hello"),
+            ("From", " a@b.test"),
+        ]);
+        let edits = header_edits(&original, &rendered);
+        assert_eq!(
+            edits,
+            vec![
+                HeaderEdit::Change {
+                    name: b"Subject".to_vec(),
+                    occurrence: 1,
+                    value: b" [EXT] hello".to_vec()
+                },
+                HeaderEdit::Change {
+                    name: b"X-Portcullis-Verdict".to_vec(),
+                    occurrence: 1,
+                    value: Vec::new()
+                },
+                HeaderEdit::Insert {
+                    index: 0,
+                    name: b"ARC-Seal".to_vec(),
+                    value: b" i=1".to_vec()
+                },
+                HeaderEdit::Insert {
+                    index: 1,
+                    name: b"X-Portcullis-Verdict".to_vec(),
+                    value: b" deliver".to_vec()
+                },
+            ]
+        );
+        assert!(header_edits(&original, &original).is_empty());
+    }
+
+    #[test]
+    fn repeated_fields_are_deleted_from_the_last_occurrence_up() {
+        let original = block(&[("A", " 1"), ("X", " forged"), ("A", " 2"), ("X", " forged too")]);
+        let rendered = block(&[("A", " 1"), ("A", " 2")]);
+        let edits = header_edits(&original, &rendered);
+        let occurrences: Vec<u32> = edits
+            .iter()
+            .map(|edit| match edit {
+                HeaderEdit::Change { occurrence, .. } => *occurrence,
+                _ => 0,
+            })
+            .collect();
+        assert_eq!(occurrences, vec![2, 1]);
+    }
+
+    #[test]
+    fn folded_fields_round_trip() {
+        let parsed = fields(b"Subject: one\r\n two\r\nFrom: a@b\r\n");
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[0].value, b" one\r\n two");
+        let (head, body) = split_message(b"A: 1\r\nB: 2\r\n\r\nbody\r\n");
+        assert_eq!(head, b"A: 1\r\nB: 2\r\n");
+        assert_eq!(body, b"body\r\n");
+    }
+}
