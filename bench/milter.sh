@@ -66,9 +66,11 @@ milter_port=$(port); click_port=$(port)
 # One sink for all, writing one file per message it accepts (that is how arrivals are counted).
 mkdir -p "$work/sink"
 smtp-sink -u "$user" -d "$work/sink/%H%M%S." "127.0.0.1:$sink_port" 1000 >/dev/null 2>&1 &
-pids+=($!)
+sink_pid=$!
+pids+=("$sink_pid")
 python3 bench/fake_dns.py "$dns_port" &
-pids+=($!)
+dns_pid=$!
+pids+=("$dns_pid")
 
 # The same Postfix for the three; only the milter differs. The macros are the ones rspamd's
 # integration guide asks for (the client address and name, the queue id, the sender, the login);
@@ -309,9 +311,15 @@ PY
 # CPU time (user + system, clock ticks) used so far by the process trees rooted at the given pids:
 # the time of every live process in them plus what each reaped from its children that exited
 # (Postfix's smtpd, cleanup and smtp processes come and go; their master collects their time).
+# "all" instead of pids: the whole machine's busy time (user, nice, system, irq, softirq, steal, from
+# /proc/stat), to compare with what the pipeline used: more means something else was running too.
 ticks() {
   python3 - "$@" <<'PY'
 import os, sys
+if sys.argv[1:] == ["all"]:
+    cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    print(sum(cpu[i] for i in (0, 1, 2, 5, 6, 7)))
+    sys.exit()
 roots = {int(p) for p in sys.argv[1:]}
 stats = {}
 for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -334,11 +342,13 @@ master_pid() { tr -d ' ' < "$1/queue/pid/master.pid"; }
 
 # Sends the load to one Postfix; prints messages per second until smtp-source got every 250 and
 # until the sink had every message, then CPU milliseconds per message of that Postfix and of each
-# "label=pid[,pid...]" filter given (over the same window, start to the last arrival).
+# "label=pid[,pid...]" process tree given (over the same window, start to the last arrival): the
+# filter, its helpers (rspamd's redis) and the local DNS answerer both filters ask; then the sink's
+# and the whole machine's (the rest of which is smtp-source, the polling here, and anything else).
 run() {
   local name=$1 dir=$2 front=$3; shift 3
   local before start accepted delivered groups=("postfix=$(master_pid "$dir")") group cpu_before=() cpu_after=()
-  groups+=("$@")
+  groups+=("$@" "sink=$sink_pid" "machine=all")
   before=$(sink_total); before=${before:-0}
   for group in "${groups[@]}"; do group=${group#*=}; cpu_before+=("$(ticks ${group//,/ })"); done
   start=$(date +%s.%N)
@@ -371,13 +381,13 @@ check postfix "$postfix_port" ""
 check rspamd "$postfix_rspamd_port" "^X-Spamd-Result:"
 [ -n "$skip_portcullis" ] || check portcullis "$postfix_portcullis_port" ""
 run postfix "$work/postfix" "$postfix_port" | tee "$work/postfix.txt"
-run rspamd "$work/postfix-rspamd" "$postfix_rspamd_port" "rspamd=$rspamd_pid" "redis=$redis_pid" |
+run rspamd "$work/postfix-rspamd" "$postfix_rspamd_port" "rspamd=$rspamd_pid" "redis=$redis_pid" "dns=$dns_pid" |
   tee "$work/rspamd.txt"
 looked_up=$(grep -c 'dns req: [1-9]' "$rs/log/rspamd.log" || true)
 scanned=$(grep -c 'rspamd_task_write_log' "$rs/log/rspamd.log" || true)
 echo "  (rspamd: $scanned scans logged, $looked_up of them asked DNS)" >&2
 [ -n "$skip_portcullis" ] && exit 0
-run portcullis "$work/postfix-portcullis" "$postfix_portcullis_port" "portcullis=$portcullis_pid" |
+run portcullis "$work/postfix-portcullis" "$postfix_portcullis_port" "portcullis=$portcullis_pid" "dns=$dns_pid" |
   tee "$work/portcullis.txt"
 python3 - "$work/postfix.txt" "$work/rspamd.txt" "$work/portcullis.txt" <<'PY'
 import re, sys

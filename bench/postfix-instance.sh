@@ -2,6 +2,8 @@
 # Starts a private Postfix instance on loopback, in its own directory, relaying the given domain
 # to a host:port. Used by bench/smtp.sh (the stock peer) and by the gateway tests (a real
 # downstream). Usage: postfix-instance.sh DIR LISTEN_PORT RELAY_HOST:PORT [extra main.cf lines...]
+# Environment: SMTPD_OPTIONS is appended to the smtpd line of master.cf (`-o content_filter=...`),
+# MASTER_EXTRA (lines) to master.cf (a pipe(8) service).
 # Stop it with: postfix -c DIR/etc stop
 set -euo pipefail
 dir=$1 port=$2 relay=$3
@@ -38,7 +40,7 @@ default_process_limit = 200
 CONF
 for line in "$@"; do echo "$line" >> "$dir/etc/main.cf"; done
 cat > "$dir/etc/master.cf" <<CONF
-127.0.0.1:$port inet n - n - - smtpd
+127.0.0.1:$port inet n - n - - smtpd ${SMTPD_OPTIONS:-}
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -60,6 +62,7 @@ discard   unix  -       -       n       -       -       discard
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
+${MASTER_EXTRA:-}
 CONF
 postfix -c "$dir/etc" check >/dev/null 2>&1 || postfix -c "$dir/etc" set-permissions >/dev/null 2>&1 || true
 postfix -c "$dir/etc" start >/dev/null 2>&1 || { script -qc "postfix -c $dir/etc start" /dev/null >&2; exit 1; }

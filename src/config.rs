@@ -403,6 +403,9 @@ pub struct PipelineConfig {
     pub max_in_flight: usize,
     /// Attempts at filtering one message before it is held as `damaged` with the error.
     pub max_attempts: u32,
+    /// What malware gets: `quarantine` (admins only may release it, as Exchange Online Protection
+    /// does) or `reject` (refused at DATA with 550 5.7.1; held instead when the reply has gone).
+    pub malware: MalwareAction,
     /// People whose name on mail from outside our domains is impersonation (`FROM_VIP_NAME_OUTSIDE`):
     /// "Jane Smith", matched whatever the order of the words, case and punctuation.
     pub vip_names: Vec<String>,
@@ -424,9 +427,17 @@ impl Default for PipelineConfig {
             max_nesting: 64,
             max_in_flight: 64,
             max_attempts: 3,
+            malware: MalwareAction::Quarantine,
             vip_names: Vec::new(),
         }
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MalwareAction {
+    Quarantine,
+    Reject,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -77,6 +77,8 @@ pub enum Refusal {
     Spam,
     /// The message's structure cannot be filtered (nesting past `pipeline.max_nesting`).
     Structure { reason: String },
+    /// Malware, with `pipeline.malware = "reject"`: what was found.
+    Malware { found: String },
     /// A malware engine set to fail closed could not scan the message: refused for now (451),
     /// so the sender tries again.
     Unscanned { reason: String },
@@ -93,6 +95,7 @@ impl Refusal {
             Refusal::Dmarc => "Rejected by the sender domain's DMARC policy".into(),
             Refusal::Spam => "Message refused as spam".into(),
             Refusal::Structure { reason } => format!("{reason}; message not accepted"),
+            Refusal::Malware { found } => format!("Message refused: malware found ({})", headers::clean(found)),
             Refusal::Unscanned { reason } => format!("Message not scanned ({reason}); try again later"),
         }
     }
@@ -919,6 +922,9 @@ impl Pipeline {
                 Some(found) => format!("{}: {} in {}", found.engine, found.signature, found.file),
                 None => self.top_malware_symbol(context),
             };
+            if self.config.malware == crate::config::MalwareAction::Reject {
+                return (Verdict::Reject { refusal: Refusal::Malware { found: why } }, "malware".into());
+            }
             return (
                 Verdict::Quarantine {
                     category: "malware".into(),

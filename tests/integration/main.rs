@@ -17,6 +17,8 @@
 //! - `gateway`: the SMTP gateway through real SMTP (swaks, smtp-sink, a local DNS server).
 //! - `spf_suite`: the SPF test suite from mail-auth's sources through our resolver and a local DNS server.
 //! - `store_once`: one stored message per accepted message, copies rendered and sealed at delivery.
+//! - `hooks`: the HTTP API over HTTP, the milter over its wire protocol and behind a real Postfix,
+//!   `portcullis filter` as a real Postfix's content filter.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
 mod attachments;
@@ -27,6 +29,7 @@ mod corpus;
 mod detect;
 mod fuzz;
 mod gateway;
+mod hooks;
 mod hostile;
 mod keys_and_decode;
 mod malformed;

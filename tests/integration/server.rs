@@ -23,6 +23,8 @@ pub struct Server {
     pub smtp: Option<String>,
     /// The admin listener's base URL (`/metrics`).
     pub admin: String,
+    /// The milter's address as an MTA is told it (`inet:127.0.0.1:PORT`), when it runs.
+    pub milter: Option<String>,
 }
 
 impl Server {
@@ -44,6 +46,7 @@ impl Server {
             .expect("start portcullis serve");
         let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
         let mut smtp = None;
+        let mut milter = None;
         let mut admin = String::new();
         loop {
             let mut line = String::new();
@@ -52,6 +55,10 @@ impl Server {
             let address = line.trim().rsplit(' ').next().expect("address").to_string();
             if line.contains("smtp gateway listening") {
                 smtp = Some(address);
+                continue;
+            }
+            if line.contains("milter listening") {
+                milter = Some(address);
                 continue;
             }
             if line.contains("admin listening") {
@@ -64,6 +71,7 @@ impl Server {
                 base: address,
                 smtp,
                 admin,
+                milter,
             };
         }
     }

@@ -1,0 +1,597 @@
+//! The gateway hooks through their real interfaces: the HTTP API over HTTP (tokens, limits,
+//! streaming and malformed bodies, JSON errors), the milter over its wire protocol (a raw client
+//! of ours, then a real Postfix with `smtpd_milters`), and `portcullis filter` as a real
+//! Postfix's `content_filter` through pipe(8), reinjecting with Postfix's own sendmail.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{Portcullis, fixture, our_links};
+use crate::gateway::{Sink, free_port, messages_index, swaks};
+use crate::server::Server;
+
+/// Rules that exercise every kind of edit: a subject prefixed, a field removed, a message forced
+/// to spam (held).
+const RULES: &str = r#"
+[[pipeline.rules]]
+name = "forced-spam"
+priority = 1
+header_matches = [{ name = "X-Campaign", pattern = "^blast-" }]
+action = "set_scl"
+set_scl = 6
+
+[[pipeline.rules]]
+name = "tag-external"
+priority = 10
+sender_domain = ["sender.test"]
+action = ["prepend_subject", "remove_header"]
+subject_prefix = "[EXT]"
+remove_header = ["X-Secret"]
+"#;
+
+fn config(dns: &str, extra: &str) -> String {
+    format!(
+        "[smtp]\nhostname = \"gw.test\"\ndomains = [\"example.com\"]\nmax_message_bytes = 200000\n\
+         [dns]\nnameservers = [\"{dns}\"]\ntimeout_secs = 1\n\
+         [pipeline]\nmalware = \"reject\"\n[delivery]\nrelay = [\"127.0.0.1:9\"]\ntls = \"off\"\n{RULES}\n{extra}\n"
+    )
+}
+
+fn ham(subject: &str) -> String {
+    format!(
+        "From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@sender.test>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n\
+         X-Secret: internal-only\r\nX-Portcullis-Verdict: forged\r\n\r\n\
+         Your statement is at https://statements.example.org/view?id=42 today.\r\n"
+    )
+}
+
+fn eicar() -> String {
+    String::from_utf8(fixture("detect/eicar.eml")).unwrap()
+}
+
+fn spam(subject: &str) -> String {
+    ham(subject).replacen("X-Secret:", "X-Campaign: blast-9\r\nX-Secret:", 1)
+}
+
+fn token(p: &Portcullis, name: &str, role: &str) -> String {
+    let output = p.run(&["tokens", "add", name, "--role", role], b"");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+/// One raw HTTP/1.1 exchange: the status line's code and the body.
+fn raw_http(address: &str, request: &[u8]) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (code, body)
+}
+
+fn error_code(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("not JSON: {body}"));
+    value["error"]["code"].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_api_scans_and_rewrites_behind_tokens_and_refuses_bad_calls_in_json() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let scan_token = token(&p, "platform", "scan");
+    let viewer_token = token(&p, "reader", "viewer");
+    let server = Server::start(&p, &config(&dns, ""));
+    let api = server.admin.clone();
+    let address = api.trim_start_matches("http://").to_string();
+    let client = crate::server::client();
+    let post = |path: &str, token: Option<&str>, body: Vec<u8>| {
+        let mut request = client.post(format!("{api}{path}")).body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+
+    // Scan: the verdict and every symbol, nothing kept.
+    let answer = post("/api/v1/scan?recipient=bob@example.com&client_ip=192.0.2.7&helo=mx.sender.test", Some(&scan_token), ham("hello").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let report: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(report["verdict"], "deliver", "{report}");
+    assert_eq!(report["recipients"][0], "bob@example.com");
+    assert!(report["symbols"].is_array() && report["scores"]["spam"].is_number(), "{report}");
+    assert_eq!(report["per_recipient_links"], true);
+    let scanned = post("/api/v1/scan", Some(&scan_token), eicar().into_bytes()).await.unwrap();
+    let report: serde_json::Value = scanned.json().await.unwrap();
+    assert_eq!(report["verdict"], "reject", "{report}");
+    assert!(report["reply"].as_str().unwrap().starts_with('5'), "{report}");
+    assert!(messages_index(&p).is_empty(), "a scan keeps nothing");
+
+    // Rewrite: the copy as it goes on, indexed.
+    let answer = post("/api/v1/rewrite?recipient=bob@example.com", Some(&scan_token), ham("rewritten").into_bytes())
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.headers()["content-type"], "message/rfc822");
+    assert_eq!(answer.headers()["portcullis-verdict"], "deliver");
+    let message_ref = answer.headers()["portcullis-message-ref"].to_str().unwrap().to_string();
+    let copy = answer.text().await.unwrap();
+    assert_eq!(our_links(&copy, false).len(), 1, "{copy}");
+    assert!(copy.contains("Subject: [EXT] rewritten"), "{copy}");
+    assert!(!copy.contains("X-Secret") && !copy.contains("forged"), "{copy}");
+    let index = messages_index(&p);
+    assert_eq!(index.len(), 1);
+    assert_eq!(index[0]["message_ref"], message_ref.as_str());
+    // One recipient: the links carry its reference, and the index says so.
+    assert!(!index[0]["recipients"][0]["reference"].as_str().unwrap().is_empty(), "{}", index[0]);
+
+    // The report and the copy in one multipart answer; a refusal after the queue is held.
+    let answer = client
+        .post(format!("{api}/api/v1/rewrite?after_queue=true"))
+        .bearer_auth(&scan_token)
+        .header("accept", "multipart/mixed")
+        .body(eicar())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("multipart/mixed; boundary="));
+    assert_eq!(answer.headers()["portcullis-verdict"], "quarantine");
+    let body = answer.text().await.unwrap();
+    assert!(body.contains("application/json") && body.contains("\"category\":\"malware\""), "{body}");
+    let held = p.run_json_lines(&["quarantine", "list", "--json"]);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["category"], "malware");
+
+    // Errors: stable codes, JSON, the right statuses.
+    let ham_bytes = || ham("x").into_bytes();
+    for (path, token, body, status, code) in [
+        ("/api/v1/scan", None, ham_bytes(), 401, "unauthorized"),
+        ("/api/v1/scan", Some("pc_0000_forged"), ham_bytes(), 401, "invalid_token"),
+        ("/api/v1/scan", Some(viewer_token.as_str()), ham_bytes(), 403, "forbidden"),
+        ("/api/v1/nothing", Some(scan_token.as_str()), ham_bytes(), 404, "not_found"),
+        ("/api/v1/scan?client_ip=nonsense", Some(scan_token.as_str()), ham_bytes(), 400, "bad_parameter"),
+        ("/api/v1/scan?colour=blue", Some(scan_token.as_str()), ham_bytes(), 400, "bad_parameter"),
+        ("/api/v1/scan", Some(scan_token.as_str()), Vec::new(), 400, "empty_body"),
+        ("/api/v1/scan", Some(scan_token.as_str()), b"just some words\r\n".to_vec(), 422, "not_a_message"),
+        ("/api/v1/scan", Some(scan_token.as_str()), vec![b'a'; 300_000], 413, "body_too_large"),
+    ] {
+        let answer = post(path, token, body).await.unwrap();
+        assert_eq!(answer.status(), status, "{path}");
+        assert_eq!(answer.headers()["content-type"], "application/json");
+        assert_eq!(error_code(&answer.text().await.unwrap()), code, "{path}");
+    }
+    let wrong_method = client.get(format!("{api}/api/v1/scan")).send().await.unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "POST");
+
+    // A streamed body with no length is cut off at the limit, not read to its end.
+    let scan_token_for_raw = scan_token.clone();
+    let address_for_raw = address.clone();
+    let (status, body) = tokio::task::spawn_blocking(move || {
+        let mut request = format!(
+            "POST /api/v1/scan HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {scan_token_for_raw}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        )
+        .into_bytes();
+        for _ in 0..40 {
+            request.extend_from_slice(format!("{:x}\r\n", 10_000).as_bytes());
+            request.extend_from_slice(&[b'b'; 10_000]);
+            request.extend_from_slice(b"\r\n");
+        }
+        request.extend_from_slice(b"0\r\n\r\n");
+        raw_http(&address_for_raw, &request)
+    })
+    .await
+    .unwrap();
+    assert_eq!((status, error_code(&body).as_str()), (413, "body_too_large"));
+    // Malformed chunked framing: refused, and the server goes on.
+    let scan_token_for_raw = scan_token.clone();
+    let address_for_raw = address.clone();
+    let (status, _) = tokio::task::spawn_blocking(move || {
+        raw_http(
+            &address_for_raw,
+            format!(
+                "POST /api/v1/scan HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {scan_token_for_raw}\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\nzz\r\nnot a chunk\r\n"
+            )
+            .as_bytes(),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(status == 400 || status == 0, "malformed chunks answered {status}");
+
+    // The description is served and names every endpoint.
+    let description: serde_json::Value = client
+        .get(format!("{api}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in ["/api/v1/scan", "/api/v1/rewrite", "/healthz", "/metrics"] {
+        assert!(description["paths"][path].is_object(), "{path} undocumented");
+    }
+
+    // Revoked: refused at once.
+    assert!(p.run(&["tokens", "revoke", "platform"], b"").status.success());
+    let answer = post("/api/v1/scan", Some(&scan_token), ham_bytes()).await.unwrap();
+    assert_eq!(answer.status(), 401);
+    let listed = p.run_json_lines(&["tokens", "list", "--json"]);
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["name"], "reader");
+}
+
+/// A milter client speaking the wire protocol, for tests that need exact packets.
+struct MilterClient {
+    stream: TcpStream,
+}
+
+impl MilterClient {
+    fn connect(address: &str) -> MilterClient {
+        let stream = TcpStream::connect(address.trim_start_matches("inet:")).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        MilterClient { stream }
+    }
+
+    fn send(&mut self, code: u8, payload: &[u8]) {
+        let mut packet = ((payload.len() + 1) as u32).to_be_bytes().to_vec();
+        packet.push(code);
+        packet.extend_from_slice(payload);
+        self.stream.write_all(&packet).unwrap();
+    }
+
+    /// One reply packet, or `None` when the milter closed the connection.
+    fn reply(&mut self) -> Option<(u8, Vec<u8>)> {
+        let mut length = [0u8; 4];
+        self.stream.read_exact(&mut length).ok()?;
+        let mut packet = vec![0u8; u32::from_be_bytes(length) as usize];
+        self.stream.read_exact(&mut packet).ok()?;
+        let code = packet.remove(0);
+        Some((code, packet))
+    }
+
+    /// Negotiates as Postfix does: every action, every step offered.
+    fn negotiate(&mut self) -> (u32, u32) {
+        let mut offer = 6u32.to_be_bytes().to_vec();
+        offer.extend_from_slice(&0x1ffu32.to_be_bytes());
+        offer.extend_from_slice(&0x1f_ffffu32.to_be_bytes());
+        self.send(b'O', &offer);
+        let (code, reply) = self.reply().expect("negotiation reply");
+        assert_eq!(code, b'O');
+        let word = |at: usize| u32::from_be_bytes(reply[at..at + 4].try_into().unwrap());
+        assert_eq!(word(0), 6);
+        (word(4), word(8))
+    }
+
+    /// A whole message; returns every packet of the end-of-message answer, the final one last.
+    fn message(&mut self, sender: &str, recipients: &[&str], message: &str) -> Vec<(u8, Vec<u8>)> {
+        self.send(b'C', b"mx.sender.test\x004\x00\x19192.0.2.7\0");
+        self.send(b'H', b"mx.sender.test\0");
+        self.send(b'D', b"Mi\0QUEUE1\0");
+        self.send(b'M', format!("<{sender}>\0").as_bytes());
+        assert_eq!(self.reply().unwrap().0, b'c', "MAIL is answered");
+        for recipient in recipients {
+            self.send(b'R', format!("<{recipient}>\0").as_bytes());
+        }
+        self.send(b'T', b"");
+        let (head, body) = message.split_once("\r\n\r\n").unwrap();
+        for field in head.split("\r\n").collect::<Vec<_>>().join("\n").split("\n").fold(Vec::<String>::new(), |mut fields, line| {
+            if line.starts_with([' ', '\t']) {
+                let last = fields.last_mut().unwrap();
+                last.push('\n');
+                last.push_str(line);
+            } else {
+                fields.push(line.to_string());
+            }
+            fields
+        }) {
+            let (name, value) = field.split_once(':').unwrap();
+            // Leading space kept: we asked for SMFIP_HDR_LEADSPC.
+            self.send(b'L', format!("{name}\0{value}\0").as_bytes());
+        }
+        self.send(b'N', b"");
+        for chunk in body.as_bytes().chunks(65_535) {
+            self.send(b'B', chunk);
+        }
+        self.send(b'E', b"");
+        let mut packets = Vec::new();
+        loop {
+            let packet = self.reply().expect("end-of-message answer");
+            let last = matches!(packet.0, b'c' | b'a' | b'r' | b't' | b'd' | b'y');
+            packets.push(packet);
+            if last {
+                return packets;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let milter_config = "[milter]\nlisten = \"127.0.0.1:0\"\nread_timeout_secs = 1\nidle_timeout_secs = 2\nspool_after_kib = 4\n";
+    let server = Server::start(&p, &config(&dns, milter_config));
+    let address = server.milter.clone().expect("milter address");
+    let spool = p.data_dir().join("milter-spool");
+    let address_for_task = address.clone();
+    tokio::task::spawn_blocking(move || {
+        let address = address_for_task;
+        let mut client = MilterClient::connect(&address);
+        let (actions, steps) = client.negotiate();
+        assert_eq!(actions & 0x3f, 0x3f, "headers, body, recipients, quarantine");
+        assert_ne!(steps & 0x80, 0, "headers go unanswered");
+        assert_ne!(steps & 0x100000, 0, "leading space kept");
+
+        // Delivered: forged field deleted, subject changed in place, ours inserted on top, body
+        // replaced with the link rewritten. A body past spool_after_kib goes through the disk.
+        let long = ham("hello").replace("today.", &format!("today.\r\n{}", "padding line\r\n".repeat(800)));
+        let answer = client.message("alice@sender.test", &["bob@example.com"], &long);
+        assert_eq!(answer.last().unwrap().0, b'c');
+        let of = |code: u8| -> Vec<String> {
+            answer
+                .iter()
+                .filter(|(c, _)| *c == code)
+                .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+                .collect()
+        };
+        let changes = of(b'm');
+        assert!(changes.iter().any(|c| c.contains("Subject\0 [EXT] hello")), "{changes:?}");
+        assert!(changes.iter().any(|c| c.ends_with("X-Secret\0\0")), "{changes:?}");
+        assert!(changes.iter().any(|c| c.ends_with("X-Portcullis-Verdict\0\0")), "{changes:?}");
+        let inserted = of(b'i');
+        assert!(inserted.iter().any(|i| i.contains("X-Portcullis-Verdict\0")), "{inserted:?}");
+        let body: String = of(b'b').concat();
+        assert_eq!(our_links(&body, false).len(), 1, "{body}");
+        assert!(body.contains("padding line"));
+
+        // Spam is held: the MTA's quarantine, and ours.
+        let answer = client.message("alice@sender.test", &["bob@example.com", "carol@example.com"], &spam("offer"));
+        assert!(answer.iter().any(|(c, p)| *c == b'q' && String::from_utf8_lossy(p).contains("spam")), "{answer:?}");
+        // Two recipients: links carry the message's reference only.
+        let body: String = answer.iter().filter(|(c, _)| *c == b'b').map(|(_, p)| String::from_utf8_lossy(p).into_owned()).collect();
+        assert_eq!(our_links(&body, false).len(), 1);
+
+        // Malware is refused with our reply.
+        let answer = client.message("ann@partner.test", &["bob@example.com"], &eicar());
+        let (code, reply) = answer.last().unwrap();
+        assert_eq!(*code, b'y');
+        assert!(String::from_utf8_lossy(reply).starts_with("5"), "{reply:?}");
+
+        // Dropped mid-message: nothing kept, no spool file left.
+        let mut dropped = MilterClient::connect(&address);
+        dropped.negotiate();
+        dropped.send(b'M', b"<alice@sender.test>\0");
+        dropped.reply();
+        dropped.send(b'B', &vec![b'x'; 20_000]);
+        drop(dropped);
+
+        // An oversize length prefix, an unknown command, a packet cut short: each closes only
+        // its own connection.
+        for bad in [&b"\xff\xff\xff\xffO"[..], b"\0\0\0\x01Z", b"\0\0\0\x10O\0\0"] {
+            let mut peer = MilterClient::connect(&address);
+            peer.stream.write_all(bad).unwrap();
+            let started = Instant::now();
+            assert!(peer.reply().is_none(), "{bad:?} answered");
+            assert!(started.elapsed() < Duration::from_secs(20));
+        }
+        // Still serving.
+        let mut again = MilterClient::connect(&address);
+        again.negotiate();
+        let answer = again.message("alice@sender.test", &["bob@example.com"], &ham("again"));
+        assert_eq!(answer.last().unwrap().0, b'c');
+    })
+    .await
+    .unwrap();
+
+    let index = messages_index(&p);
+    assert_eq!(index.len(), 4, "hello, offer, eicar, again: {index:#?}");
+    let held = p.run_json_lines(&["quarantine", "list", "--json"]);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["category"], "spam");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_dir(&spool).map(|d| d.count()).unwrap_or(0) > 0 {
+        assert!(Instant::now() < deadline, "spooled bodies left behind");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A private Postfix instance in `dir`, listening on `port`, relaying to `relay`; stopped on drop.
+struct Postfix {
+    etc: std::path::PathBuf,
+}
+
+impl Postfix {
+    fn start(dir: &Path, port: u16, relay: &str, main: &[String], smtpd_options: &str, master_extra: &str) -> Postfix {
+        let status = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/bench/postfix-instance.sh"))
+            .arg(dir)
+            .arg(port.to_string())
+            .arg(relay)
+            .args(main)
+            .env("SMTPD_OPTIONS", smtpd_options)
+            .env("MASTER_EXTRA", master_extra)
+            .status()
+            .unwrap();
+        assert!(status.success(), "postfix instance in {}", dir.display());
+        Postfix { etc: dir.join("etc") }
+    }
+
+    /// Queue ids in the hold queue (`postqueue -p` marks them with `!`).
+    fn held(&self) -> usize {
+        let output = Command::new("postqueue")
+            .args(["-c", self.etc.to_str().unwrap(), "-p"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter(|line| line.split_whitespace().next().is_some_and(|id| id.ends_with('!')))
+            .count()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.etc.parent().unwrap().join("maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .args(["-c", self.etc.to_str().unwrap(), "stop"])
+            .status();
+    }
+}
+
+fn send_via(server: &str, data: &str, from: &str) -> (bool, String) {
+    swaks(server, &["--from", from, "--to", "bob@example.com", "--data", data])
+}
+
+fn wait_until(what: &str, seconds: u64, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_with_our_milter_rewrites_refuses_malware_holds_spam_and_applies_its_default_action() {
+    let p = Portcullis::new();
+    let dir = p.dir.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dns = crate::server::fake_dns(&[]).await;
+    let mut server = Server::start(&p, &config(&dns, "[milter]\nlisten = \"127.0.0.1:0\"\n"));
+    let milter = server.milter.clone().expect("milter address");
+    let sink = Sink::start(&dir.join("sink"), free_port(), &[]);
+    let port = free_port();
+    let postfix = Postfix::start(
+        &dir.join("postfix"),
+        port,
+        &sink.address,
+        &[
+            format!("smtpd_milters = {milter}"),
+            "milter_protocol = 6".into(),
+            "milter_default_action = tempfail".into(),
+        ],
+        "",
+        "",
+    );
+    let front = format!("127.0.0.1:{port}");
+    let (index, held_by_postfix, log) = tokio::task::block_in_place(|| {
+        let (ok, transcript) = send_via(&front, &ham("through postfix"), "alice@sender.test");
+        assert!(ok, "{transcript}");
+        let copies = sink.wait_for(1, 30);
+        assert_eq!(copies.len(), 1, "{}", postfix.log());
+        let copy = &copies[0];
+        assert_eq!(our_links(copy, false).len(), 1, "{copy}");
+        assert!(copy.contains("X-Portcullis-Verdict: deliver"), "{copy}");
+        assert!(copy.contains("Subject: [EXT] through postfix"), "{copy}");
+        assert!(!copy.contains("X-Secret") && !copy.contains("forged"), "{copy}");
+
+        let (ok, transcript) = send_via(&front, &eicar(), "ann@partner.test");
+        assert!(!ok && transcript.contains("<** 5"), "malware refused at DATA: {transcript}");
+
+        let (ok, transcript) = send_via(&front, &spam("held offer"), "alice@sender.test");
+        assert!(ok, "{transcript}");
+        wait_until("the hold queue", 30, || postfix.held() == 1);
+        (messages_index(&p), postfix.held(), postfix.log())
+    });
+    assert_eq!(held_by_postfix, 1, "{log}");
+    let verdicts: Vec<&str> = index.iter().map(|e| e["verdict"].as_str().unwrap()).collect();
+    assert_eq!(verdicts.len(), 3, "{index:#?}");
+    for verdict in ["deliver", "reject", "quarantine"] {
+        assert!(verdicts.contains(&verdict), "{verdicts:?}");
+    }
+
+    // The milter gone: Postfix applies milter_default_action (tempfail) and the client retries later.
+    server.stop();
+    let front = format!("127.0.0.1:{port}");
+    let (ok, transcript) = tokio::task::block_in_place(|| send_via(&front, &ham("milter down"), "alice@sender.test"));
+    assert!(!ok && transcript.contains("<** 451"), "{transcript}");
+    drop(postfix);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
+    let p = Portcullis::new();
+    let dir = p.dir.path().to_path_buf();
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let dns = crate::server::fake_dns(&[]).await;
+    let scan_token = token(&p, "postfix", "scan");
+    let server = Server::start(&p, &config(&dns, ""));
+    // pipe(8) runs the filter as an unprivileged user: the binary and the token must be theirs
+    // to read.
+    let binary = dir.join("portcullis");
+    std::fs::copy(env!("CARGO_BIN_EXE_portcullis"), &binary).unwrap();
+    let token_file = dir.join("filter.token");
+    std::fs::write(&token_file, &scan_token).unwrap();
+    for path in [&binary, &token_file] {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let sink = Sink::start(&dir.join("sink"), free_port(), &[]);
+    let port = free_port();
+    let postfix_dir = dir.join("postfix");
+    // Reinjected mail comes back through pickup, which has no content_filter: no loop.
+    let master_extra = format!(
+        "portcullis unix - n n - 4 pipe flags=Rq user=nobody:postdrop null_sender= \
+         argv={} filter --api {} --token-file {} --sendmail {}/sendmail-wrapper -f ${{sender}} -- ${{recipient}}",
+        binary.display(),
+        server.admin,
+        token_file.display(),
+        dir.display(),
+    );
+    // Postfix's sendmail, told which instance to hand the copy to.
+    std::fs::write(
+        dir.join("sendmail-wrapper"),
+        format!("#!/bin/sh\nexec /usr/sbin/sendmail -C {}/etc -G -i \"$@\"\n", postfix_dir.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(dir.join("sendmail-wrapper"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let postfix = Postfix::start(
+        &postfix_dir,
+        port,
+        &sink.address,
+        &[],
+        "-o content_filter=portcullis:dummy",
+        &master_extra,
+    );
+    let front = format!("127.0.0.1:{port}");
+    let index = tokio::task::block_in_place(|| {
+        let (ok, transcript) = send_via(&front, &ham("filtered"), "alice@sender.test");
+        assert!(ok, "{transcript}");
+        let copies = sink.wait_for(1, 30);
+        assert_eq!(copies.len(), 1, "{}", postfix.log());
+        assert_eq!(our_links(&copies[0], false).len(), 1, "{}", copies[0]);
+        assert!(copies[0].contains("X-Portcullis-Verdict: deliver"), "{}", copies[0]);
+        assert!(copies[0].contains("Subject: [EXT] filtered"), "{}", copies[0]);
+        // After the queue nothing can be refused: malware and spam are held by us, not bounced.
+        for (data, from) in [(eicar(), "ann@partner.test"), (spam("filtered offer"), "alice@sender.test")] {
+            let (ok, transcript) = send_via(&front, &data, from);
+            assert!(ok, "{transcript}");
+        }
+        wait_until("both held", 60, || {
+            p.run_json_lines(&["quarantine", "list", "--json"]).len() == 2
+        });
+        // Give the MTA the chance to (wrongly) deliver them before looking.
+        wait_until("the pipe deliveries logged", 30, || {
+            postfix.log().matches("relay=portcullis").count() >= 3
+        });
+        assert!(postfix.log().matches("status=sent").count() >= 3, "{}", postfix.log());
+        assert_eq!(sink.messages().len(), 1, "nothing held was delivered");
+        messages_index(&p)
+    });
+    assert_eq!(index.len(), 3);
+    let held: Vec<&str> = index.iter().filter_map(|e| e["category"].as_str()).collect();
+    assert!(held.contains(&"malware") && held.contains(&"spam"), "{index:#?}");
+    drop(server);
+}
