@@ -208,6 +208,7 @@ done
 learns_spam=$(redis-cli -p "$redis_port" hget RS learns_spam); learns_ham=$(redis-cli -p "$redis_port" hget RS learns_ham)
 [ "${learns_spam:-0}" -ge 200 ] && [ "${learns_ham:-0}" -ge 200 ] ||
   { echo "rspamd learned ${learns_spam:-0} spam, ${learns_ham:-0} ham: too few for its Bayes" >&2; exit 1; }
+echo "  (rspamd: Bayes learned $learns_spam spam, $learns_ham ham)" >&2
 # Hyperscan compiles its databases in the background after start; measuring must not run on the
 # slower fallback, nor next to the compiler, so wait until both scanners have loaded them.
 hyperscan_loaded() { [ "$(grep -c 'rspamd_proxy).*hyperscan database of .* has been loaded' "$rs/log/rspamd.log")" -ge 2 ]; }
@@ -227,7 +228,7 @@ max_connections_per_ip = 1000
 [dns]
 nameservers = ["127.0.0.1:$dns_port"]
 CONF
-  # Every detector on: the classifier too, trained on the corpus rspamd learned.
+  # Every detector on: the classifier too, trained on the same corpus as rspamd's Bayes.
   train=()
   for dir in "${spam_dirs[@]}"; do train+=(--spam "$corpus/$dir"); done
   for dir in "${ham_dirs[@]}"; do train+=(--ham "$corpus/$dir"); done

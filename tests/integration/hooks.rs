@@ -44,7 +44,7 @@ fn ham(subject: &str) -> String {
     format!(
         "From: Alice <alice@sender.test>\r\nTo: bob@example.com\r\nSubject: {subject}\r\n\
          Message-ID: <{subject}@sender.test>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n\
-         X-Secret: internal-only\r\nX-Portcullis-Verdict: forged\r\n\r\n\
+         X-Secret: internal-only\r\nX-Portcullis-Spam-Flag: forged\r\n\r\n\
          Your statement is at https://statements.example.org/view?id=42 today.\r\n"
     )
 }
@@ -349,9 +349,9 @@ async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
         let changes = of(b'm');
         assert!(changes.iter().any(|c| c.contains("Subject\0 [EXT] hello")), "{changes:?}");
         assert!(changes.iter().any(|c| c.ends_with("X-Secret\0\0")), "{changes:?}");
-        assert!(changes.iter().any(|c| c.ends_with("X-Portcullis-Verdict\0\0")), "{changes:?}");
+        assert!(changes.iter().any(|c| c.ends_with("X-Portcullis-Spam-Flag\0\0")), "{changes:?}");
         let inserted = of(b'i');
-        assert!(inserted.iter().any(|i| i.contains("X-Portcullis-Verdict\0")), "{inserted:?}");
+        assert!(inserted.iter().any(|i| i.contains("X-Portcullis-Spam-Flag\0 NO\0")), "{inserted:?}");
         let body: String = of(b'b').concat();
         assert_eq!(our_links(&body, false).len(), 1, "{body}");
         assert!(body.contains("padding line"));
@@ -494,7 +494,7 @@ async fn postfix_with_our_milter_rewrites_refuses_malware_holds_spam_and_applies
         assert_eq!(copies.len(), 1, "{}", postfix.log());
         let copy = &copies[0];
         assert_eq!(our_links(copy, false).len(), 1, "{copy}");
-        assert!(copy.contains("X-Portcullis-Verdict: deliver"), "{copy}");
+        assert!(copy.contains("X-Portcullis-Spam-Flag: NO"), "{copy}");
         assert!(copy.contains("Subject: [EXT] through postfix"), "{copy}");
         assert!(!copy.contains("X-Secret") && !copy.contains("forged"), "{copy}");
 
@@ -572,7 +572,7 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
         let copies = sink.wait_for(1, 30);
         assert_eq!(copies.len(), 1, "{}", postfix.log());
         assert_eq!(our_links(&copies[0], false).len(), 1, "{}", copies[0]);
-        assert!(copies[0].contains("X-Portcullis-Verdict: deliver"), "{}", copies[0]);
+        assert!(copies[0].contains("X-Portcullis-Spam-Flag: NO"), "{}", copies[0]);
         assert!(copies[0].contains("Subject: [EXT] filtered"), "{}", copies[0]);
         // After the queue nothing can be refused: malware and spam are held by us, not bounced.
         for (data, from) in [(eicar(), "ann@partner.test"), (spam("filtered offer"), "alice@sender.test")] {
