@@ -452,6 +452,28 @@ impl Drop for Postfix {
     }
 }
 
+/// Postfix's set-group-id `postdrop` (behind the filter's `sendmail`) takes mail only for
+/// configuration directories the default one lists: the test's private instance is added there.
+/// A real deployment reinjects into the default instance and needs nothing of the kind.
+fn allow_alternate_config(etc: &Path) {
+    let current = Command::new("postconf")
+        .args(["-h", "alternate_config_directories"])
+        .output()
+        .expect("postconf");
+    let current = String::from_utf8_lossy(&current.stdout).trim().to_string();
+    let ours = etc.display().to_string();
+    if current.split([',', ' ']).any(|dir| dir == ours) {
+        return;
+    }
+    let value = if current.is_empty() { ours } else { format!("{current}, {ours}") };
+    let status = Command::new("postconf")
+        .arg("-e")
+        .arg(format!("alternate_config_directories = {value}"))
+        .status()
+        .expect("postconf -e");
+    assert!(status.success());
+}
+
 fn send_via(server: &str, data: &str, from: &str) -> (bool, String) {
     swaks(server, &["--from", from, "--to", "bob@example.com", "--data", data])
 }
@@ -543,7 +565,7 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
     let postfix_dir = dir.join("postfix");
     // Reinjected mail comes back through pickup, which has no content_filter: no loop.
     let master_extra = format!(
-        "portcullis unix - n n - 4 pipe flags=Rq user=nobody:postdrop null_sender= \
+        "portcullis unix - n n - 4 pipe flags=Rq user=nobody null_sender= \
          argv={} filter --api {} --token-file {} --sendmail {}/sendmail-wrapper -f ${{sender}} -- ${{recipient}}",
         binary.display(),
         server.admin,
@@ -557,6 +579,7 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
     )
     .unwrap();
     std::fs::set_permissions(dir.join("sendmail-wrapper"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    allow_alternate_config(&postfix_dir.join("etc"));
     let postfix = Postfix::start(
         &postfix_dir,
         port,
