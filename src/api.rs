@@ -111,7 +111,11 @@ impl Api {
                 "method_not_allowed",
                 "the description takes GET",
             )),
-            _ => Err(failure(StatusCode::NOT_FOUND, "not_found", format!("no such endpoint: {path}"))),
+            _ => Err(failure(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no such endpoint: {path}"),
+            )),
         }
     }
 
@@ -151,7 +155,8 @@ impl Api {
                 InspectError::Store(reason) => failure(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason),
             })?;
         let report = report(&envelope, &inspection);
-        let json = serde_json::to_vec(&report).map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        let json = serde_json::to_vec(&report)
+            .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
         if !rewrite {
             return Ok(respond(StatusCode::OK, "application/json", Bytes::from(json)));
         }
@@ -206,20 +211,33 @@ impl Api {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim)
-            .ok_or_else(|| failure(StatusCode::UNAUTHORIZED, "unauthorized", "send Authorization: Bearer <token>"))?;
+            .ok_or_else(|| {
+                failure(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "send Authorization: Bearer <token>",
+                )
+            })?;
         match self.tokens.verify(presented) {
             Ok(Some((_, role))) if role.may_inspect() => Ok(()),
             Ok(Some((name, role))) => Err(failure(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!("token {name:?} has role {} and may not hand messages over", role.as_str()),
+                format!(
+                    "token {name:?} has role {} and may not hand messages over",
+                    role.as_str()
+                ),
             )),
             Ok(None) => Err(failure(
                 StatusCode::UNAUTHORIZED,
                 "invalid_token",
                 "the token is unknown or revoked",
             )),
-            Err(error) => Err(failure(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", error.to_string())),
+            Err(error) => Err(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                error.to_string(),
+            )),
         }
     }
 }
@@ -327,7 +345,8 @@ async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Res
     let mut body = request.into_body();
     let mut message = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("reading the body: {e}")))?;
+        let frame =
+            frame.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("reading the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
             if message.len() + data.len() > limit {
                 return Err(too_large());
@@ -336,7 +355,11 @@ async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Res
         }
     }
     if message.is_empty() {
-        return Err(failure(StatusCode::BAD_REQUEST, "empty_body", "send the raw message as the body"));
+        return Err(failure(
+            StatusCode::BAD_REQUEST,
+            "empty_body",
+            "send the raw message as the body",
+        ));
     }
     Ok(message)
 }

@@ -85,7 +85,10 @@ pub fn run(request: &FilterRequest, message: Vec<u8>) -> Filtered {
         "quarantine" => {
             return done(
                 EX_OK,
-                format!("held in quarantine ({}) as {message_ref}", header("portcullis-category")),
+                format!(
+                    "held in quarantine ({}) as {message_ref}",
+                    header("portcullis-category")
+                ),
             );
         }
         "discard" => return done(EX_OK, format!("discarded by a transport rule as {message_ref}")),
@@ -118,7 +121,11 @@ async fn call(
         for recipient in &request.recipients {
             query.append_pair("recipient", recipient);
         }
-        if let Some(ip) = request.client_ip.as_deref().filter(|ip| ip.parse::<std::net::IpAddr>().is_ok()) {
+        if let Some(ip) = request
+            .client_ip
+            .as_deref()
+            .filter(|ip| ip.parse::<std::net::IpAddr>().is_ok())
+        {
             query.append_pair("client_ip", ip);
         }
         if let Some(helo) = request.helo.as_deref().filter(|helo| !helo.is_empty()) {

@@ -28,5 +28,5 @@ pub mod serve;
 pub mod smtp;
 pub mod store;
 pub mod tls;
-pub mod tokens;
 pub mod token;
+pub mod tokens;

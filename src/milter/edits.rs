@@ -192,11 +192,16 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
         _ => std::cmp::Ordering::Equal,
     });
     let mut edits = in_place;
-    edits.extend(inserted_top.iter().enumerate().map(|(position, &j)| HeaderEdit::Insert {
-        index: position as u32,
-        name: rendered[j].name.clone(),
-        value: rendered[j].value.clone(),
-    }));
+    edits.extend(
+        inserted_top
+            .iter()
+            .enumerate()
+            .map(|(position, &j)| HeaderEdit::Insert {
+                index: position as u32,
+                name: rendered[j].name.clone(),
+                value: rendered[j].value.clone(),
+            }),
+    );
     edits.extend(appended.iter().map(|&j| HeaderEdit::Append {
         name: rendered[j].name.clone(),
         value: rendered[j].value.clone(),

@@ -139,7 +139,9 @@ impl Listener {
         let _ = socket_mode;
         let address = address.strip_prefix("inet:").unwrap_or(address);
         // Postfix writes `inet:host:port`; so do we, but `host:port` works too.
-        Ok(Listener::Tcp(tokio::net::TcpListener::bind(address).await.map_err(error)?))
+        Ok(Listener::Tcp(
+            tokio::net::TcpListener::bind(address).await.map_err(error)?,
+        ))
     }
 
     /// Where it listens, as an MTA would be told (`inet:127.0.0.1:8890`, `unix:/run/…`).
@@ -349,11 +351,19 @@ impl<'a> Session<'a> {
                         .and_then(|a| a.parse().ok()),
                     _ => None,
                 };
-                if no_reply(protocol::STEP_NO_REPLY_CONNECT) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_CONNECT) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Helo(name) => {
                 self.helo = String::from_utf8_lossy(&name[..name.len().min(255)]).into_owned();
-                if no_reply(protocol::STEP_NO_REPLY_HELO) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_HELO) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Mail(arguments) => {
                 // A new message: whatever an earlier one left (no ABORT seen) goes.
@@ -374,10 +384,18 @@ impl<'a> Session<'a> {
                 if self.message.recipients.len() < MAX_RECIPIENTS {
                     self.message.recipients.push(address(arguments[0]));
                 }
-                if no_reply(protocol::STEP_NO_REPLY_RCPT) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_RCPT) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Data => {
-                if no_reply(protocol::STEP_NO_REPLY_DATA) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_DATA) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Header { name, value } => {
                 self.message.size += name.len() + value.len() + 4;
@@ -390,14 +408,26 @@ impl<'a> Session<'a> {
                         value: from_mta_value(value, leading_space),
                     });
                 }
-                if no_reply(protocol::STEP_NO_REPLY_HEADER) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_HEADER) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::EndOfHeaders => {
-                if no_reply(protocol::STEP_NO_REPLY_EOH) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_EOH) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Body(chunk) => {
                 self.collect_body(chunk).await;
-                if no_reply(protocol::STEP_NO_REPLY_BODY) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_BODY) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::EndOfBody(chunk) => {
                 self.collect_body(chunk).await;
@@ -409,7 +439,11 @@ impl<'a> Session<'a> {
                 Vec::new()
             }
             Command::Unknown(_) => {
-                if no_reply(protocol::STEP_NO_REPLY_UNKNOWN) { Vec::new() } else { cont() }
+                if no_reply(protocol::STEP_NO_REPLY_UNKNOWN) {
+                    Vec::new()
+                } else {
+                    cont()
+                }
             }
             Command::Quit | Command::QuitKeepConnection => Vec::new(),
         })
@@ -562,7 +596,10 @@ impl<'a> Session<'a> {
                     "Portcullis {category} {}: {reason}",
                     envelope.message_ref
                 ));
-                replies.extend(protocol::string_packet(protocol::REPLY_QUARANTINE, &[reason.as_bytes()]));
+                replies.extend(protocol::string_packet(
+                    protocol::REPLY_QUARANTINE,
+                    &[reason.as_bytes()],
+                ));
             } else {
                 // Without the MTA's hold the message is ours alone to keep: it does not go on.
                 return protocol::packet(protocol::REPLY_DISCARD, b"");

@@ -154,7 +154,10 @@ pub async fn read_packet<R: AsyncRead + Unpin>(
         Ok(Ok(()))
     };
     match tokio::time::timeout(rest_wait, rest).await {
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "packet not finished in time")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "packet not finished in time",
+        )),
         Ok(result) => result.map(Some),
     }
 }
@@ -332,10 +335,7 @@ mod tests {
             b"M",
             b"H\0\0",
         ] {
-            assert!(
-                matches!(parse(bad), Err(ProtocolError::Malformed { .. })),
-                "{bad:?}"
-            );
+            assert!(matches!(parse(bad), Err(ProtocolError::Malformed { .. })), "{bad:?}");
         }
         assert_eq!(parse(b"Z"), Err(ProtocolError::UnknownCommand(b'Z')));
         assert_eq!(parse(b""), Err(ProtocolError::Empty));

@@ -407,7 +407,11 @@ impl Pipeline {
     /// [`Pipeline::analyse`] on a task of its own, so that a panic ends only that attempt, up to
     /// `pipeline.max_attempts` times; the error says why the last one failed, for a caller that
     /// then holds the message as `damaged` instead of blocking its spool or the next start.
-    pub async fn analyse_isolated(self: &Arc<Self>, envelope: &Envelope, message: &Arc<Vec<u8>>) -> Result<Analysis, String> {
+    pub async fn analyse_isolated(
+        self: &Arc<Self>,
+        envelope: &Envelope,
+        message: &Arc<Vec<u8>>,
+    ) -> Result<Analysis, String> {
         let attempts = self.config.max_attempts.max(1);
         let mut last_error = String::new();
         for attempt in 1..=attempts {
@@ -923,7 +927,12 @@ impl Pipeline {
                 None => self.top_malware_symbol(context),
             };
             if self.config.malware == crate::config::MalwareAction::Reject {
-                return (Verdict::Reject { refusal: Refusal::Malware { found: why } }, "malware".into());
+                return (
+                    Verdict::Reject {
+                        refusal: Refusal::Malware { found: why },
+                    },
+                    "malware".into(),
+                );
             }
             return (
                 Verdict::Quarantine {

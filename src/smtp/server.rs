@@ -937,7 +937,6 @@ pub fn reply_for(refusal: &Refusal) -> String {
     }
 }
 
-
 /// A message reference: time-ordered and unguessable (seconds, then 64 random bits), 24 hex digits.
 pub fn new_message_ref() -> String {
     format!("{:08x}{:016x}", crate::store::now() as u32, rand::random::<u64>())

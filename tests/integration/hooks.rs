@@ -72,7 +72,10 @@ fn raw_http(address: &str, request: &[u8]) -> (u16, String) {
     let _ = stream.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer).into_owned();
     let code = answer.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     (code, body)
 }
 
@@ -100,25 +103,38 @@ async fn http_api_scans_and_rewrites_behind_tokens_and_refuses_bad_calls_in_json
     };
 
     // Scan: the verdict and every symbol, nothing kept.
-    let answer = post("/api/v1/scan?recipient=bob@example.com&client_ip=192.0.2.7&helo=mx.sender.test", Some(&scan_token), ham("hello").into_bytes())
-        .await
-        .unwrap();
+    let answer = post(
+        "/api/v1/scan?recipient=bob@example.com&client_ip=192.0.2.7&helo=mx.sender.test",
+        Some(&scan_token),
+        ham("hello").into_bytes(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status(), 200);
     let report: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(report["verdict"], "deliver", "{report}");
     assert_eq!(report["recipients"][0], "bob@example.com");
-    assert!(report["symbols"].is_array() && report["scores"]["spam"].is_number(), "{report}");
+    assert!(
+        report["symbols"].is_array() && report["scores"]["spam"].is_number(),
+        "{report}"
+    );
     assert_eq!(report["per_recipient_links"], true);
-    let scanned = post("/api/v1/scan", Some(&scan_token), eicar().into_bytes()).await.unwrap();
+    let scanned = post("/api/v1/scan", Some(&scan_token), eicar().into_bytes())
+        .await
+        .unwrap();
     let report: serde_json::Value = scanned.json().await.unwrap();
     assert_eq!(report["verdict"], "reject", "{report}");
     assert!(report["reply"].as_str().unwrap().starts_with('5'), "{report}");
     assert!(messages_index(&p).is_empty(), "a scan keeps nothing");
 
     // Rewrite: the copy as it goes on, indexed.
-    let answer = post("/api/v1/rewrite?recipient=bob@example.com", Some(&scan_token), ham("rewritten").into_bytes())
-        .await
-        .unwrap();
+    let answer = post(
+        "/api/v1/rewrite?recipient=bob@example.com",
+        Some(&scan_token),
+        ham("rewritten").into_bytes(),
+    )
+    .await
+    .unwrap();
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["content-type"], "message/rfc822");
     assert_eq!(answer.headers()["portcullis-verdict"], "deliver");
@@ -131,7 +147,11 @@ async fn http_api_scans_and_rewrites_behind_tokens_and_refuses_bad_calls_in_json
     assert_eq!(index.len(), 1);
     assert_eq!(index[0]["message_ref"], message_ref.as_str());
     // One recipient: the links carry its reference, and the index says so.
-    assert!(!index[0]["recipients"][0]["reference"].as_str().unwrap().is_empty(), "{}", index[0]);
+    assert!(
+        !index[0]["recipients"][0]["reference"].as_str().unwrap().is_empty(),
+        "{}",
+        index[0]
+    );
 
     // The report and the copy in one multipart answer; a refusal after the queue is held.
     let answer = client
@@ -143,10 +163,18 @@ async fn http_api_scans_and_rewrites_behind_tokens_and_refuses_bad_calls_in_json
         .await
         .unwrap();
     assert_eq!(answer.status(), 200);
-    assert!(answer.headers()["content-type"].to_str().unwrap().starts_with("multipart/mixed; boundary="));
+    assert!(
+        answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("multipart/mixed; boundary=")
+    );
     assert_eq!(answer.headers()["portcullis-verdict"], "quarantine");
     let body = answer.text().await.unwrap();
-    assert!(body.contains("application/json") && body.contains("\"category\":\"malware\""), "{body}");
+    assert!(
+        body.contains("application/json") && body.contains("\"category\":\"malware\""),
+        "{body}"
+    );
     let held = p.run_json_lines(&["quarantine", "list", "--json"]);
     assert_eq!(held.len(), 1);
     assert_eq!(held[0]["category"], "malware");
@@ -155,14 +183,56 @@ async fn http_api_scans_and_rewrites_behind_tokens_and_refuses_bad_calls_in_json
     let ham_bytes = || ham("x").into_bytes();
     for (path, token, body, status, code) in [
         ("/api/v1/scan", None, ham_bytes(), 401, "unauthorized"),
-        ("/api/v1/scan", Some("pc_0000_forged"), ham_bytes(), 401, "invalid_token"),
-        ("/api/v1/scan", Some(viewer_token.as_str()), ham_bytes(), 403, "forbidden"),
-        ("/api/v1/nothing", Some(scan_token.as_str()), ham_bytes(), 404, "not_found"),
-        ("/api/v1/scan?client_ip=nonsense", Some(scan_token.as_str()), ham_bytes(), 400, "bad_parameter"),
-        ("/api/v1/scan?colour=blue", Some(scan_token.as_str()), ham_bytes(), 400, "bad_parameter"),
+        (
+            "/api/v1/scan",
+            Some("pc_0000_forged"),
+            ham_bytes(),
+            401,
+            "invalid_token",
+        ),
+        (
+            "/api/v1/scan",
+            Some(viewer_token.as_str()),
+            ham_bytes(),
+            403,
+            "forbidden",
+        ),
+        (
+            "/api/v1/nothing",
+            Some(scan_token.as_str()),
+            ham_bytes(),
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v1/scan?client_ip=nonsense",
+            Some(scan_token.as_str()),
+            ham_bytes(),
+            400,
+            "bad_parameter",
+        ),
+        (
+            "/api/v1/scan?colour=blue",
+            Some(scan_token.as_str()),
+            ham_bytes(),
+            400,
+            "bad_parameter",
+        ),
         ("/api/v1/scan", Some(scan_token.as_str()), Vec::new(), 400, "empty_body"),
-        ("/api/v1/scan", Some(scan_token.as_str()), b"just some words\r\n".to_vec(), 422, "not_a_message"),
-        ("/api/v1/scan", Some(scan_token.as_str()), vec![b'a'; 300_000], 413, "body_too_large"),
+        (
+            "/api/v1/scan",
+            Some(scan_token.as_str()),
+            b"just some words\r\n".to_vec(),
+            422,
+            "not_a_message",
+        ),
+        (
+            "/api/v1/scan",
+            Some(scan_token.as_str()),
+            vec![b'a'; 300_000],
+            413,
+            "body_too_large",
+        ),
     ] {
         let answer = post(path, token, body).await.unwrap();
         assert_eq!(answer.status(), status, "{path}");
@@ -286,16 +356,19 @@ impl MilterClient {
         }
         self.send(b'T', b"");
         let (head, body) = message.split_once("\r\n\r\n").unwrap();
-        for field in head.split("\r\n").collect::<Vec<_>>().join("\n").split("\n").fold(Vec::<String>::new(), |mut fields, line| {
-            if line.starts_with([' ', '\t']) {
-                let last = fields.last_mut().unwrap();
-                last.push('\n');
-                last.push_str(line);
-            } else {
-                fields.push(line.to_string());
-            }
-            fields
-        }) {
+        for field in head.split("\r\n").collect::<Vec<_>>().join("\n").split("\n").fold(
+            Vec::<String>::new(),
+            |mut fields, line| {
+                if line.starts_with([' ', '\t']) {
+                    let last = fields.last_mut().unwrap();
+                    last.push('\n');
+                    last.push_str(line);
+                } else {
+                    fields.push(line.to_string());
+                }
+                fields
+            },
+        ) {
             let (name, value) = field.split_once(':').unwrap();
             // Leading space kept: we asked for SMFIP_HDR_LEADSPC.
             self.send(b'L', format!("{name}\0{value}\0").as_bytes());
@@ -321,7 +394,8 @@ impl MilterClient {
 async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
     let p = Portcullis::new();
     let dns = crate::server::fake_dns(&[]).await;
-    let milter_config = "[milter]\nlisten = \"127.0.0.1:0\"\nread_timeout_secs = 1\nidle_timeout_secs = 2\nspool_after_kib = 4\n";
+    let milter_config =
+        "[milter]\nlisten = \"127.0.0.1:0\"\nread_timeout_secs = 1\nidle_timeout_secs = 2\nspool_after_kib = 4\n";
     let server = Server::start(&p, &config(&dns, milter_config));
     let address = server.milter.clone().expect("milter address");
     let spool = p.data_dir().join("milter-spool");
@@ -347,20 +421,42 @@ async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
                 .collect()
         };
         let changes = of(b'm');
-        assert!(changes.iter().any(|c| c.contains("Subject\0 [EXT] hello")), "{changes:?}");
+        assert!(
+            changes.iter().any(|c| c.contains("Subject\0 [EXT] hello")),
+            "{changes:?}"
+        );
         assert!(changes.iter().any(|c| c.ends_with("X-Secret\0\0")), "{changes:?}");
-        assert!(changes.iter().any(|c| c.ends_with("X-Portcullis-Spam-Flag\0\0")), "{changes:?}");
+        assert!(
+            changes.iter().any(|c| c.ends_with("X-Portcullis-Spam-Flag\0\0")),
+            "{changes:?}"
+        );
         let inserted = of(b'i');
-        assert!(inserted.iter().any(|i| i.contains("X-Portcullis-Spam-Flag\0 NO\0")), "{inserted:?}");
+        assert!(
+            inserted.iter().any(|i| i.contains("X-Portcullis-Spam-Flag\0 NO\0")),
+            "{inserted:?}"
+        );
         let body: String = of(b'b').concat();
         assert_eq!(our_links(&body, false).len(), 1, "{body}");
         assert!(body.contains("padding line"));
 
         // Spam is held: the MTA's quarantine, and ours.
-        let answer = client.message("alice@sender.test", &["bob@example.com", "carol@example.com"], &spam("offer"));
-        assert!(answer.iter().any(|(c, p)| *c == b'q' && String::from_utf8_lossy(p).contains("spam")), "{answer:?}");
+        let answer = client.message(
+            "alice@sender.test",
+            &["bob@example.com", "carol@example.com"],
+            &spam("offer"),
+        );
+        assert!(
+            answer
+                .iter()
+                .any(|(c, p)| *c == b'q' && String::from_utf8_lossy(p).contains("spam")),
+            "{answer:?}"
+        );
         // Two recipients: links carry the message's reference only.
-        let body: String = answer.iter().filter(|(c, _)| *c == b'b').map(|(_, p)| String::from_utf8_lossy(p).into_owned()).collect();
+        let body: String = answer
+            .iter()
+            .filter(|(c, _)| *c == b'b')
+            .map(|(_, p)| String::from_utf8_lossy(p).into_owned())
+            .collect();
         assert_eq!(our_links(&body, false).len(), 1);
 
         // Malware is refused with our reply.
@@ -386,11 +482,22 @@ async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
             assert!(peer.reply().is_none(), "{bad:?} answered");
             assert!(started.elapsed() < Duration::from_secs(20));
         }
-        // Still serving.
+        // Still serving; and a connection reused for the next session (Sendmail's QUIT_NC)
+        // starts clean.
         let mut again = MilterClient::connect(&address);
         again.negotiate();
         let answer = again.message("alice@sender.test", &["bob@example.com"], &ham("again"));
         assert_eq!(answer.last().unwrap().0, b'c');
+        again.send(b'K', b"");
+        again.negotiate();
+        // A sender who authenticated to the MTA is outbound: let through at MAIL, not scanned.
+        again.send(b'D', b"M{auth_authen}\0alice\0");
+        again.send(b'M', b"<alice@example.com>\0");
+        assert_eq!(again.reply().unwrap().0, b'a');
+        // Idle past idle_timeout_secs: closed.
+        let started = Instant::now();
+        assert!(again.reply().is_none());
+        assert!(started.elapsed() < Duration::from_secs(20));
     })
     .await
     .unwrap();
@@ -405,6 +512,60 @@ async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
         assert!(Instant::now() < deadline, "spooled bodies left behind");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn filter_exit_status_tells_the_mta_to_bounce_retry_or_carry_on() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let scan_token = token(&p, "filter", "scan");
+    let server = Server::start(&p, &config(&dns, ""));
+    let filter = |api: &str, token: &str, message: &[u8]| {
+        let output = p.run(
+            &[
+                "filter",
+                "--api",
+                api,
+                "--token",
+                token,
+                "--stdout",
+                "-f",
+                "alice@sender.test",
+                "--",
+                "bob@example.com",
+            ],
+            message,
+        );
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let api = server.admin.as_str();
+    tokio::task::block_in_place(|| {
+        let (code, copy, said) = filter(api, &scan_token, ham("piped").as_bytes());
+        assert_eq!(code, Some(0), "{said}");
+        assert_eq!(our_links(&copy, false).len(), 1, "{copy}");
+        // Held: done, nothing to pass on.
+        let (code, copy, said) = filter(api, &scan_token, eicar().as_bytes());
+        assert_eq!((code, copy.as_str()), (Some(0), ""), "{said}");
+        assert!(said.contains("held in quarantine (malware)"), "{said}");
+        // Not a message, or too big: bounced (EX_DATAERR).
+        let (code, _, said) = filter(api, &scan_token, b"no header here\r\n");
+        assert_eq!(code, Some(65), "{said}");
+        let (code, _, said) = filter(api, &scan_token, &vec![b'a'; 300_000]);
+        assert_eq!(code, Some(65), "{said}");
+        // A refused token or a server that is not there: kept queued (EX_TEMPFAIL).
+        let (code, _, said) = filter(api, "pc_00_nope", ham("x").as_bytes());
+        assert_eq!(code, Some(75), "{said}");
+        let (code, _, said) = filter(
+            &format!("http://127.0.0.1:{}", free_port()),
+            &scan_token,
+            ham("x").as_bytes(),
+        );
+        assert_eq!(code, Some(75), "{said}");
+    });
 }
 
 /// A private Postfix instance in `dir`, listening on `port`, relaying to `relay`; stopped on drop.
@@ -465,7 +626,11 @@ fn allow_alternate_config(etc: &Path) {
     if current.split([',', ' ']).any(|dir| dir == ours) {
         return;
     }
-    let value = if current.is_empty() { ours } else { format!("{current}, {ours}") };
+    let value = if current.is_empty() {
+        ours
+    } else {
+        format!("{current}, {ours}")
+    };
     let status = Command::new("postconf")
         .arg("-e")
         .arg(format!("alternate_config_directories = {value}"))
@@ -521,7 +686,10 @@ async fn postfix_with_our_milter_rewrites_refuses_malware_holds_spam_and_applies
         assert!(!copy.contains("X-Secret") && !copy.contains("forged"), "{copy}");
 
         let (ok, transcript) = send_via(&front, &eicar(), "ann@partner.test");
-        assert!(!ok && transcript.contains("<** 5"), "malware refused at DATA: {transcript}");
+        assert!(
+            !ok && transcript.contains("<** 5"),
+            "malware refused at DATA: {transcript}"
+        );
 
         let (ok, transcript) = send_via(&front, &spam("held offer"), "alice@sender.test");
         assert!(ok, "{transcript}");
@@ -575,10 +743,17 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
     // Postfix's sendmail, told which instance to hand the copy to.
     std::fs::write(
         dir.join("sendmail-wrapper"),
-        format!("#!/bin/sh\nexec /usr/sbin/sendmail -C {}/etc -G -i \"$@\"\n", postfix_dir.display()),
+        format!(
+            "#!/bin/sh\nexec /usr/sbin/sendmail -C {}/etc -G -i \"$@\"\n",
+            postfix_dir.display()
+        ),
     )
     .unwrap();
-    std::fs::set_permissions(dir.join("sendmail-wrapper"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        dir.join("sendmail-wrapper"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     allow_alternate_config(&postfix_dir.join("etc"));
     let postfix = Postfix::start(
         &postfix_dir,
@@ -598,7 +773,10 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
         assert!(copies[0].contains("X-Portcullis-Spam-Flag: NO"), "{}", copies[0]);
         assert!(copies[0].contains("Subject: [EXT] filtered"), "{}", copies[0]);
         // After the queue nothing can be refused: malware and spam are held by us, not bounced.
-        for (data, from) in [(eicar(), "ann@partner.test"), (spam("filtered offer"), "alice@sender.test")] {
+        for (data, from) in [
+            (eicar(), "ann@partner.test"),
+            (spam("filtered offer"), "alice@sender.test"),
+        ] {
             let (ok, transcript) = send_via(&front, &data, from);
             assert!(ok, "{transcript}");
         }
