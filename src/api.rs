@@ -408,3 +408,28 @@ pub const ERROR_CODES: &[&str] = &[
     "store_unavailable",
     "internal",
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The checked-in description names every error code the API answers with, and no other.
+    #[test]
+    fn the_description_lists_exactly_the_error_codes() {
+        let description: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+        let mut documented: Vec<&str> =
+            description["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+                .as_array()
+                .expect("code enum")
+                .iter()
+                .map(|code| code.as_str().unwrap())
+                .collect();
+        let mut answered = ERROR_CODES.to_vec();
+        documented.sort_unstable();
+        answered.sort_unstable();
+        assert_eq!(documented, answered);
+        for path in ["/api/v1/scan", "/api/v1/rewrite", "/api/v1/openapi.json"] {
+            assert!(description["paths"][path].is_object(), "{path}");
+        }
+    }
+}

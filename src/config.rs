@@ -630,6 +630,8 @@ mod tests {
             defaults.attachments.max_expanded_mib
         );
         assert_eq!(config.attachments.qr_codes, defaults.attachments.qr_codes);
+        assert_eq!(format!("{:?}", config.milter), format!("{:?}", defaults.milter));
+        assert_eq!(config.pipeline.malware, defaults.pipeline.malware);
         config.validate().expect("documented configuration is valid");
     }
 
