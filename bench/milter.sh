@@ -227,6 +227,9 @@ domains = ["example.com"]
 max_connections_per_ip = 1000
 [dns]
 nameservers = ["127.0.0.1:$dns_port"]
+# No /metrics and HTTP API listener: its default port is fixed, and the milter is what is measured.
+[admin]
+listen = ""
 CONF
   # Every detector on: the classifier too, trained on the same corpus as rspamd's Bayes.
   train=()
