@@ -5,6 +5,8 @@
 # Postfix instance and of each filter's processes (read from /proc over the same window).
 #   bench/milter.sh [MESSAGES] [SESSIONS] [plain|attachments]
 #   MILTER_BENCH_SKIP_PORTCULLIS=1   only (a) and (b): no build, no Portcullis, no ratios
+#   ARC_SEAL=1                       Portcullis also ARC-seals every message (two RSA-2048 signatures),
+#                                    which rspamd here does not do (it verifies ARC; signing needs a key)
 # Load: the message of bench/smtp.sh (two links; with `attachments` also the clean PDF, Word, zip
 # and QR fixtures), sent by smtp-source over SESSIONS connections.
 # The three Postfix instances are the same (bench/postfix-instance.sh) but for smtpd_milters, and
@@ -37,6 +39,7 @@ pids=()
 postfixes=()
 cleanup() {
   local dir pid i
+  [ -n "${KEEP_LOGS:-}" ] && cp "$work"/serve.err "$KEEP_LOGS" 2>/dev/null || true
   for dir in "${postfixes[@]}"; do
     postfix -c "$dir/etc" stop >/dev/null 2>&1 || true
   done
@@ -227,6 +230,8 @@ domains = ["example.com"]
 max_connections_per_ip = 1000
 [dns]
 nameservers = ["127.0.0.1:$dns_port"]
+[pipeline]
+arc_seal = $( [ "${ARC_SEAL:-}" = 1 ] && echo true || echo false )
 # No /metrics and HTTP API listener: its default port is fixed, and the milter is what is measured.
 [admin]
 listen = ""
@@ -241,7 +246,7 @@ CONF
     > "$work/serve.out" 2> "$work/serve.err" &
   portcullis_pid=$!
   pids+=("$portcullis_pid")
-  wait_for portcullis 60 grep -q "milter listening on 127.0.0.1:$milter_port" "$work/serve.out" ||
+  wait_for portcullis 60 grep -q "milter listening on inet:127.0.0.1:$milter_port" "$work/serve.out" ||
     { tail "$work/serve.out" "$work/serve.err" >&2; exit 1; }
   mapfile -t lines < <(milter_conf "$milter_port")
   start_postfix "$work/postfix-portcullis" "$postfix_portcullis_port" "${lines[@]}"

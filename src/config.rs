@@ -393,6 +393,9 @@ pub struct PipelineConfig {
     pub rules: Vec<crate::pipeline::TransportRule>,
     /// The operator's own sensitive-information types, for transport rules' `sensitive`.
     pub sensitive_types: Vec<crate::pipeline::rules::SensitiveType>,
+    /// Seal every copy with an ARC set (two RSA signatures a message): what lets Exchange Online
+    /// trust our authentication results when we sit in front of it. Off where no next hop reads ARC.
+    pub arc_seal: bool,
     /// `d=` and `s=` of the gateway's ARC seal; the domain defaults to `smtp.hostname`.
     pub arc_domain: Option<String>,
     pub arc_selector: String,
@@ -423,6 +426,7 @@ impl Default for PipelineConfig {
             rules: Vec::new(),
             sensitive_types: Vec::new(),
             arc_domain: None,
+            arc_seal: true,
             arc_selector: "portcullis".into(),
             max_nesting: 64,
             max_in_flight: 64,

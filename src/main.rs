@@ -744,7 +744,11 @@ fn renderer(config: &Config, seal: bool) -> anyhow::Result<Renderer> {
         &config.links.base_url,
         config.rewrite.clone(),
     );
-    let arc = if seal { Some(ArcKey::for_config(config)?) } else { None };
+    let arc = if seal && config.pipeline.arc_seal {
+        Some(ArcKey::for_config(config)?)
+    } else {
+        None
+    };
     Ok(Renderer::new(rewriter, arc, &config.smtp.hostname))
 }
 

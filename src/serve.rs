@@ -470,9 +470,13 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
             None
         }
     };
-    let arc = ArcKey::for_config(config).map_err(|e| gateway_error(e.to_string()))?;
+    let arc = if config.pipeline.arc_seal {
+        Some(ArcKey::for_config(config).map_err(|e| gateway_error(e.to_string()))?)
+    } else {
+        None
+    };
     let pipeline = Arc::new(
-        Pipeline::new(config, keys, resolver.clone(), Some(arc))
+        Pipeline::new(config, keys, resolver.clone(), arc)
             .with_correspondents(Arc::new(store.clone()))
             .with_reputation(reputation),
     );

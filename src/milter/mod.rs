@@ -80,10 +80,11 @@ const WANTED_ACTIONS: u32 = protocol::ACTION_ADD_HEADERS
     | protocol::ACTION_DELETE_RECIPIENT
     | protocol::ACTION_QUARANTINE;
 
-/// The steps we ask the MTA to leave unanswered (we decide once, at the end) or out, of those it
-/// offers. MAIL stays answered: an authenticated sender is let through there.
+/// The steps we ask the MTA to leave unanswered (we decide once, at the end: no round trip holds
+/// the session before it) or out, of those it offers.
 const WANTED_STEPS: u32 = protocol::STEP_NO_REPLY_CONNECT
     | protocol::STEP_NO_REPLY_HELO
+    | protocol::STEP_NO_REPLY_MAIL
     | protocol::STEP_NO_REPLY_RCPT
     | protocol::STEP_NO_REPLY_DATA
     | protocol::STEP_NO_REPLY_HEADER
@@ -178,7 +179,7 @@ impl Milter {
             let accepted: std::io::Result<(Box<dyn Stream>, String)> = match &listener {
                 Listener::Tcp(tcp) => tcp.accept().await.map(|(stream, peer)| {
                     let _ = stream.set_nodelay(true);
-                    (Box::new(stream) as Box<dyn Stream>, peer.to_string())
+                    (Box::new(QuickAck(stream)) as Box<dyn Stream>, peer.to_string())
                 }),
                 #[cfg(unix)]
                 Listener::Unix(unix, _) => unix
@@ -213,6 +214,50 @@ impl Milter {
                 }
             });
         }
+    }
+}
+
+/// A TCP stream that acknowledges at once what it reads. The MTA writes each command as its own
+/// small segment without waiting for an answer (the no-reply steps), so its Nagle algorithm holds
+/// every segment after the first until that one is acknowledged; with Linux's delayed
+/// acknowledgements that is up to 40 ms per message. Measured with `bench/milter.sh`: about 400
+/// messages a second without this, as over a Unix socket with it.
+struct QuickAck(tokio::net::TcpStream);
+
+impl AsyncRead for QuickAck {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        // Not permanent in the kernel: set again before each read.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        std::pin::Pin::new(&mut self.0).poll_read(context, buffer)
+    }
+}
+
+impl AsyncWrite for QuickAck {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+        buffer: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(context, buffer)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(context)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(context)
     }
 }
 
@@ -275,7 +320,10 @@ impl<'a> Session<'a> {
         self.negotiated.map_or(0, |(_, actions, _)| actions)
     }
 
-    async fn run(&mut self, mut stream: Box<dyn Stream>) -> Result<(), SessionError> {
+    async fn run(&mut self, stream: Box<dyn Stream>) -> Result<(), SessionError> {
+        // The MTA sends a message's commands back to back without waiting (no-reply steps): one
+        // read takes many packets.
+        let mut stream = tokio::io::BufReader::with_capacity(16 * 1024, stream);
         let mut packet = Vec::new();
         let idle = Duration::from_secs(self.milter.config.idle_timeout_secs.max(1));
         let read = Duration::from_secs(self.milter.config.read_timeout_secs.max(1));
@@ -372,8 +420,11 @@ impl<'a> Session<'a> {
                     ..Message::default()
                 };
                 let authenticated = self.macros.get("auth_authen").is_some_and(|user| !user.is_empty());
-                if authenticated && self.milter.config.skip_authenticated {
-                    self.message.skipped = true;
+                self.message.skipped = authenticated && self.milter.config.skip_authenticated;
+                if no_reply(protocol::STEP_NO_REPLY_MAIL) {
+                    // Accepted at the end of the message; its body is not kept meanwhile.
+                    Vec::new()
+                } else if self.message.skipped {
                     // Accept: the MTA sends nothing more of this message.
                     protocol::packet(protocol::REPLY_ACCEPT, b"")
                 } else {

@@ -27,6 +27,7 @@ pub const STEP_NO_UNKNOWN: u32 = 0x100;
 pub const STEP_NO_REPLY_HEADER: u32 = 0x80;
 pub const STEP_NO_REPLY_CONNECT: u32 = 0x1000;
 pub const STEP_NO_REPLY_HELO: u32 = 0x2000;
+pub const STEP_NO_REPLY_MAIL: u32 = 0x4000;
 pub const STEP_NO_REPLY_RCPT: u32 = 0x8000;
 pub const STEP_NO_REPLY_DATA: u32 = 0x10000;
 pub const STEP_NO_REPLY_UNKNOWN: u32 = 0x20000;

@@ -27,7 +27,8 @@ pub enum SealError {
 }
 
 pub struct ArcKey {
-    pkcs8: Vec<u8>,
+    /// Parsed once: parsing checks the key, which costs more than a signature.
+    key: std::sync::Arc<RsaKey<Sha256>>,
     public_spki: Vec<u8>,
     pub domain: String,
     pub selector: String,
@@ -56,9 +57,11 @@ impl ArcKey {
         };
         let pair = KeyPair::from_pkcs8(&pkcs8).map_err(|e| error(e.to_string()))?;
         let public: PublicKeyX509Der<'_> = pair.public_key().as_der().map_err(|e| error(e.to_string()))?;
+        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8.as_slice())))
+            .map_err(|e| error(e.to_string()))?;
         Ok(ArcKey {
             public_spki: public.as_ref().to_vec(),
-            pkcs8,
+            key: std::sync::Arc::new(key),
             domain: domain.to_ascii_lowercase(),
             selector: selector.to_string(),
         })
@@ -109,9 +112,7 @@ impl ArcKey {
         }
         // The payload goes in as mail-auth's "authserv-id" so it is written exactly as recorded.
         let results = AuthenticationResults::new(&plan.results);
-        let key = RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.as_slice())))
-            .map_err(|e| SealError::Seal(e.to_string()))?;
-        let set = ArcSealer::from_key(key)
+        let set = ArcSealer::from_key(SharedKey(self.key.clone()))
             .domain(self.domain.clone())
             .selector(self.selector.clone())
             .headers(["From", "To", "Cc", "Subject", "Date", "Message-ID", "DKIM-Signature"])
@@ -122,6 +123,21 @@ impl ArcKey {
         sealed.extend_from_slice(header.as_bytes());
         sealed.extend_from_slice(message);
         Ok(Some(sealed))
+    }
+}
+
+/// The parsed key, shared by every seal (mail-auth's sealer takes its key by value).
+struct SharedKey(std::sync::Arc<RsaKey<Sha256>>);
+
+impl mail_auth::common::crypto::SigningKey for SharedKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl mail_auth::common::headers::Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> mail_auth::common::crypto::Algorithm {
+        self.0.algorithm()
     }
 }
 
