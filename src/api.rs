@@ -124,7 +124,7 @@ impl Api {
         request: Request<hyper::body::Incoming>,
         rewrite: bool,
     ) -> Result<Response<Body>, Failure> {
-        self.authorize(&request)?;
+        self.authorize(&request).await?;
         let query = Query::parse(request.uri().query().unwrap_or(""))?;
         let wants_multipart = request
             .headers()
@@ -142,18 +142,22 @@ impl Api {
         let envelope = query.envelope(&message, &self.default_domain);
         let message = Arc::new(message);
         let filing = if rewrite { Filing::Record } else { Filing::Nothing };
+        let refused = |error| match error {
+            InspectError::Busy | InspectError::TimedOut => failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many messages being filtered; try again shortly",
+            ),
+            InspectError::Store(reason) => failure(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason),
+            InspectError::Failed(reason) => failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", reason),
+        };
+        let slot = self.inspector.slot().await.map_err(refused)?;
+        // A client that hangs up drops this call, and with it the analysis.
         let inspection = self
             .inspector
-            .inspect(&envelope, &message, !query.after_queue, filing)
+            .inspect(slot, &envelope, &message, !query.after_queue, filing, None)
             .await
-            .map_err(|error| match error {
-                InspectError::Busy => failure(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "busy",
-                    "too many messages being filtered; try again shortly",
-                ),
-                InspectError::Store(reason) => failure(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", reason),
-            })?;
+            .map_err(refused)?;
         let report = report(&envelope, &inspection);
         let json = serde_json::to_vec(&report)
             .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -204,13 +208,14 @@ impl Api {
         Ok(response)
     }
 
-    fn authorize(&self, request: &Request<hyper::body::Incoming>) -> Result<(), Failure> {
+    async fn authorize(&self, request: &Request<hyper::body::Incoming>) -> Result<(), Failure> {
         let presented = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim().to_string())
             .ok_or_else(|| {
                 failure(
                     StatusCode::UNAUTHORIZED,
@@ -218,7 +223,12 @@ impl Api {
                     "send Authorization: Bearer <token>",
                 )
             })?;
-        match self.tokens.verify(presented) {
+        // The store is SQLite behind a lock: off the async workers.
+        let tokens = self.tokens.clone();
+        let verified = tokio::task::spawn_blocking(move || tokens.verify(&presented))
+            .await
+            .map_err(|e| failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+        match verified {
             Ok(Some((_, role))) if role.may_inspect() => Ok(()),
             Ok(Some((name, role))) => Err(failure(
                 StatusCode::FORBIDDEN,
@@ -324,8 +334,15 @@ impl Query {
     }
 }
 
-/// The body, read frame by frame: refused as soon as it passes `limit` (or at once when its
-/// declared length does), never buffered past it.
+/// Seconds a request body may stay silent before the call is refused (`body_timeout`).
+const BODY_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Bytes past the limit read and thrown away before answering 413: a client still sending its
+/// body when the answer comes would see the connection reset instead of the answer.
+const DRAIN_PAST_LIMIT: usize = 16 * 1024 * 1024;
+
+/// The body, read frame by frame: never buffered past `limit`; past it the rest is read and
+/// dropped (up to [`DRAIN_PAST_LIMIT`]) so the client gets its 413.
 async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Result<Vec<u8>, Failure> {
     let too_large = || {
         failure(
@@ -339,20 +356,41 @@ async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Res
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    let mut body = request.into_body();
+    if declared.is_some_and(|length| length > (limit + DRAIN_PAST_LIMIT) as u64) {
+        // Too big to be worth reading: answer now; the connection closes after.
         return Err(too_large());
     }
-    let mut body = request.into_body();
     let mut message = Vec::with_capacity(declared.unwrap_or(0).min(limit as u64) as usize);
-    while let Some(frame) = body.frame().await {
+    let mut seen = 0usize;
+    loop {
+        let frame = match tokio::time::timeout(BODY_SILENCE, body.frame()).await {
+            Err(_) => {
+                return Err(failure(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!("the body stopped arriving for {} s", BODY_SILENCE.as_secs()),
+                ));
+            }
+            Ok(None) => break,
+            Ok(Some(frame)) => frame,
+        };
         let frame =
             frame.map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("reading the body: {e}")))?;
         if let Ok(data) = frame.into_data() {
-            if message.len() + data.len() > limit {
+            seen += data.len();
+            if seen > limit + DRAIN_PAST_LIMIT {
                 return Err(too_large());
             }
-            message.extend_from_slice(&data);
+            if seen <= limit {
+                message.extend_from_slice(&data);
+            } else if !message.is_empty() {
+                message = Vec::new();
+            }
         }
+    }
+    if seen > limit {
+        return Err(too_large());
     }
     if message.is_empty() {
         return Err(failure(
@@ -403,6 +441,7 @@ pub const ERROR_CODES: &[&str] = &[
     "bad_body",
     "empty_body",
     "body_too_large",
+    "body_timeout",
     "not_a_message",
     "busy",
     "store_unavailable",

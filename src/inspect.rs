@@ -16,9 +16,17 @@ pub enum InspectError {
     /// Every filtering slot (`pipeline.max_in_flight`) stayed taken for the whole wait.
     #[error("too many messages being filtered")]
     Busy,
+    /// The analysis passed the caller's deadline; it was stopped and nothing was filed.
+    #[error("filtering took too long")]
+    TimedOut,
     #[error("cannot file the message: {0}")]
     Store(String),
+    #[error("rendering failed: {0}")]
+    Failed(String),
 }
+
+/// A filtering slot, held from before the message is brought into memory until it is filed.
+pub struct Slot(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit);
 
 /// What came of one handed-over message.
 pub struct Inspection {
@@ -69,56 +77,82 @@ impl Inspector {
         &self.pipeline
     }
 
+    /// Waits (at most 10 seconds) for one of the `pipeline.max_in_flight` filtering slots.
+    pub async fn slot(&self) -> Result<Slot, InspectError> {
+        match tokio::time::timeout(self.slot_wait, self.filtering.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(Slot(permit)),
+            _ => Err(InspectError::Busy),
+        }
+    }
+
     /// Analyses, decides and renders one message. `can_reject` is false when the message was
     /// already accepted (an after-queue content filter): a reject is then held instead, as the
     /// gateway does once its reply has gone out. A message whose analysis fails on every attempt
-    /// is held as `damaged`, never passed on unfiltered.
+    /// is held as `damaged`, never passed on unfiltered. `deadline` bounds the analysis only:
+    /// past it the analysis is stopped and nothing is filed, so the MTA's retry is the only
+    /// record; once decided, the message is filed whatever the time.
     pub async fn inspect(
         &self,
+        slot: Slot,
         envelope: &Envelope,
         message: &Arc<Vec<u8>>,
         can_reject: bool,
         filing: Filing,
+        deadline: Option<Duration>,
     ) -> Result<Inspection, InspectError> {
-        let _permit = tokio::time::timeout(self.slot_wait, self.filtering.clone().acquire_owned())
-            .await
-            .map_err(|_| InspectError::Busy)?
-            .map_err(|_| InspectError::Busy)?;
+        let _slot = slot;
         let started = std::time::Instant::now();
-        let (mut outcome, explanation) = match self.pipeline.analyse_isolated(envelope, message).await {
-            Ok(analysis) => {
-                let outcome = self.pipeline.conclude(envelope, message, &analysis, can_reject);
-                let explanation = self.pipeline.explain(&analysis, &outcome);
-                (outcome, explanation)
-            }
-            Err(reason) => {
-                let outcome = Outcome::damaged(envelope, message, &reason, &symbols::PROCESSING_FAILED);
-                let explanation = self.pipeline.explain(&Default::default(), &outcome);
-                (outcome, explanation)
-            }
+        let analysis = self.pipeline.analyse_isolated(envelope, message);
+        let analysis = match deadline {
+            Some(deadline) => tokio::time::timeout(deadline, analysis)
+                .await
+                .map_err(|_| InspectError::TimedOut)?,
+            None => analysis.await,
         };
-        let recipients = final_recipients(envelope, &outcome);
-        let per_recipient = recipients.len() == 1;
-        let rendered = match (&outcome.verdict, &outcome.plan) {
-            (Verdict::Deliver | Verdict::Quarantine { .. }, Some(plan)) => {
-                let recipient = per_recipient.then(|| recipients[0].as_str());
-                Some(
-                    self.pipeline
-                        .renderer()
-                        .render(message, plan, &envelope.message_ref, recipient),
-                )
-            }
-            _ => None,
-        };
-        if per_recipient && rendered.is_some() && plan_rewrites(&outcome) {
-            // The copy's links carry this recipient's reference: the index says so, for the click log.
-            let keys = self.pipeline.keys();
-            for indexed in &mut outcome.index.recipients {
-                if let Ok(reference) = keys.recipient_ref(&indexed.address) {
-                    indexed.reference = crate::pipeline::hex(&reference);
+        // Deciding and rendering (rewriting a large body, two RSA signatures) is CPU work: off the
+        // async workers.
+        let (pipeline, task_envelope, task_message) = (self.pipeline.clone(), envelope.clone(), message.clone());
+        let (outcome, explanation, rendered, recipients) = tokio::task::spawn_blocking(move || {
+            let (envelope, message) = (&task_envelope, &task_message);
+            let (mut outcome, explanation) = match analysis {
+                Ok(analysis) => {
+                    let outcome = pipeline.conclude(envelope, message, &analysis, can_reject);
+                    let explanation = pipeline.explain(&analysis, &outcome);
+                    (outcome, explanation)
+                }
+                Err(reason) => {
+                    let outcome = Outcome::damaged(envelope, message, &reason, &symbols::PROCESSING_FAILED);
+                    let explanation = pipeline.explain(&Default::default(), &outcome);
+                    (outcome, explanation)
+                }
+            };
+            let recipients = final_recipients(envelope, &outcome);
+            let rendered = match (&outcome.verdict, &outcome.plan) {
+                (Verdict::Deliver | Verdict::Quarantine { .. }, Some(plan)) => {
+                    let recipient = (recipients.len() == 1).then(|| recipients[0].as_str());
+                    Some(
+                        pipeline
+                            .renderer()
+                            .render(message, plan, &envelope.message_ref, recipient),
+                    )
+                }
+                _ => None,
+            };
+            if recipients.len() == 1 && rendered.is_some() && plan_rewrites(&outcome) {
+                // The copy's links carry this recipient's reference: the index says so, for the
+                // click log.
+                let keys = pipeline.keys();
+                for indexed in &mut outcome.index.recipients {
+                    if let Ok(reference) = keys.recipient_ref(&indexed.address) {
+                        indexed.reference = crate::pipeline::hex(&reference);
+                    }
                 }
             }
-        }
+            (outcome, explanation, rendered, recipients)
+        })
+        .await
+        .map_err(|e| InspectError::Failed(e.to_string()))?;
+        let per_recipient = recipients.len() == 1;
         tracing::info!(
             message_ref = %outcome.index.message_ref,
             client_ip = %outcome.index.client_ip,

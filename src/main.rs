@@ -196,14 +196,15 @@ struct FilterArgs {
     /// The API token itself (visible in the process list: prefer --token-file).
     #[arg(long, env = "PORTCULLIS_TOKEN")]
     token: Option<String>,
-    /// Envelope sender (`${sender}` in pipe(8)); empty for the null sender.
-    #[arg(long, short = 'f', default_value = "")]
+    /// Envelope sender (`--sender=${sender}` in pipe(8)); empty for the null sender. Values
+    /// come from the SMTP client and may start with `-`.
+    #[arg(long, short = 'f', default_value = "", allow_hyphen_values = true)]
     sender: String,
-    /// The client's address (`${client_address}`).
-    #[arg(long)]
+    /// The client's address (`--client-ip=${client_address}`).
+    #[arg(long, allow_hyphen_values = true)]
     client_ip: Option<String>,
-    /// The client's HELO name (`${client_helo}`).
-    #[arg(long)]
+    /// The client's HELO name (`--helo=${client_helo}`).
+    #[arg(long, allow_hyphen_values = true)]
     helo: Option<String>,
     /// Seconds the server may take.
     #[arg(long, default_value_t = 120)]
@@ -313,12 +314,29 @@ enum ReportFormat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `filter` runs under an MTA, which bounces the message on any status sysexits.h does not
+    // define: there a bad argument, a configuration that does not load or a panic says "try again
+    // later" (75), and the message waits in the MTA's queue for the operator.
+    let filtering = std::env::args().any(|argument| argument == "filter");
+    if filtering {
+        std::panic::set_hook(Box::new(|panic| {
+            eprintln!("portcullis filter: {panic}");
+            std::process::exit(portcullis::filter::EX_TEMPFAIL.into());
+        }));
+    }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) if filtering && error.use_stderr() => {
+            eprint!("portcullis filter: {error}");
+            return ExitCode::from(portcullis::filter::EX_TEMPFAIL);
+        }
+        Err(error) => error.exit(),
+    };
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("portcullis: {error:#}");
-            ExitCode::from(2)
+            ExitCode::from(if filtering { portcullis::filter::EX_TEMPFAIL } else { 2 })
         }
     }
 }

@@ -148,7 +148,13 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
             "portcullis: admin listening on http://{}",
             local_address(&gate, &config.admin.listen)?
         );
-        let limits = limits.clone();
+        // While an API call is being answered hyper keeps a read open to notice a client that
+        // hangs up; silence then is the call working, not a slow client (the body has its own
+        // deadline in the API, the request head hyper's).
+        let limits = ConnectionLimits {
+            read_timeout: limits.read_timeout.max(ADMIN_CALL_SILENCE),
+            ..limits.clone()
+        };
         let api = mail.api.clone();
         Some(tokio::spawn(async move {
             loop {
@@ -209,8 +215,11 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     Ok(())
 }
 
-/// Connections the admin listener holds at once: it is for a scraper and an operator.
+/// Connections the admin listener holds at once: it is for a scraper, an operator and API clients.
 const ADMIN_CONNECTIONS: usize = 64;
+
+/// How long an admin connection may be silent: longer than any API call takes to answer.
+const ADMIN_CALL_SILENCE: Duration = Duration::from_secs(600);
 
 async fn bind(address: &str, max_connections: usize, name: &'static str) -> Result<Gate, ServeError> {
     let listener = TcpListener::bind(address).await.map_err(|source| ServeError::Listen {

@@ -32,9 +32,10 @@ pub enum HeaderEdit {
     Append { name: Vec<u8>, value: Vec<u8> },
 }
 
-/// Header blocks larger than this are not compared field by field (the comparison is quadratic);
-/// only fields added on top are then inserted.
-const MAX_COMPARED_FIELDS: usize = 2000;
+/// Past this many cells the middle of the two blocks is not compared field by field (the
+/// comparison is quadratic): every field there is deleted and written again, which is correct,
+/// only longer. The milter refuses messages with more than 1,000 fields before it gets here.
+const MAX_COMPARED_CELLS: usize = 4_000_000;
 
 /// Splits a header block (up to, not including, the empty line) into fields.
 pub fn fields(block: &[u8]) -> Vec<Field> {
@@ -70,43 +71,62 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
         Delete(usize),
         Insert(usize),
     }
-    let steps: Vec<Step> = if original.len() > MAX_COMPARED_FIELDS || rendered.len() > MAX_COMPARED_FIELDS {
-        // Only what was put on top is seen; the rest is taken as unchanged.
-        let added = rendered.len().saturating_sub(original.len());
-        (0..added)
-            .map(Step::Insert)
-            .chain(original.iter().map(|_| Step::Keep))
-            .collect()
+    // Each field hashed once; equal hashes are confirmed byte for byte.
+    let hash = |field: &Field| {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = HASHER.with(|state| state.build_hasher());
+        hasher.write(&field.name.to_ascii_lowercase());
+        hasher.write_u8(0);
+        hasher.write(&field.value);
+        hasher.finish()
+    };
+    let (left, right): (Vec<u64>, Vec<u64>) =
+        (original.iter().map(hash).collect(), rendered.iter().map(hash).collect());
+    let same = |i: usize, j: usize| left[i] == right[j] && original[i].same(&rendered[j]);
+    // The renderer changes little: what both blocks start and end with is kept as it is.
+    let (n, m) = (original.len(), rendered.len());
+    let mut head = 0;
+    while head < n && head < m && same(head, head) {
+        head += 1;
+    }
+    let mut tail = 0;
+    while tail < n - head && tail < m - head && same(n - 1 - tail, m - 1 - tail) {
+        tail += 1;
+    }
+    let (rows, columns) = (n - head - tail, m - head - tail);
+    let mut steps: Vec<Step> = (0..head).map(|_| Step::Keep).collect();
+    if rows.saturating_mul(columns) > MAX_COMPARED_CELLS {
+        steps.extend((head..head + rows).map(Step::Delete));
+        steps.extend((head..head + columns).map(Step::Insert));
     } else {
-        let (n, m) = (original.len(), rendered.len());
-        // lcs[i][j]: the longest common run of original[i..] and rendered[j..].
-        let mut lcs = vec![0u16; (n + 1) * (m + 1)];
-        for i in (0..n).rev() {
-            for j in (0..m).rev() {
-                lcs[i * (m + 1) + j] = if original[i].same(&rendered[j]) {
-                    lcs[(i + 1) * (m + 1) + j + 1] + 1
+        // lcs[i][j]: the longest common run of the middles from i and j on.
+        let width = columns + 1;
+        let mut lcs = vec![0u16; (rows + 1) * width];
+        for i in (0..rows).rev() {
+            for j in (0..columns).rev() {
+                lcs[i * width + j] = if same(head + i, head + j) {
+                    lcs[(i + 1) * width + j + 1] + 1
                 } else {
-                    lcs[(i + 1) * (m + 1) + j].max(lcs[i * (m + 1) + j + 1])
+                    lcs[(i + 1) * width + j].max(lcs[i * width + j + 1])
                 };
             }
         }
         let (mut i, mut j) = (0, 0);
-        let mut steps = Vec::new();
-        while i < n || j < m {
-            if i < n && j < m && original[i].same(&rendered[j]) {
+        while i < rows || j < columns {
+            if i < rows && j < columns && same(head + i, head + j) {
                 steps.push(Step::Keep);
                 i += 1;
                 j += 1;
-            } else if j < m && (i == n || lcs[i * (m + 1) + j + 1] >= lcs[(i + 1) * (m + 1) + j]) {
-                steps.push(Step::Insert(j));
+            } else if j < columns && (i == rows || lcs[i * width + j + 1] >= lcs[(i + 1) * width + j]) {
+                steps.push(Step::Insert(head + j));
                 j += 1;
             } else {
-                steps.push(Step::Delete(i));
+                steps.push(Step::Delete(head + i));
                 i += 1;
             }
         }
-        steps
-    };
+    }
+    steps.extend((0..tail).map(|_| Step::Keep));
 
     // A deletion and an insertion of the same name with no kept field between them is a change
     // in place (a prefixed subject keeps its position).
@@ -209,6 +229,10 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
     edits
 }
 
+thread_local! {
+    static HASHER: std::collections::hash_map::RandomState = std::collections::hash_map::RandomState::new();
+}
+
 /// Splits a rendered message into its header block (without the empty line) and its body.
 pub fn split_message(message: &[u8]) -> (&[u8], &[u8]) {
     if message.starts_with(b"\r\n") {
@@ -276,6 +300,26 @@ mod tests {
             ]
         );
         assert!(header_edits(&original, &original).is_empty());
+    }
+
+    #[test]
+    fn a_huge_header_block_still_loses_its_forged_fields() {
+        let mut original = block(&[("X-Portcullis-Spam-Flag", " forged")]);
+        original.extend((0..3000).map(|i| Field {
+            name: b"X".to_vec(),
+            value: format!(" {i}").into_bytes(),
+        }));
+        let mut rendered = block(&[("X-Portcullis-Spam-Flag", " NO")]);
+        rendered.extend(original[1..].iter().cloned());
+        let edits = header_edits(&original, &rendered);
+        assert_eq!(
+            edits,
+            vec![HeaderEdit::Change {
+                name: b"X-Portcullis-Spam-Flag".to_vec(),
+                occurrence: 1,
+                value: b" NO".to_vec()
+            }]
+        );
     }
 
     #[test]

@@ -97,6 +97,13 @@ const WANTED_STEPS: u32 = protocol::STEP_NO_REPLY_CONNECT
 /// Macros kept per connection, and bytes per value: a bound on what an MTA can make us hold.
 const MAX_MACROS: usize = 64;
 const MAX_MACRO_BYTES: usize = 1024;
+/// Header fields per message; more are refused (no real message has that many, and the comparison
+/// of the header blocks grows with their square).
+const MAX_HEADER_FIELDS: usize = 1000;
+/// Bytes a header field is charged beyond its text (what keeping it costs).
+const FIELD_OVERHEAD: usize = 64;
+/// Bytes of a macro's name kept.
+const MAX_MACRO_NAME: usize = 64;
 /// Recipients per message, as the SMTP gateway allows.
 const MAX_RECIPIENTS: usize = 1000;
 
@@ -296,6 +303,7 @@ struct Message {
     body: Option<Spooled>,
     size: usize,
     too_big: bool,
+    too_many_fields: bool,
     /// The sender authenticated and is let through unscanned.
     skipped: bool,
 }
@@ -328,7 +336,9 @@ impl<'a> Session<'a> {
         let idle = Duration::from_secs(self.milter.config.idle_timeout_secs.max(1));
         let read = Duration::from_secs(self.milter.config.read_timeout_secs.max(1));
         loop {
-            match protocol::read_packet(&mut stream, &mut packet, idle, read).await? {
+            // Until it negotiates, a peer gets no more time than a packet may take.
+            let wait = if self.negotiated.is_some() { idle } else { read };
+            match protocol::read_packet(&mut stream, &mut packet, wait, read).await? {
                 None => return Ok(()),
                 Some(Err(error)) => return Err(error.into()),
                 Some(Ok(())) => {}
@@ -382,7 +392,9 @@ impl<'a> Session<'a> {
             }
             Command::Macros { pairs, .. } => {
                 for (name, value) in pairs {
-                    let name = String::from_utf8_lossy(name).trim_matches(['{', '}']).to_string();
+                    let name = String::from_utf8_lossy(&name[..name.len().min(MAX_MACRO_NAME)])
+                        .trim_matches(['{', '}'])
+                        .to_string();
                     if self.macros.len() >= MAX_MACROS && !self.macros.contains_key(&name) {
                         continue;
                     }
@@ -449,8 +461,11 @@ impl<'a> Session<'a> {
                 }
             }
             Command::Header { name, value } => {
-                self.message.size += name.len() + value.len() + 4;
-                if self.message.size > self.milter.max_message_bytes {
+                // What a field costs us, not only its bytes: a block of tiny fields is bounded too.
+                self.message.size += name.len() + value.len() + FIELD_OVERHEAD;
+                if self.message.headers.len() >= MAX_HEADER_FIELDS {
+                    self.message.too_many_fields = true;
+                } else if self.message.size > self.milter.max_message_bytes {
                     self.message.too_big = true;
                 } else {
                     let leading_space = steps & protocol::STEP_HEADER_LEADING_SPACE != 0;
@@ -525,32 +540,28 @@ impl<'a> Session<'a> {
 
     /// The answer at end of message.
     async fn decide(&mut self, message: Message) -> Vec<u8> {
-        let tempfail = |text: &str| protocol::string_packet(protocol::REPLY_CODE, &[text.as_bytes()]);
+        let refuse = |text: &str| protocol::string_packet(protocol::REPLY_CODE, &[reply_text(text).as_bytes()]);
         if message.skipped {
             return protocol::packet(protocol::REPLY_ACCEPT, b"");
         }
-        if message.too_big {
-            return protocol::string_packet(
-                protocol::REPLY_CODE,
-                &[format!(
-                    "552 5.3.4 Message larger than the filter's limit of {} bytes",
-                    self.milter.max_message_bytes
-                )
-                .as_bytes()],
-            );
+        if message.too_many_fields {
+            return refuse(&format!(
+                "552 5.3.4 Message has more than {MAX_HEADER_FIELDS} header fields"
+            ));
         }
-        let body = match message.body {
-            Some(body) => match body.into_bytes().await {
-                Ok(body) => body,
-                Err(error) => {
-                    tracing::error!(%error, "milter: cannot read a spooled body");
-                    return tempfail("451 4.3.0 Temporary failure reading the message, try again later");
-                }
-            },
-            None => Vec::new(),
+        if message.too_big {
+            return refuse(&format!(
+                "552 5.3.4 Message larger than the filter's limit of {} bytes",
+                self.milter.max_message_bytes
+            ));
+        }
+        // The slot first: a large body comes back into memory only when it can be filtered.
+        let slot = match self.milter.inspector.slot().await {
+            Ok(slot) => slot,
+            Err(_) => return refuse("451 4.3.2 Too busy to filter this message now, try again later"),
         };
         let leading_space = self.steps() & protocol::STEP_HEADER_LEADING_SPACE != 0;
-        let mut raw = Vec::with_capacity(body.len() + message.headers.len() * 64 + 2);
+        let mut raw = Vec::with_capacity(message.size + 2);
         for field in &message.headers {
             raw.extend_from_slice(&field.name);
             raw.push(b':');
@@ -558,7 +569,13 @@ impl<'a> Session<'a> {
             raw.extend_from_slice(b"\r\n");
         }
         raw.extend_from_slice(b"\r\n");
-        raw.extend_from_slice(&body);
+        let body_at = raw.len();
+        if let Some(body) = message.body
+            && let Err(error) = body.append_to(&mut raw).await
+        {
+            tracing::error!(%error, "milter: cannot read a spooled body");
+            return refuse("451 4.3.0 Temporary failure reading the message, try again later");
+        }
         let envelope = Envelope {
             message_ref: crate::smtp::server::new_message_ref(),
             sender: message.sender.unwrap_or_default(),
@@ -579,23 +596,23 @@ impl<'a> Session<'a> {
         let queue_id = self.macros.get("i").cloned().unwrap_or_default();
         let raw = Arc::new(raw);
         let deadline = Duration::from_secs(self.milter.config.decision_timeout_secs.max(1));
-        let inspection = match tokio::time::timeout(
-            deadline,
-            self.milter.inspector.inspect(&envelope, &raw, true, Filing::Record),
-        )
-        .await
+        let inspection = match self
+            .milter
+            .inspector
+            .inspect(slot, &envelope, &raw, true, Filing::Record, Some(deadline))
+            .await
         {
-            Ok(Ok(inspection)) => inspection,
-            Ok(Err(InspectError::Busy)) => {
-                return tempfail("451 4.3.2 Too busy to filter this message now, try again later");
+            Ok(inspection) => inspection,
+            Err(InspectError::Busy) => {
+                return refuse("451 4.3.2 Too busy to filter this message now, try again later");
             }
-            Ok(Err(InspectError::Store(error))) => {
+            Err(InspectError::TimedOut) => {
+                tracing::warn!(message_ref = %envelope.message_ref, "milter: analysis past decision_timeout_secs");
+                return refuse("451 4.3.0 Filtering took too long, try again later");
+            }
+            Err(error @ (InspectError::Store(_) | InspectError::Failed(_))) => {
                 tracing::error!(%error, message_ref = %envelope.message_ref, "milter: not filed");
-                return tempfail("451 4.3.0 Temporary failure storing the message, try again later");
-            }
-            Err(_) => {
-                tracing::warn!(message_ref = %envelope.message_ref, "milter: decision past decision_timeout_secs");
-                return tempfail("451 4.3.0 Filtering took too long, try again later");
+                return refuse("451 4.3.0 Temporary failure filtering the message, try again later");
             }
         };
         tracing::info!(
@@ -605,20 +622,23 @@ impl<'a> Session<'a> {
             "milter decision"
         );
         let final_reply = match &inspection.outcome.verdict {
-            Verdict::Reject { refusal } => {
-                return protocol::string_packet(
-                    protocol::REPLY_CODE,
-                    &[crate::smtp::server::reply_for(refusal).as_bytes()],
-                );
-            }
+            Verdict::Reject { refusal } => return refuse(&crate::smtp::server::reply_for(refusal)),
             Verdict::Discard { .. } => return protocol::packet(protocol::REPLY_DISCARD, b""),
             Verdict::Deliver | Verdict::Quarantine { .. } => protocol::packet(protocol::REPLY_CONTINUE, b""),
         };
-        let mut replies = Vec::new();
-        if let Some(rendered) = &inspection.rendered {
-            self.edits(&message.headers, &body, rendered, leading_space, &mut replies);
-        }
         let actions = self.actions();
+        let mut replies = match inspection.rendered {
+            Some(rendered) => {
+                // Comparing the header blocks and cutting the body is CPU work: off the workers.
+                let (headers, raw) = (message.headers, raw.clone());
+                tokio::task::spawn_blocking(move || {
+                    edits_to(actions, &headers, &raw[body_at..], &rendered, leading_space)
+                })
+                .await
+                .unwrap_or_default()
+            }
+            None => Vec::new(),
+        };
         if actions & protocol::ACTION_ADD_RECIPIENT != 0 && actions & protocol::ACTION_DELETE_RECIPIENT != 0 {
             for gone in message
                 .recipients
@@ -643,10 +663,7 @@ impl<'a> Session<'a> {
         }
         if let Verdict::Quarantine { category, reason } = &inspection.outcome.verdict {
             if actions & protocol::ACTION_QUARANTINE != 0 {
-                let reason = crate::pipeline::headers::clean(&format!(
-                    "Portcullis {category} {}: {reason}",
-                    envelope.message_ref
-                ));
+                let reason = reply_text(&format!("Portcullis {category} {}: {reason}", envelope.message_ref));
                 replies.extend(protocol::string_packet(
                     protocol::REPLY_QUARANTINE,
                     &[reason.as_bytes()],
@@ -659,52 +676,71 @@ impl<'a> Session<'a> {
         replies.extend(final_reply);
         replies
     }
+}
 
-    /// The header, and body edits from the message as the MTA holds it to `rendered`.
-    fn edits(&self, original: &[Field], body: &[u8], rendered: &[u8], leading_space: bool, replies: &mut Vec<u8>) {
-        let actions = self.actions();
-        let (rendered_head, rendered_body) = edits::split_message(rendered);
-        let rendered_fields = edits::fields(rendered_head);
-        let to_mta = |value: &[u8]| to_mta_value(value, leading_space);
-        for edit in edits::header_edits(original, &rendered_fields) {
-            match edit {
-                HeaderEdit::Change {
-                    name,
+/// The header and body edits from the message as the MTA holds it (`original` fields, `body`) to
+/// `rendered`, as reply packets, within what the MTA allows (`actions`).
+fn edits_to(actions: u32, original: &[Field], body: &[u8], rendered: &[u8], leading_space: bool) -> Vec<u8> {
+    let mut replies = Vec::new();
+    let (rendered_head, rendered_body) = edits::split_message(rendered);
+    let rendered_fields = edits::fields(rendered_head);
+    let to_mta = |value: &[u8]| to_mta_value(value, leading_space);
+    for edit in edits::header_edits(original, &rendered_fields) {
+        match edit {
+            HeaderEdit::Change {
+                name,
+                occurrence,
+                value,
+            } if actions & protocol::ACTION_CHANGE_HEADERS != 0 => {
+                let value = if value.is_empty() { Vec::new() } else { to_mta(&value) };
+                replies.extend(protocol::indexed_packet(
+                    protocol::REPLY_CHANGE_HEADER,
                     occurrence,
-                    value,
-                } if actions & protocol::ACTION_CHANGE_HEADERS != 0 => {
-                    let value = if value.is_empty() { Vec::new() } else { to_mta(&value) };
-                    replies.extend(protocol::indexed_packet(
-                        protocol::REPLY_CHANGE_HEADER,
-                        occurrence,
-                        &[&name, &value],
-                    ));
-                }
-                HeaderEdit::Insert { index, name, value } if actions & protocol::ACTION_ADD_HEADERS != 0 => {
-                    replies.extend(protocol::indexed_packet(
-                        protocol::REPLY_INSERT_HEADER,
-                        index,
-                        &[&name, &to_mta(&value)],
-                    ));
-                }
-                HeaderEdit::Append { name, value } if actions & protocol::ACTION_ADD_HEADERS != 0 => {
-                    replies.extend(protocol::string_packet(
-                        protocol::REPLY_ADD_HEADER,
-                        &[&name, &to_mta(&value)],
-                    ));
-                }
-                _ => {}
+                    &[&name, &value],
+                ));
             }
-        }
-        if rendered_body != body && actions & protocol::ACTION_CHANGE_BODY != 0 {
-            for chunk in rendered_body.chunks(protocol::MAX_BODY_CHUNK) {
-                replies.extend(protocol::packet(protocol::REPLY_REPLACE_BODY, chunk));
+            HeaderEdit::Insert { index, name, value } if actions & protocol::ACTION_ADD_HEADERS != 0 => {
+                replies.extend(protocol::indexed_packet(
+                    protocol::REPLY_INSERT_HEADER,
+                    index,
+                    &[&name, &to_mta(&value)],
+                ));
             }
-            if rendered_body.is_empty() {
-                replies.extend(protocol::packet(protocol::REPLY_REPLACE_BODY, b""));
+            HeaderEdit::Append { name, value } if actions & protocol::ACTION_ADD_HEADERS != 0 => {
+                replies.extend(protocol::string_packet(
+                    protocol::REPLY_ADD_HEADER,
+                    &[&name, &to_mta(&value)],
+                ));
             }
+            _ => {}
         }
     }
+    if rendered_body != body && actions & protocol::ACTION_CHANGE_BODY != 0 {
+        for chunk in rendered_body.chunks(protocol::MAX_BODY_CHUNK) {
+            replies.extend(protocol::packet(protocol::REPLY_REPLACE_BODY, chunk));
+        }
+        if rendered_body.is_empty() {
+            replies.extend(protocol::packet(protocol::REPLY_REPLACE_BODY, b""));
+        }
+    }
+    replies
+}
+
+/// Text for an SMTP reply or a quarantine reason given to the MTA: printable ASCII only, `%`
+/// doubled (Postfix and Sendmail read it as an escape), at most 400 bytes.
+fn reply_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(420));
+    for c in text.chars() {
+        if out.len() >= 400 {
+            break;
+        }
+        match c {
+            '%' => out.push_str("%%"),
+            ' '..='~' => out.push(c),
+            _ => out.push('?'),
+        }
+    }
+    out
 }
 
 /// An address from a MAIL or RCPT argument: brackets off.
@@ -795,14 +831,20 @@ impl Spooled {
         }
     }
 
-    async fn into_bytes(mut self) -> std::io::Result<Vec<u8>> {
+    /// Appends the body to `out` (read straight from the spool file when it went to disk).
+    async fn append_to(mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         match (self.file.take(), &self.path) {
             (Some(mut file), Some(path)) => {
                 file.flush().await?;
                 drop(file);
-                tokio::fs::read(path).await
+                let mut file = tokio::fs::File::open(path).await?;
+                tokio::io::AsyncReadExt::read_to_end(&mut file, out).await?;
+                Ok(())
             }
-            _ => Ok(std::mem::take(&mut self.memory)),
+            _ => {
+                out.extend_from_slice(&self.memory);
+                Ok(())
+            }
         }
     }
 }
@@ -838,7 +880,9 @@ mod tests {
         assert!(body.file.is_none());
         body.push(b"6789012345").await.unwrap();
         assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 1);
-        assert_eq!(body.into_bytes().await.unwrap(), b"123456789012345");
+        let mut out = b"head:".to_vec();
+        body.append_to(&mut out).await.unwrap();
+        assert_eq!(out, b"head:123456789012345");
         assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
         let mut dropped = Spooled::new(spool.clone(), 1);
         dropped.push(b"abc").await.unwrap();

@@ -250,6 +250,15 @@ impl Outcome {
     }
 }
 
+/// A spawned task that is aborted when the handle is dropped unfinished.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// What a failed pipeline task said: its panic message, or why it was cancelled.
 fn describe_failure(error: tokio::task::JoinError) -> String {
     if !error.is_panic() {
@@ -416,8 +425,11 @@ impl Pipeline {
         let mut last_error = String::new();
         for attempt in 1..=attempts {
             let (pipeline, task_envelope, task_message) = (self.clone(), envelope.clone(), message.clone());
-            let run = tokio::spawn(async move { pipeline.analyse(&task_envelope, &task_message).await });
-            match run.await {
+            // Stopped with the caller: a hook whose deadline passes leaves nothing running.
+            let mut run = AbortOnDrop(tokio::spawn(async move {
+                pipeline.analyse(&task_envelope, &task_message).await
+            }));
+            match (&mut run.0).await {
                 Ok(analysis) => return Ok(analysis),
                 Err(error) => {
                     last_error = describe_failure(error);

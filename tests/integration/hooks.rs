@@ -469,6 +469,13 @@ async fn milter_wire_protocol_edits_holds_refuses_and_survives_bad_peers() {
         assert_eq!(*code, b'y');
         assert!(String::from_utf8_lossy(reply).starts_with("5"), "{reply:?}");
 
+        // A header block past 1,000 fields is refused, not compared.
+        let crowded = ham("crowded").replacen("From:", &format!("{}From:", "X-Filler: a\r\n".repeat(1001)), 1);
+        let answer = client.message("alice@sender.test", &["bob@example.com"], &crowded);
+        let (code, reply) = answer.last().unwrap();
+        assert_eq!(*code, b'y');
+        assert!(String::from_utf8_lossy(reply).starts_with("552 5.3.4"), "{reply:?}");
+
         // Dropped mid-message: nothing kept, no spool file left.
         let mut dropped = MilterClient::connect(&address);
         dropped.negotiate();
@@ -744,7 +751,7 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
     // Reinjected mail comes back through pickup, which has no content_filter: no loop.
     let master_extra = format!(
         "portcullis unix - n n - 4 pipe flags=Rq user=nobody null_sender= \
-         argv={} filter --api {} --token-file {} --sendmail {}/sendmail-wrapper -f ${{sender}} -- ${{recipient}}",
+         argv={} filter --api {} --token-file {} --sendmail {}/sendmail-wrapper --sender=${{sender}} --helo=${{client_helo}} -- ${{recipient}}",
         binary.display(),
         server.admin,
         token_file.display(),
