@@ -129,60 +129,35 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
     steps.extend((0..tail).map(|_| Step::Keep));
 
     // A deletion and an insertion of the same name with no kept field between them is a change
-    // in place (a prefixed subject keeps its position).
-    let mut deleted: Vec<Option<usize>> = Vec::new(); // original index, or None once paired
+    // in place (a prefixed subject keeps its position). Each run between kept fields is settled
+    // when the next kept field (or the end, a last `Keep`) comes.
+    let mut deleted: Vec<usize> = Vec::new();
     let mut changes: Vec<(usize, usize)> = Vec::new(); // (original, rendered)
     let mut inserted_top: Vec<usize> = Vec::new();
     let mut appended: Vec<usize> = Vec::new();
     let mut seen_kept = false;
     let mut pending_inserts: Vec<usize> = Vec::new();
     let mut run_deletions: Vec<usize> = Vec::new();
-    let flush = |run_deletions: &mut Vec<usize>,
-                 pending_inserts: &mut Vec<usize>,
-                 seen_kept: bool,
-                 deleted: &mut Vec<Option<usize>>,
-                 changes: &mut Vec<(usize, usize)>,
-                 inserted_top: &mut Vec<usize>,
-                 appended: &mut Vec<usize>| {
-        for insert in pending_inserts.drain(..) {
-            let pair = run_deletions
-                .iter()
-                .position(|&d| original[d].name.eq_ignore_ascii_case(&rendered[insert].name));
-            match pair {
-                Some(at) => changes.push((run_deletions.remove(at), insert)),
-                None if !seen_kept => inserted_top.push(insert),
-                None => appended.push(insert),
-            }
-        }
-        deleted.extend(run_deletions.drain(..).map(Some));
-    };
-    for step in steps {
+    for step in steps.into_iter().chain(std::iter::once(Step::Keep)) {
         match step {
             Step::Keep => {
-                flush(
-                    &mut run_deletions,
-                    &mut pending_inserts,
-                    seen_kept,
-                    &mut deleted,
-                    &mut changes,
-                    &mut inserted_top,
-                    &mut appended,
-                );
+                for insert in pending_inserts.drain(..) {
+                    let pair = run_deletions
+                        .iter()
+                        .position(|&d| original[d].name.eq_ignore_ascii_case(&rendered[insert].name));
+                    match pair {
+                        Some(at) => changes.push((run_deletions.remove(at), insert)),
+                        None if !seen_kept => inserted_top.push(insert),
+                        None => appended.push(insert),
+                    }
+                }
+                deleted.append(&mut run_deletions);
                 seen_kept = true;
             }
             Step::Delete(i) => run_deletions.push(i),
             Step::Insert(j) => pending_inserts.push(j),
         }
     }
-    flush(
-        &mut run_deletions,
-        &mut pending_inserts,
-        seen_kept,
-        &mut deleted,
-        &mut changes,
-        &mut inserted_top,
-        &mut appended,
-    );
 
     let occurrence = |index: usize| -> u32 {
         original[..=index]
@@ -193,7 +168,7 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
     let mut in_place: Vec<HeaderEdit> = changes
         .iter()
         .map(|&(i, j)| (i, rendered[j].value.clone()))
-        .chain(deleted.iter().flatten().map(|&i| (i, Vec::new())))
+        .chain(deleted.iter().map(|&i| (i, Vec::new())))
         .map(|(i, value)| HeaderEdit::Change {
             name: original[i].name.clone(),
             occurrence: occurrence(i),
