@@ -141,15 +141,32 @@ pub fn header_edits(original: &[Field], rendered: &[Field]) -> Vec<HeaderEdit> {
     for step in steps.into_iter().chain(std::iter::once(Step::Keep)) {
         match step {
             Step::Keep => {
-                for insert in pending_inserts.drain(..) {
-                    let pair = run_deletions
+                // Paired from the end, in order: fields stamped on top come before the ones
+                // changed in place, so only a tail of the insertions can be changes, each at a
+                // deletion after the one the insertion before it took. The rest goes on top (or,
+                // after a kept field, at the end).
+                let mut paired_limit = run_deletions.len();
+                let mut unpaired_until = pending_inserts.len();
+                for (k, &insert) in pending_inserts.iter().enumerate().rev() {
+                    let pair = run_deletions[..paired_limit]
                         .iter()
-                        .position(|&d| original[d].name.eq_ignore_ascii_case(&rendered[insert].name));
+                        .rposition(|&d| original[d].name.eq_ignore_ascii_case(&rendered[insert].name));
                     match pair {
-                        Some(at) => changes.push((run_deletions.remove(at), insert)),
-                        None if !seen_kept => inserted_top.push(insert),
-                        None => appended.push(insert),
+                        Some(at) => {
+                            changes.push((run_deletions[at], insert));
+                            run_deletions[at] = usize::MAX;
+                            paired_limit = at;
+                            unpaired_until = k;
+                        }
+                        None => break,
                     }
+                }
+                run_deletions.retain(|&d| d != usize::MAX);
+                let unpaired = pending_inserts.drain(..).take(unpaired_until);
+                if seen_kept {
+                    appended.extend(unpaired);
+                } else {
+                    inserted_top.extend(unpaired);
                 }
                 deleted.append(&mut run_deletions);
                 seen_kept = true;
@@ -320,5 +337,89 @@ mod tests {
         let (head, body) = split_message(b"A: 1\r\nB: 2\r\n\r\nbody\r\n");
         assert_eq!(head, b"A: 1\r\nB: 2\r\n");
         assert_eq!(body, b"body\r\n");
+    }
+
+    /// Applies edits as Postfix's cleanup does: a change or deletion finds the n-th field of that
+    /// name among the fields left, an insertion goes at that position, an append at the end.
+    fn apply(original: &[Field], edits: &[HeaderEdit]) -> Vec<Field> {
+        let mut fields = original.to_vec();
+        for edit in edits {
+            match edit {
+                HeaderEdit::Change {
+                    name,
+                    occurrence,
+                    value,
+                } => {
+                    let at = fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.name.eq_ignore_ascii_case(name))
+                        .nth(*occurrence as usize - 1)
+                        .map(|(at, _)| at)
+                        .expect("the field an edit names exists");
+                    if value.is_empty() {
+                        fields.remove(at);
+                    } else {
+                        fields[at].value = value.clone();
+                    }
+                }
+                HeaderEdit::Insert { index, name, value } => fields.insert(
+                    (*index as usize).min(fields.len()),
+                    Field {
+                        name: name.clone(),
+                        value: value.clone(),
+                    },
+                ),
+                HeaderEdit::Append { name, value } => fields.push(Field {
+                    name: name.clone(),
+                    value: value.clone(),
+                }),
+            }
+        }
+        fields
+    }
+
+    proptest::proptest! {
+        /// Whatever the renderer does of the kinds it does — fields stripped, a value changed in
+        /// place, fields stamped on top — the edits, applied as the MTA applies them, give exactly
+        /// the rendered block; repeated names included.
+        #[test]
+        fn edits_applied_by_the_mta_give_the_rendered_block(
+            names in proptest::collection::vec(0u8..5, 0..40),
+            fate in proptest::collection::vec(0u8..6, 40),
+            stamped in proptest::collection::vec(0u8..5, 0..6),
+        ) {
+            let name = |n: u8| format!("N{n}").into_bytes();
+            let original: Vec<Field> = names
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Field { name: name(n), value: format!(" v{i}").into_bytes() })
+                .collect();
+            let mut rendered: Vec<Field> = stamped
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| Field { name: name(n), value: format!(" ours{i}").into_bytes() })
+                .collect();
+            for (i, field) in original.iter().enumerate() {
+                match fate[i] {
+                    0 => {}
+                    1 => rendered.push(Field { name: field.name.clone(), value: b" changed".to_vec() }),
+                    _ => rendered.push(field.clone()),
+                }
+            }
+            let edits = header_edits(&original, &rendered);
+            proptest::prop_assert_eq!(apply(&original, &edits), rendered);
+        }
+
+        /// Any bytes as a packet: parsed or refused, never a panic.
+        #[test]
+        fn any_packet_parses_or_is_refused(
+            code in proptest::sample::select(b"OCDHMRTLNBEAQKUZ".to_vec()),
+            rest in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64),
+        ) {
+            let mut packet = vec![code];
+            packet.extend(rest);
+            let _ = super::super::protocol::parse(&packet);
+        }
     }
 }
