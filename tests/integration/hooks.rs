@@ -676,33 +676,58 @@ impl Drop for Postfix {
 /// Postfix's set-group-id `postdrop` (behind the filter's `sendmail`) takes mail only for
 /// configuration directories the default one lists: the test's private instance is added there.
 /// A real deployment reinjects into the default instance and needs nothing of the kind.
-fn allow_alternate_config(etc: &Path) {
+fn allow_alternate_config(etc: &Path) -> AlternateConfig {
     // Installed with "No configuration" (as CI does), Postfix has no main.cf of its own yet.
     let default = Path::new("/etc/postfix/main.cf");
     if !default.exists() {
         std::fs::write(default, format!("alternate_config_directories = {}\n", etc.display())).unwrap();
-        return;
+        return AlternateConfig {
+            etc: etc.to_path_buf(),
+            created: true,
+        };
     }
+    set_alternate_configs(|dir| dir != etc, Some(etc));
+    AlternateConfig {
+        etc: etc.to_path_buf(),
+        created: false,
+    }
+}
+
+/// Rewrites `alternate_config_directories`: the listed directories `keep` keeps (and that still
+/// exist: instances of earlier runs are gone), then `add`.
+fn set_alternate_configs(keep: impl Fn(&Path) -> bool, add: Option<&Path>) {
     let current = Command::new("postconf")
         .args(["-h", "alternate_config_directories"])
         .output()
         .expect("postconf");
-    let current = String::from_utf8_lossy(&current.stdout).trim().to_string();
-    let ours = etc.display().to_string();
-    if current.split([',', ' ']).any(|dir| dir == ours) {
-        return;
-    }
-    let value = if current.is_empty() {
-        ours
-    } else {
-        format!("{current}, {ours}")
-    };
+    let mut dirs: Vec<String> = String::from_utf8_lossy(&current.stdout)
+        .split([',', ' ', '\n'])
+        .filter(|dir| !dir.is_empty() && Path::new(dir).exists() && keep(Path::new(dir)))
+        .map(str::to_string)
+        .collect();
+    dirs.extend(add.map(|dir| dir.display().to_string()));
     let status = Command::new("postconf")
         .arg("-e")
-        .arg(format!("alternate_config_directories = {value}"))
+        .arg(format!("alternate_config_directories = {}", dirs.join(", ")))
         .status()
         .expect("postconf -e");
     assert!(status.success());
+}
+
+/// Takes the test's instance off the default configuration again.
+struct AlternateConfig {
+    etc: std::path::PathBuf,
+    created: bool,
+}
+
+impl Drop for AlternateConfig {
+    fn drop(&mut self) {
+        if self.created {
+            let _ = std::fs::remove_file("/etc/postfix/main.cf");
+        } else {
+            set_alternate_configs(|dir| dir != self.etc, None);
+        }
+    }
 }
 
 fn send_via(server: &str, data: &str, from: &str) -> (bool, String) {
@@ -820,7 +845,7 @@ async fn postfix_content_filter_through_portcullis_filter_rewrites_and_holds() {
         std::os::unix::fs::PermissionsExt::from_mode(0o755),
     )
     .unwrap();
-    allow_alternate_config(&postfix_dir.join("etc"));
+    let _registered = allow_alternate_config(&postfix_dir.join("etc"));
     let postfix = Postfix::start(
         &postfix_dir,
         port,
