@@ -373,6 +373,8 @@ impl<'a> Session<'a> {
         let steps = self.steps();
         let no_reply = |flag: u32| steps & flag != 0;
         let cont = || protocol::packet(protocol::REPLY_CONTINUE, b"");
+        // Continue, unless the MTA agreed not to wait for an answer to this step.
+        let answer = |step: u32| if no_reply(step) { Vec::new() } else { cont() };
         Ok(match command {
             Command::Negotiate {
                 version,
@@ -411,19 +413,11 @@ impl<'a> Session<'a> {
                         .and_then(|a| a.parse().ok()),
                     _ => None,
                 };
-                if no_reply(protocol::STEP_NO_REPLY_CONNECT) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
+                answer(protocol::STEP_NO_REPLY_CONNECT)
             }
             Command::Helo(name) => {
                 self.helo = String::from_utf8_lossy(&name[..name.len().min(255)]).into_owned();
-                if no_reply(protocol::STEP_NO_REPLY_HELO) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
+                answer(protocol::STEP_NO_REPLY_HELO)
             }
             Command::Mail(arguments) => {
                 // A new message: whatever an earlier one left (no ABORT seen) goes.
@@ -447,19 +441,9 @@ impl<'a> Session<'a> {
                 if self.message.recipients.len() < MAX_RECIPIENTS {
                     self.message.recipients.push(address(arguments[0]));
                 }
-                if no_reply(protocol::STEP_NO_REPLY_RCPT) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
+                answer(protocol::STEP_NO_REPLY_RCPT)
             }
-            Command::Data => {
-                if no_reply(protocol::STEP_NO_REPLY_DATA) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
-            }
+            Command::Data => answer(protocol::STEP_NO_REPLY_DATA),
             Command::Header { name, value } => {
                 // What a field costs us, not only its bytes: a block of tiny fields is bounded too.
                 self.message.size += name.len() + value.len() + FIELD_OVERHEAD;
@@ -474,26 +458,12 @@ impl<'a> Session<'a> {
                         value: from_mta_value(value, leading_space),
                     });
                 }
-                if no_reply(protocol::STEP_NO_REPLY_HEADER) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
+                answer(protocol::STEP_NO_REPLY_HEADER)
             }
-            Command::EndOfHeaders => {
-                if no_reply(protocol::STEP_NO_REPLY_EOH) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
-            }
+            Command::EndOfHeaders => answer(protocol::STEP_NO_REPLY_EOH),
             Command::Body(chunk) => {
                 self.collect_body(chunk).await;
-                if no_reply(protocol::STEP_NO_REPLY_BODY) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
+                answer(protocol::STEP_NO_REPLY_BODY)
             }
             Command::EndOfBody(chunk) => {
                 self.collect_body(chunk).await;
@@ -504,13 +474,7 @@ impl<'a> Session<'a> {
                 self.message = Message::default();
                 Vec::new()
             }
-            Command::Unknown(_) => {
-                if no_reply(protocol::STEP_NO_REPLY_UNKNOWN) {
-                    Vec::new()
-                } else {
-                    cont()
-                }
-            }
+            Command::Unknown(_) => answer(protocol::STEP_NO_REPLY_UNKNOWN),
             Command::Quit | Command::QuitKeepConnection => Vec::new(),
         })
     }
