@@ -100,12 +100,25 @@ impl Default for RewriteConfig {
 pub struct AdminConfig {
     /// Loopback by default; empty turns it off.
     pub listen: String,
+    /// PEM certificate chain and private key: HTTPS when both are set.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Mark the console's session cookie `Secure`: the default with TLS; set it when a TLS
+    /// proxy sits in front of a plain-HTTP admin listener.
+    pub secure_cookies: Option<bool>,
+    /// The SIEM feeds answer an empty window with 204 and no body, as TAP does; some connectors
+    /// (XSOAR, Elastic's cursor) need the JSON envelope with empty arrays instead: set this.
+    pub siem_empty_envelope: bool,
 }
 
 impl Default for AdminConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8026".into(),
+            tls_cert: None,
+            tls_key: None,
+            secure_cookies: None,
+            siem_empty_envelope: false,
         }
     }
 }

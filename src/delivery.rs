@@ -103,19 +103,26 @@ impl Store {
         Ok(items)
     }
 
-    /// Records an attempt: delivered recipients leave, the rest wait until `next_attempt`; any
-    /// DSN to send is queued in the same transaction.
-    fn settle(
-        &self,
-        id: i64,
-        message_ref: &str,
-        remaining: &[String],
-        next_attempt: i64,
-        error: Option<&str>,
-        dsn: Option<&NewDelivery>,
-    ) -> Result<(), StoreError> {
+    /// Records an attempt: each recipient's outcome for the trace; delivered recipients leave,
+    /// the rest wait until `next_attempt`; any DSN to send is queued in the same transaction.
+    fn settle(&self, id: i64, message_ref: &str, settlement: &Settlement<'_>) -> Result<(), StoreError> {
+        let Settlement {
+            remaining,
+            next_attempt,
+            error,
+            dsn,
+            outcomes,
+        } = *settlement;
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
+        let at = now();
+        for outcome in outcomes {
+            transaction
+                .prepare_cached(
+                    "INSERT INTO delivery_attempts (message_ref, at, recipient, outcome, reply) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![message_ref, at, outcome.recipient, outcome.outcome, outcome.reply])?;
+        }
         if remaining.is_empty() {
             transaction.execute("DELETE FROM queue WHERE id = ?1", [id])?;
             forget_unreferenced(&transaction, message_ref)?;
@@ -213,6 +220,27 @@ pub struct Delivery {
 }
 
 /// What one attempt for one entry came to.
+/// What one attempt leaves behind in the queue.
+#[derive(Clone, Copy)]
+struct Settlement<'a> {
+    /// Recipients still to try.
+    remaining: &'a [String],
+    next_attempt: i64,
+    error: Option<&'a str>,
+    dsn: Option<&'a NewDelivery>,
+    outcomes: &'a [AttemptOutcome],
+}
+
+/// One recipient's result of one delivery attempt, as the message trace shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AttemptOutcome {
+    pub recipient: String,
+    /// `delivered`, `deferred` or `failed`.
+    pub outcome: &'static str,
+    /// The downstream's reply or the error that stopped the attempt.
+    pub reply: String,
+}
+
 struct Attempt {
     delivered: Vec<String>,
     failed: Vec<(String, Reply)>,
@@ -475,16 +503,41 @@ impl Delivery {
                 "delivery deferred"
             );
         }
+        let mut outcomes: Vec<AttemptOutcome> = Vec::new();
+        for recipient in &attempt.delivered {
+            outcomes.push(AttemptOutcome {
+                recipient: recipient.clone(),
+                outcome: "delivered",
+                reply: String::new(),
+            });
+        }
+        for (recipient, reply) in &attempt.failed {
+            outcomes.push(AttemptOutcome {
+                recipient: recipient.clone(),
+                outcome: "failed",
+                reply: reply.to_string(),
+            });
+        }
+        for recipient in &attempt.deferred {
+            outcomes.push(AttemptOutcome {
+                recipient: recipient.clone(),
+                outcome: "deferred",
+                reply: attempt.error.clone().unwrap_or_else(|| "temporary failure".into()),
+            });
+        }
         let store = self.store.clone();
         let (id, message_ref, remaining, error) = (item.id, item.message_ref.clone(), attempt.deferred, attempt.error);
         let result = tokio::task::spawn_blocking(move || {
             store.settle(
                 id,
                 &message_ref,
-                &remaining,
-                next_attempt,
-                error.as_deref(),
-                dsn.as_ref(),
+                &Settlement {
+                    remaining: &remaining,
+                    next_attempt,
+                    error: error.as_deref(),
+                    dsn: dsn.as_ref(),
+                    outcomes: &outcomes,
+                },
             )
         })
         .await;

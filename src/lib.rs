@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod attachments;
+pub mod audit;
 pub mod classifier;
 pub mod clicklog;
 pub mod config;
@@ -27,6 +28,9 @@ pub mod rewrite;
 pub mod serve;
 pub mod smtp;
 pub mod store;
+pub mod time;
 pub mod tls;
 pub mod token;
 pub mod tokens;
+pub mod trace;
+pub mod users;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use portcullis::audit::Actor;
 use portcullis::clicklog::{ClickQuery, read_clicks};
 use portcullis::config::Config;
 use portcullis::delivery::Delivery;
@@ -82,6 +83,11 @@ enum Command {
     Tokens {
         #[command(subcommand)]
         action: TokensAction,
+    },
+    /// People who sign in to the console and the admin API (argon2id passwords, roles).
+    Users {
+        #[command(subcommand)]
+        action: UsersAction,
     },
     /// Content filter for an MTA: one message on stdin, handed to the running server's
     /// `/api/v1/rewrite`, the copy reinjected with `sendmail -G -i` (or written to stdout).
@@ -183,6 +189,36 @@ enum TokensAction {
     },
     /// Revoke a token at once.
     Revoke { name: String },
+}
+
+#[derive(Subcommand)]
+enum UsersAction {
+    /// Add a user; the password is asked for (or read from stdin with --password-stdin).
+    Add {
+        name: String,
+        /// viewer (reads), operator (releases, deletes, sender lists) or admin (everything,
+        /// malware releases and users included).
+        #[arg(long, default_value = "viewer")]
+        role: String,
+        /// Read the password from the first line of stdin instead of asking.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Users with role, creation and last sign-in.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a new password (ends the user's sessions).
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Give a user another role (ends the user's sessions).
+    Role { name: String, role: String },
+    /// Remove a user (ends the user's sessions).
+    Remove { name: String },
 }
 
 #[derive(clap::Args)]
@@ -466,7 +502,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use portcullis::tokens::{Role, Tokens};
             let tokens = Tokens::new(Store::open(&config.data_dir)?)?;
             match action {
-                TokensAction::Add { name, role } => println!("{}", tokens.issue(&name, Role::parse(&role)?)?),
+                TokensAction::Add { name, role } => {
+                    let token = tokens.issue(&name, Role::parse(&role)?, &Actor::cli())?;
+                    println!("{token}");
+                    if let Some((principal, secret)) = token.strip_prefix("pc_").and_then(|rest| rest.split_once('_')) {
+                        eprintln!("for the SIEM API (HTTP Basic): principal {principal}, secret {secret}");
+                    }
+                }
                 TokensAction::List { json } => {
                     for token in tokens.list()? {
                         if json {
@@ -482,10 +524,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         }
                     }
                 }
-                TokensAction::Revoke { name } => tokens.revoke(&name)?,
+                TokensAction::Revoke { name } => tokens.revoke(&name, &Actor::cli())?,
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Users { action } => users(&config, action),
         Command::Filter(args) => Ok(filter(args)),
         Command::Healthcheck {
             admin,
@@ -511,6 +554,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit,
                 message_ref,
                 action,
+                ..ClickQuery::default()
             };
             for click in read_clicks(&config.data_dir, &query)? {
                 if json {
@@ -970,11 +1014,61 @@ fn queue(config: &Config, action: QueueAction) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
+    }
+    let password = rpassword::prompt_password("Password: ")?;
+    if rpassword::prompt_password("Again: ")? != password {
+        anyhow::bail!("the passwords differ");
+    }
+    Ok(password)
+}
+
+fn users(config: &Config, action: UsersAction) -> anyhow::Result<ExitCode> {
+    use portcullis::tokens::Role;
+    use portcullis::users::Users;
+    let users = Users::new(Store::open(&config.data_dir)?)?;
+    match action {
+        UsersAction::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role)?;
+            users.add(&name, role, &read_password(password_stdin)?, &Actor::cli())?;
+        }
+        UsersAction::List { json } => {
+            for user in users.list()? {
+                if json {
+                    println!("{}", serde_json::to_string(&user)?);
+                } else {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        user.name,
+                        user.role.as_str(),
+                        user.created_at,
+                        user.last_login_at.map_or("-".to_string(), |at| at.to_string())
+                    );
+                }
+            }
+        }
+        UsersAction::Passwd { name, password_stdin } => {
+            users.set_password(&name, &read_password(password_stdin)?, &Actor::cli())?;
+        }
+        UsersAction::Role { name, role } => users.set_role(&name, Role::parse(&role)?, &Actor::cli())?,
+        UsersAction::Remove { name } => users.remove(&name, &Actor::cli())?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.data_dir)?;
     match action {
         QuarantineAction::List { category, json } => {
-            for held in store.held(category.as_deref())? {
+            for held in store.held(category.as_deref(), None, 0)? {
                 if json {
                     println!("{}", serde_json::to_string(&held)?);
                 } else {
@@ -1007,7 +1101,7 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
             std::io::stdout().write_all(&body)?;
         }
         QuarantineAction::Release { id } => {
-            let held = store.release(id)?;
+            let held = store.release(id, &Actor::cli())?;
             println!(
                 "released {} ({}) to {}; it is delivered by the running gateway or `portcullis queue flush`",
                 held.id,
@@ -1016,7 +1110,7 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
             );
         }
         QuarantineAction::Delete { id } => {
-            store.delete_held(id)?;
+            store.delete_held(id, &Actor::cli())?;
             println!("deleted {id}");
         }
     }

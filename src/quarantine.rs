@@ -6,6 +6,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use crate::audit::{self, Actor};
 use crate::pipeline::RenderPlan;
 use crate::store::{
     DeliveryBody, DeliveryKind, NewDelivery, Store, StoreError, StoredMessage, forget_unreferenced, insert_delivery,
@@ -63,15 +64,29 @@ pub enum HeldCopy {
     Stored(StoredMessage),
 }
 
+/// What the audit log keeps of a hold that was acted on.
+fn audit_detail(entry: &Held) -> serde_json::Value {
+    serde_json::json!({
+        "message_ref": entry.message_ref,
+        "category": entry.category,
+        "sender": entry.sender,
+        "recipients": entry.recipients,
+        "subject": entry.subject,
+    })
+}
+
 impl Store {
-    /// Held messages, newest first, optionally of one category.
-    pub fn held(&self, category: Option<&str>) -> Result<Vec<Held>, StoreError> {
+    /// Held messages, newest first, optionally of one category; `before` (a hold id) is the
+    /// cursor, `limit` 0 means all.
+    pub fn held(&self, category: Option<&str>, before: Option<i64>, limit: usize) -> Result<Vec<Held>, StoreError> {
         let connection = self.lock();
         let mut statement = connection.prepare_cached(&format!(
-            "SELECT {} FROM quarantine q WHERE ?1 IS NULL OR q.category = ?1 ORDER BY q.id DESC",
+            "SELECT {} FROM quarantine q WHERE (?1 IS NULL OR q.category = ?1) AND (?2 IS NULL OR q.id < ?2)
+             ORDER BY q.id DESC LIMIT ?3",
             columns()
         ))?;
-        let rows = statement.query_map(params![category], held)?;
+        let limit = if limit == 0 { -1 } else { limit as i64 };
+        let rows = statement.query_map(params![category, before, limit], held)?;
         let mut list = Vec::new();
         for row in rows {
             let (mut entry, recipients) = row?;
@@ -107,7 +122,7 @@ impl Store {
     /// Moves a held message into the delivery queue (one transaction), without filtering again:
     /// its copies are rendered by the plan made when it arrived (one per recipient when that plan
     /// says so), or, for a hold from before messages were stored once, delivered as held.
-    pub fn release(&self, id: i64) -> Result<Held, StoreError> {
+    pub fn release(&self, id: i64, by: &Actor) -> Result<Held, StoreError> {
         let (entry, copy) = self.held_message(id)?;
         let copies: Vec<(Vec<String>, DeliveryBody)> = match copy {
             HeldCopy::Held(literal) => vec![(entry.recipients.clone(), DeliveryBody::Literal(literal))],
@@ -150,35 +165,53 @@ impl Store {
             "UPDATE messages SET verdict = 'released' WHERE message_ref = ?1",
             [&entry.message_ref],
         )?;
+        audit::record(
+            &transaction,
+            by,
+            "quarantine.release",
+            &id.to_string(),
+            &audit_detail(&entry),
+        )?;
         transaction.commit()?;
         Ok(entry)
     }
 
-    pub fn delete_held(&self, id: i64) -> Result<(), StoreError> {
-        self.delete_held_where("id = ?1", id).and_then(|deleted| match deleted {
-            0 => Err(StoreError::NotFound(format!("quarantine {id}"))),
-            _ => Ok(()),
-        })
+    pub fn delete_held(&self, id: i64, by: &Actor) -> Result<(), StoreError> {
+        self.delete_held_where("id = ?1", id, Some(by))
+            .and_then(|deleted| match deleted {
+                0 => Err(StoreError::NotFound(format!("quarantine {id}"))),
+                _ => Ok(()),
+            })
     }
 
     /// Deletes everything past its retention; returns how many.
     pub fn expire_held(&self, at: i64) -> Result<usize, StoreError> {
-        self.delete_held_where("expires_at <= ?1", at)
+        self.delete_held_where("expires_at <= ?1", at, None)
     }
 
-    /// Deletes holds, and each stored message nothing refers to any more, in one transaction.
-    fn delete_held_where(&self, condition: &str, value: i64) -> Result<usize, StoreError> {
+    /// Deletes holds, and each stored message nothing refers to any more, in one transaction;
+    /// a person's deletion is audited in it.
+    fn delete_held_where(&self, condition: &str, value: i64, by: Option<&Actor>) -> Result<usize, StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        let removed: Vec<String> = transaction
+        let removed: Vec<(i64, String, String, String, Option<String>)> = transaction
             .prepare(&format!(
-                "DELETE FROM quarantine WHERE {condition} RETURNING message_ref"
+                "DELETE FROM quarantine WHERE {condition} RETURNING id, message_ref, category, sender, subject"
             ))?
-            .query_map([value], |row| row.get(0))?
+            .query_map([value], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+            })?
             .collect::<Result<_, _>>()?;
-        for message_ref in &removed {
+        for (id, message_ref, category, sender, subject) in &removed {
             forget_unreferenced(&transaction, message_ref)?;
+            if let Some(by) = by {
+                let detail = serde_json::json!({
+                    "message_ref": message_ref, "category": category, "sender": sender, "subject": subject,
+                });
+                audit::record(&transaction, by, "quarantine.delete", &id.to_string(), &detail)?;
+            }
         }
+        let removed: Vec<String> = removed.into_iter().map(|(_, message_ref, ..)| message_ref).collect();
         transaction.commit()?;
         Ok(removed.len())
     }

@@ -144,8 +144,16 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         None
     } else {
         let gate = bind(&config.admin.listen, ADMIN_CONNECTIONS, "admin").await?;
+        let admin_tls = crate::tls::acceptor_for(
+            "admin",
+            config.admin.tls_cert.as_deref(),
+            config.admin.tls_key.as_deref(),
+            &[b"http/1.1"],
+        )
+        .map_err(ServeError::Tls)?;
         println!(
-            "portcullis: admin listening on http://{}",
+            "portcullis: admin listening on {}://{}",
+            if admin_tls.is_some() { "https" } else { "http" },
             local_address(&gate, &config.admin.listen)?
         );
         // While an API call is being answered hyper keeps a read open to notice a client that
@@ -158,13 +166,13 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
         let api = mail.api.clone();
         Some(tokio::spawn(async move {
             loop {
-                let (stream, _, slot) = gate.accept().await;
+                let (stream, peer, slot) = gate.accept().await;
                 let api = api.clone();
                 let handler = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     let api = api.clone();
                     async move {
                         Ok::<_, std::convert::Infallible>(if Api::owns(request.uri().path()) {
-                            api.handle(request).await
+                            api.handle(request, peer).await
                         } else {
                             admin_response(&request)
                         })
@@ -172,7 +180,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
                 });
                 // Not drained at shutdown: a scrape is answered in one go, and an API call that
                 // is cut off is retried by its client (nothing it asked for is half-done).
-                limits.serve(stream, slot, None, handler, None);
+                limits.serve(stream, slot, admin_tls.clone(), handler, None);
             }
         }))
     };
@@ -485,21 +493,26 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
         None
     };
     let pipeline = Arc::new(
-        Pipeline::new(config, keys, resolver.clone(), arc)
+        Pipeline::new(config, keys.clone(), resolver.clone(), arc)
             .with_correspondents(Arc::new(store.clone()))
             .with_reputation(reputation),
     );
     // One bound on messages being filtered, whichever way they came in.
     let filtering = Arc::new(tokio::sync::Semaphore::new(pipeline.config().max_in_flight.max(1)));
     let inspector = crate::inspect::Inspector::new(pipeline.clone(), store.clone(), filtering.clone());
-    let tokens = crate::tokens::Tokens::new(store.clone()).map_err(|e| gateway_error(e.to_string()))?;
-    let default_domain = config.smtp.domains.first().map_or("localhost", String::as_str);
-    let api = Arc::new(Api::new(
-        inspector.clone(),
-        tokens,
-        config.smtp.max_message_bytes,
-        default_domain,
-    ));
+    let settings = crate::api::ApiSettings {
+        max_body: config.smtp.max_message_bytes,
+        default_domain: config
+            .smtp
+            .domains
+            .first()
+            .map_or("localhost", String::as_str)
+            .to_string(),
+        data_dir: config.data_dir.clone(),
+        secure_cookies: config.admin.secure_cookies.unwrap_or(config.admin.tls_cert.is_some()),
+        siem_empty_envelope: config.admin.siem_empty_envelope,
+    };
+    let api = Arc::new(Api::new(inspector.clone(), store.clone(), keys, settings).map_err(gateway_error)?);
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(
         crate::delivery::Delivery::new(

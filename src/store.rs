@@ -89,6 +89,25 @@ CREATE TABLE IF NOT EXISTS stored_messages (
 );
 CREATE INDEX IF NOT EXISTS queue_message ON queue (message_ref);
 CREATE INDEX IF NOT EXISTS quarantine_message ON quarantine (message_ref);
+-- Each recipient of an indexed message, lowercase, for the message trace.
+CREATE TABLE IF NOT EXISTS message_recipients (
+    address TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    message_ref TEXT NOT NULL,
+    PRIMARY KEY (address, received_at, message_ref)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS messages_message_id ON messages (message_id);
+CREATE INDEX IF NOT EXISTS messages_sender ON messages (sender COLLATE NOCASE, received_at);
+-- Every delivery attempt's outcome per recipient: delivered, deferred, failed.
+CREATE TABLE IF NOT EXISTS delivery_attempts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_ref TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    reply TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS delivery_attempts_message ON delivery_attempts (message_ref);
 ";
 
 /// Columns added after the first release, for stores created before them: `queue.copy_for` is
@@ -102,6 +121,7 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
         "from_address",
         "ALTER TABLE messages ADD COLUMN from_address TEXT",
     ),
+    ("messages", "size", "ALTER TABLE messages ADD COLUMN size INTEGER"),
 ];
 
 /// One recipient of an indexed message and the keyed pseudonym its links carry.
@@ -124,6 +144,9 @@ pub struct IndexEntry {
     /// The header From address.
     #[serde(default)]
     pub from_address: Option<String>,
+    /// The message's size in bytes as received (0 for entries indexed before it was kept).
+    #[serde(default)]
+    pub size: i64,
     /// DMARC passed, so the From address is the sender's own: only then does a delivered message
     /// make its sender familiar to its recipients (a spoof must not).
     #[serde(skip)]
@@ -264,6 +287,21 @@ impl Store {
                 connection.execute_batch(statement)?;
             }
         }
+        connection.execute_batch(
+            "CREATE INDEX IF NOT EXISTS messages_from ON messages (from_address COLLATE NOCASE, received_at);",
+        )?;
+        crate::audit::create(&connection)?;
+        // Messages indexed before the trace table existed (once: the table fills at filing).
+        let traced = connection
+            .prepare("SELECT 1 FROM message_recipients LIMIT 1")?
+            .exists([])?;
+        if !traced {
+            connection.execute_batch(
+                "INSERT OR IGNORE INTO message_recipients (address, received_at, message_ref)
+                 SELECT lower(json_extract(r.value, '$.address')), m.received_at, m.message_ref
+                 FROM messages m, json_each(m.recipients) r",
+            )?;
+        }
         let reader = Connection::open_with_flags(
             data_dir.join("gateway.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -305,8 +343,8 @@ impl Store {
         transaction
             .prepare_cached(
                 "INSERT OR REPLACE INTO messages (message_ref, received_at, message_id, sender, client_ip, helo,
-                 subject, recipients, urls, symbols, verdict, category, rule, details, from_address)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                 subject, recipients, urls, symbols, verdict, category, rule, details, from_address, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
                 entry.message_ref,
@@ -328,6 +366,7 @@ impl Store {
                 entry.rule,
                 entry.details,
                 entry.from_address,
+                entry.size,
             ])?;
         // A delivered message makes its sender known to its recipients; a held or refused one
         // does not (an attacker must not become familiar by being caught).
@@ -348,6 +387,17 @@ impl Store {
                 ])?;
             }
         }
+        let mut trace = transaction.prepare_cached(
+            "INSERT OR IGNORE INTO message_recipients (address, received_at, message_ref) VALUES (?1, ?2, ?3)",
+        )?;
+        for recipient in &entry.recipients {
+            trace.execute(params![
+                recipient.address.to_lowercase(),
+                entry.received_at,
+                entry.message_ref
+            ])?;
+        }
+        drop(trace);
         if let Some((message, plan)) = stored {
             transaction
                 .prepare_cached(
@@ -368,14 +418,30 @@ impl Store {
 
     /// The newest index entries (all when `limit` is 0), or one message's.
     pub fn index(&self, limit: usize, message_ref: Option<&str>) -> Result<Vec<IndexEntry>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(
-            "SELECT message_ref, received_at, message_id, sender, client_ip, helo, subject, recipients, urls,
-             symbols, verdict, category, rule, details, from_address FROM messages
-             WHERE ?1 IS NULL OR message_ref = ?1 ORDER BY received_at DESC, rowid DESC LIMIT ?2",
-        )?;
         let limit = if limit == 0 { -1 } else { limit as i64 };
-        let rows = statement.query_map(params![message_ref, limit], |row| {
+        self.index_where(
+            "?1 IS NULL OR message_ref = ?1",
+            "received_at DESC, rowid DESC",
+            &[&message_ref, &limit],
+        )
+    }
+
+    /// Index entries matching an SQL condition over `messages`, in `order`; the last parameter
+    /// is the limit.
+    pub(crate) fn index_where(
+        &self,
+        condition: &str,
+        order: &str,
+        values: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<IndexEntry>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT message_ref, received_at, message_id, sender, client_ip, helo, subject, recipients, urls,
+             symbols, verdict, category, rule, details, from_address, COALESCE(size, 0) FROM messages
+             WHERE {condition} ORDER BY {order} LIMIT ?{}",
+            values.len()
+        ))?;
+        let rows = statement.query_map(values, |row| {
             Ok((
                 IndexEntry {
                     message_ref: row.get(0)?,
@@ -385,6 +451,7 @@ impl Store {
                     client_ip: row.get(4)?,
                     helo: row.get(5)?,
                     from_address: row.get(14)?,
+                    size: row.get(15)?,
                     from_authenticated: false,
                     subject: row.get(6)?,
                     recipients: Vec::new(),

@@ -10,6 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::audit::{self, Actor};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -104,7 +105,7 @@ impl Tokens {
     }
 
     /// Issues a token; the returned text is the only time the secret exists outside the caller.
-    pub fn issue(&self, name: &str, role: Role) -> Result<String, TokenError> {
+    pub fn issue(&self, name: &str, role: Role, by: &Actor) -> Result<String, TokenError> {
         if name.is_empty()
             || name.len() > 64
             || !name
@@ -116,8 +117,9 @@ impl Tokens {
         let id = crate::pipeline::hex(&rand::random::<[u8; 6]>());
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
         let token = format!("pc_{id}_{secret}");
-        let connection = self.store.lock();
-        let inserted = connection.execute(
+        let mut connection = self.store.lock();
+        let transaction = connection.transaction()?;
+        let inserted = transaction.execute(
             "INSERT OR IGNORE INTO api_tokens (id, name, hash, role, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
                 id,
@@ -130,6 +132,14 @@ impl Tokens {
         if inserted == 0 {
             return Err(TokenError::Exists(name.to_string()));
         }
+        audit::record(
+            &transaction,
+            by,
+            "token.add",
+            name,
+            &serde_json::json!({"role": role.as_str(), "id": id}),
+        )?;
+        transaction.commit()?;
         Ok(token)
     }
 
@@ -159,14 +169,15 @@ impl Tokens {
     }
 
     /// Revokes a token at once: the next call with it is refused.
-    pub fn revoke(&self, name: &str) -> Result<(), TokenError> {
-        let removed = self
-            .store
-            .lock()
-            .execute("DELETE FROM api_tokens WHERE name = ?1", [name])?;
+    pub fn revoke(&self, name: &str, by: &Actor) -> Result<(), TokenError> {
+        let mut connection = self.store.lock();
+        let transaction = connection.transaction()?;
+        let removed = transaction.execute("DELETE FROM api_tokens WHERE name = ?1", [name])?;
         if removed == 0 {
             return Err(TokenError::Unknown(name.to_string()));
         }
+        audit::record(&transaction, by, "token.revoke", name, &serde_json::json!({}))?;
+        transaction.commit()?;
         Ok(())
     }
 
@@ -216,16 +227,19 @@ mod tests {
     fn an_issued_token_verifies_until_revoked_and_nothing_else_does() {
         let dir = tempfile::tempdir().unwrap();
         let tokens = Tokens::new(Store::open(dir.path()).unwrap()).unwrap();
-        let token = tokens.issue("mail-platform", Role::Scan).unwrap();
+        let token = tokens.issue("mail-platform", Role::Scan, &Actor::cli()).unwrap();
         assert_eq!(
             tokens.verify(&token).unwrap(),
             Some(("mail-platform".to_string(), Role::Scan))
         );
         assert!(matches!(
-            tokens.issue("mail-platform", Role::Admin),
+            tokens.issue("mail-platform", Role::Admin, &Actor::cli()),
             Err(TokenError::Exists(_))
         ));
-        assert!(matches!(tokens.issue("bad name", Role::Admin), Err(TokenError::Name)));
+        assert!(matches!(
+            tokens.issue("bad name", Role::Admin, &Actor::cli()),
+            Err(TokenError::Name)
+        ));
         // Same id, another secret; no id; garbage.
         let (prefix, _) = token.rsplit_once('_').unwrap();
         assert_eq!(tokens.verify(&format!("{prefix}_forged")).unwrap(), None);
@@ -234,8 +248,11 @@ mod tests {
         let listed = tokens.list().unwrap();
         assert_eq!(listed.len(), 1);
         assert!(listed[0].last_used_at.is_some());
-        tokens.revoke("mail-platform").unwrap();
+        tokens.revoke("mail-platform", &Actor::cli()).unwrap();
         assert_eq!(tokens.verify(&token).unwrap(), None);
-        assert!(matches!(tokens.revoke("mail-platform"), Err(TokenError::Unknown(_))));
+        assert!(matches!(
+            tokens.revoke("mail-platform", &Actor::cli()),
+            Err(TokenError::Unknown(_))
+        ));
     }
 }

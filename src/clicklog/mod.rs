@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-pub use store::{ClickQuery, read_clicks};
+pub use store::{ClickQuery, read_clicks, reversed_host};
 
 /// What the click service did with a click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -35,13 +35,41 @@ CREATE TABLE IF NOT EXISTS clicks (
     user_agent TEXT NOT NULL,
     cache_hit INTEGER NOT NULL,
     latency_us INTEGER NOT NULL,
-    key_id TEXT NOT NULL
+    key_id TEXT NOT NULL,
+    host_rev TEXT NOT NULL DEFAULT ''
 );
 ";
 
 /// Built when a slice is finished: inserts at random places in an index are what make each
-/// commit write many pages, so the slice being written has none.
-const FINISHED_SCHEMA: &str = "CREATE INDEX IF NOT EXISTS clicks_message ON clicks (message_ref);";
+/// commit write many pages, so the slice being written has none. Each search filter has an
+/// index ending in the id, so a page of results is read in order without sorting the slice.
+/// `clicks_host` is the last one made: a slice without it is not finished.
+const FINISHED_SCHEMA: &str = "
+CREATE INDEX IF NOT EXISTS clicks_message ON clicks (message_ref);
+CREATE INDEX IF NOT EXISTS clicks_recipient ON clicks (recipient_ref, id);
+CREATE INDEX IF NOT EXISTS clicks_action ON clicks (action, id);
+CREATE INDEX IF NOT EXISTS clicks_verdict ON clicks (verdict, id);
+CREATE INDEX IF NOT EXISTS clicks_host ON clicks (host_rev, id);
+";
+
+/// Slices written before clicks kept their host have the column added and filled when finished.
+const HOST_COLUMN: &str = "ALTER TABLE clicks ADD COLUMN host_rev TEXT NOT NULL DEFAULT ''";
+
+/// The host of a URL with its labels reversed (`com.example.www`), lowercase: a domain and all
+/// its subdomains are one range of an index. Empty when the URL has no host.
+pub fn reversed_host(url: &str) -> String {
+    let host = url::Url::parse(url).ok().and_then(|parsed| {
+        parsed
+            .host_str()
+            .map(|host| host.trim_end_matches('.').to_ascii_lowercase())
+    });
+    match host {
+        Some(host) if host.starts_with('[') => host,
+        Some(host) if host.parse::<std::net::Ipv4Addr>().is_ok() => host,
+        Some(host) => host.rsplit('.').collect::<Vec<_>>().join("."),
+        None => String::new(),
+    }
+}
 
 /// The log's size is looked at every this many commits.
 const SIZE_CHECK_EVERY: u64 = 64;
@@ -111,7 +139,8 @@ impl Store {
         {
             let mut statement = transaction.prepare_cached(
                 "INSERT OR IGNORE INTO clicks (id, at_ms, message_ref, recipient_ref, url, verdict, category, action,
-                 client_ip, user_agent, cache_hit, latency_us, key_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 client_ip, user_agent, cache_hit, latency_us, key_id, host_rev)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?;
             for e in events {
                 statement.execute(params![
@@ -127,7 +156,8 @@ impl Store {
                     e.user_agent,
                     e.cache_hit,
                     e.latency_us,
-                    e.key_id
+                    e.key_id,
+                    reversed_host(&e.url)
                 ])?;
             }
         }
@@ -157,7 +187,7 @@ fn wal_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Finishes a slice nobody writes any more: the message index, a checkpoint that empties the log,
+/// Finishes a slice nobody writes any more: its search indexes, a checkpoint that empties the log,
 /// and the close that removes it.
 pub(super) fn finish(path: &Path, connection: Option<Connection>) -> rusqlite::Result<()> {
     let connection = match connection {
@@ -169,28 +199,55 @@ pub(super) fn finish(path: &Path, connection: Option<Connection>) -> rusqlite::R
         }
     };
     connection.execute_batch(SCHEMA)?;
+    if !has_host_column(&connection)? {
+        fill_host_column(&connection)?;
+    }
     connection.execute_batch(FINISHED_SCHEMA)?;
     connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     connection.close().map_err(|(_, error)| error)
 }
 
+fn has_host_column(connection: &Connection) -> rusqlite::Result<bool> {
+    connection
+        .prepare("SELECT 1 FROM pragma_table_info('clicks') WHERE name = 'host_rev'")?
+        .exists([])
+}
+
+fn fill_host_column(connection: &Connection) -> rusqlite::Result<()> {
+    connection.execute_batch("BEGIN IMMEDIATE")?;
+    let filled = (|| {
+        connection.execute_batch(HOST_COLUMN)?;
+        let rows: Vec<(String, String)> = connection
+            .prepare("SELECT id, url FROM clicks")?
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let mut update = connection.prepare("UPDATE clicks SET host_rev = ?2 WHERE id = ?1")?;
+        for (id, url) in rows {
+            update.execute(params![id, reversed_host(&url)])?;
+        }
+        Ok(())
+    })();
+    connection.execute_batch(if filled.is_ok() { "COMMIT" } else { "ROLLBACK" })?;
+    filled
+}
+
 /// Slices not finished yet (a crash, a slice dropped after a write error): a log still beside
-/// them, or no message index. Called before the writer starts, so none of them is being written.
+/// them, or not every search index. Called before the writer starts, so none of them is being written.
 pub(super) fn unfinished(dir: &Path) -> Vec<PathBuf> {
     slices(dir)
         .into_iter()
-        .filter(|path| wal_path(path).exists() || !has_message_index(path))
+        .filter(|path| wal_path(path).exists() || !has_every_index(path))
         .collect()
 }
 
-fn has_message_index(path: &Path) -> bool {
+fn has_every_index(path: &Path) -> bool {
     // Read-write (never create): a read-only connection to a WAL database leaves its `-wal` and
     // `-shm` behind when it closes.
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
     Connection::open_with_flags(path, flags)
         .and_then(|connection| {
             connection
-                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'clicks_message'")?
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'clicks_host'")?
                 .exists([])
         })
         .unwrap_or(false)
@@ -215,12 +272,53 @@ fn slices(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Filters for reading the log back.
+/// Filters for reading the log back, newest first. Every filter given must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ClickQuery {
+    /// At most this many clicks (0: all).
     pub limit: usize,
     pub message_ref: Option<String>,
     pub action: Option<String>,
+    pub verdict: Option<String>,
+    /// The recipient's pseudonyms under every key (hex): one address has one per key. `Some`
+    /// of an empty list matches nothing.
+    pub recipient_refs: Option<Vec<String>>,
+    /// A host or a parent domain of it (`example.com` also finds `www.example.com`).
+    pub domain: Option<String>,
+    /// URLs that start with this (the host is taken from it to use the index).
+    pub url_prefix: Option<String>,
+    /// Unix milliseconds, inclusive.
+    pub since_ms: Option<i64>,
+    /// Unix milliseconds, exclusive.
+    pub until_ms: Option<i64>,
+    /// The cursor: only clicks older than this click id.
+    pub before_id: Option<String>,
+}
+
+impl ClickQuery {
+    /// The smallest id a click at or after `since_ms` can have, and the first id past `until_ms`
+    /// and the cursor: the time range is a range of the primary key.
+    fn id_bounds(&self) -> (Option<String>, Option<String>) {
+        let lower = self.since_ms.map(|ms| format!("{:012x}", ms.max(0)));
+        let until = self.until_ms.map(|ms| format!("{:012x}", ms.max(0)));
+        let upper = match (until, self.before_id.clone()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        (lower, upper)
+    }
+
+    /// The host the search is on, reversed, from `domain` or the URL prefix.
+    fn host_rev(&self) -> Option<String> {
+        if let Some(domain) = &self.domain {
+            let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+            return Some(reversed_host(&format!("http://{domain}/")));
+        }
+        self.url_prefix
+            .as_deref()
+            .map(reversed_host)
+            .filter(|host| !host.is_empty())
+    }
 }
 
 /// Reads clicks, newest first, straight from the slices (works whether or not the server runs),
@@ -237,9 +335,28 @@ pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent
     if legacy.is_file() {
         paths.push((legacy, 0));
     }
+    if query.recipient_refs.as_ref().is_some_and(Vec::is_empty) {
+        return Ok(Vec::new());
+    }
     let limit = if query.limit == 0 { usize::MAX } else { query.limit };
     let mut clicks: Vec<ClickEvent> = Vec::new();
+    let mut newer_slice_start: Option<u64> = None;
     for (path, started_ms) in paths {
+        // Every click of this slice began before the next slice started: a slice that ended
+        // before the range began, and every older one, holds nothing in it.
+        if let (Some(since), Some(ended)) = (query.since_ms, newer_slice_start)
+            && (ended as i64) < since
+        {
+            break;
+        }
+        newer_slice_start = Some(started_ms);
+        // Clicks are committed after their request began, so a slice started after the range
+        // ends can still hold clicks from it (a few milliseconds); only skip well past it.
+        if let Some(until) = query.until_ms
+            && started_ms as i64 > until.saturating_add(SLICE_START_SLACK_MS)
+        {
+            continue;
+        }
         clicks.extend(read_slice(&path, query, limit)?);
         // A click's id carries the millisecond its request began, and it is committed after
         // that, so every click in an older slice began before this slice was started. Once
@@ -256,6 +373,10 @@ pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent
     clicks.truncate(limit);
     Ok(clicks)
 }
+
+/// How long after its request began a click may still be committed (the click service's own
+/// deadlines are far below this).
+const SLICE_START_SLACK_MS: i64 = 120_000;
 
 /// The millisecond a slice was started, from its name.
 fn slice_start_ms(path: &Path) -> u64 {
@@ -287,17 +408,82 @@ fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<Click
     if !has_table {
         return Ok(Vec::new());
     }
-    let mut statement = connection
-        .prepare(
-            "SELECT id, at_ms, message_ref, recipient_ref, url, verdict, category, action, client_ip, user_agent,
-             cache_hit, latency_us, key_id FROM clicks
-             WHERE (?1 IS NULL OR message_ref = ?1) AND (?2 IS NULL OR action = ?2)
-             ORDER BY id DESC LIMIT ?3",
-        )
-        .map_err(err)?;
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut conditions: Vec<String> = Vec::new();
+    let mut values: Vec<rusqlite::types::Value> = Vec::new();
+    let mut param = |value: String| {
+        values.push(rusqlite::types::Value::Text(value));
+        format!("?{}", values.len())
+    };
+    let (lower, upper) = query.id_bounds();
+    if let Some(lower) = lower {
+        conditions.push(format!("id >= {}", param(lower)));
+    }
+    if let Some(upper) = upper {
+        conditions.push(format!("id < {}", param(upper)));
+    }
+    for (column, value) in [
+        ("message_ref", &query.message_ref),
+        ("action", &query.action),
+        ("verdict", &query.verdict),
+    ] {
+        if let Some(value) = value {
+            conditions.push(format!("{column} = {}", param(value.clone())));
+        }
+    }
+    if let Some(refs) = &query.recipient_refs {
+        let alternatives: Vec<String> = refs
+            .iter()
+            .map(|reference| format!("recipient_ref = {}", param(reference.clone())))
+            .collect();
+        conditions.push(format!("({})", alternatives.join(" OR ")));
+    }
+    if let Some(host) = query.host_rev() {
+        // Slices from before the column was kept and not finished since: the host is worked
+        // out from the URL as the rows are read.
+        let column = if has_host_column(&connection).map_err(err)? {
+            "host_rev"
+        } else {
+            connection
+                .create_scalar_function(
+                    "reversed_host",
+                    1,
+                    rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC
+                        | rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+                    |context| Ok(reversed_host(&context.get::<String>(0)?)),
+                )
+                .map_err(err)?;
+            "reversed_host(url)"
+        };
+        let exact = format!("{column} = {}", param(host.clone()));
+        if query.domain.is_some() {
+            // Subdomains: every reversed host that continues the domain's with a dot, which is
+            // the range [host + ".", host + "/") since '/' follows '.'.
+            let (low, high) = (param(format!("{host}.")), param(format!("{host}/")));
+            conditions.push(format!("({exact} OR ({column} >= {low} AND {column} < {high}))"));
+        } else {
+            conditions.push(exact);
+        }
+    }
+    if let Some(prefix) = &query.url_prefix {
+        let length = prefix.chars().count();
+        conditions.push(format!("substr(url, 1, {length}) = {}", param(prefix.clone())));
+    }
+    let filter = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    values.push(rusqlite::types::Value::Integer(
+        i64::try_from(limit).unwrap_or(i64::MAX),
+    ));
+    let sql = format!(
+        "SELECT id, at_ms, message_ref, recipient_ref, url, verdict, category, action, client_ip, user_agent,
+         cache_hit, latency_us, key_id FROM clicks {filter} ORDER BY id DESC LIMIT ?{}",
+        values.len()
+    );
+    let mut statement = connection.prepare(&sql).map_err(err)?;
     let rows = statement
-        .query_map(params![query.message_ref, query.action, limit], |row| {
+        .query_map(rusqlite::params_from_iter(values), |row| {
             let action: String = row.get(7)?;
             Ok(ClickEvent {
                 id: row.get(0)?,

@@ -224,6 +224,7 @@ impl Outcome {
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 from_address: None,
+                size: message.len() as i64,
                 from_authenticated: false,
                 subject: headers.get("subject").map(headers::clean),
                 recipients: envelope
@@ -875,6 +876,7 @@ impl Pipeline {
                 client_ip: envelope.client_ip.to_string(),
                 helo: envelope.helo.clone(),
                 from_address: analysis.from_address.clone(),
+                size: message.len() as i64,
                 from_authenticated: analysis.symbols.iter().any(|hit| hit.name == symbols::DMARC_PASS.name),
                 subject: analysis.subject.clone(),
                 recipients,

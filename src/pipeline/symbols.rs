@@ -344,17 +344,32 @@ impl Scores {
         let mut scores = Scores::default();
         for symbol in symbols {
             let Weight { weight, group } = table.weight(symbol);
-            match group {
-                Category::Spam | Category::Policy => scores.spam += weight,
-                Category::Phish => scores.phish += weight,
-                Category::Bulk => scores.bulk += weight,
-                Category::Malware => scores.malware += weight,
-                Category::Spoof => scores.impostor += weight,
-                Category::Suspect => scores.suspect += weight,
-                Category::Info => {}
+            scores.add(weight, group);
+        }
+        scores
+    }
+
+    /// The scores of symbols as the message index kept them (group by name, weight when decided).
+    pub fn of_weighed(symbols: &[crate::store::WeighedSymbol]) -> Scores {
+        let mut scores = Scores::default();
+        for symbol in symbols {
+            if let Ok(group) = serde_json::from_value(serde_json::Value::String(symbol.group.clone())) {
+                scores.add(symbol.weight, group);
             }
         }
         scores
+    }
+
+    fn add(&mut self, weight: f64, group: Category) {
+        match group {
+            Category::Spam | Category::Policy => self.spam += weight,
+            Category::Phish => self.phish += weight,
+            Category::Bulk => self.bulk += weight,
+            Category::Malware => self.malware += weight,
+            Category::Spoof => self.impostor += weight,
+            Category::Suspect => self.suspect += weight,
+            Category::Info => {}
+        }
     }
 
     /// Spam, phish, bulk and impostor together: what the reject threshold is compared with.

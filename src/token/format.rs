@@ -251,10 +251,16 @@ impl KeyRing {
     /// meaningless without the key, mapped back to the address only through the message index.
     pub fn recipient_ref(&self, address: &str) -> Result<Vec<u8>, LinkError> {
         let key = self.active().ok_or(LinkError::NoActiveKey)?;
-        let mut mac = key.mac();
-        mac.update(RECIPIENT_DOMAIN);
-        mac.update(address.trim().to_lowercase().as_bytes());
-        Ok(mac.finalize().into_bytes()[..RECIPIENT_REF_LEN].to_vec())
+        Ok(recipient_ref_under(key, address))
+    }
+
+    /// The recipient's pseudonym under every key in the ring: what links signed at any time
+    /// carry for them, for finding their clicks.
+    pub fn recipient_refs(&self, address: &str) -> Vec<Vec<u8>> {
+        self.keys()
+            .iter()
+            .map(|key| recipient_ref_under(key, address))
+            .collect()
     }
 
     /// Verifies a link (any base URL, or only its path) in constant time over the MAC and returns what it binds.
@@ -335,6 +341,13 @@ impl<'a> LinkParts<'a> {
             mac,
         })
     }
+}
+
+fn recipient_ref_under(key: &super::Key, address: &str) -> Vec<u8> {
+    let mut mac = key.mac();
+    mac.update(RECIPIENT_DOMAIN);
+    mac.update(address.trim().to_lowercase().as_bytes());
+    mac.finalize().into_bytes()[..RECIPIENT_REF_LEN].to_vec()
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Integration tests through the `portcullis` command line, compiled into one binary.
 //!
+//! - `admin`: the admin API (sign-in, clicks, trace, quarantine, audit) and the SIEM feeds over HTTP.
 //! - `attachments`: ClamAV's test files through SMTP to a private clamd; clamd down, fail open or closed.
 //! - `common`: running the binary, finding and decoding our links in output, MIME helpers.
 //! - `keys_and_decode`: the key ring commands, `decode` of ours, forged and foreign links.
@@ -21,6 +22,7 @@
 //!   `portcullis filter` as a real Postfix's content filter.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
+mod admin;
 mod attachments;
 mod classifier;
 mod click;
