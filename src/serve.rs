@@ -285,19 +285,30 @@ pub fn check_health(admin: &str, smtp: Option<&str>, timeout: std::time::Duratio
     Ok(())
 }
 
-/// The admin listener's routes.
+/// The admin listener's routes besides the API's.
 fn admin_response(request: &hyper::Request<hyper::body::Incoming>) -> hyper::Response<crate::redirect::Body> {
-    let respond = |status: u16, body: &str| {
+    use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
+    let respond = |status: hyper::StatusCode, body: &str| {
         let mut response = hyper::Response::new(crate::redirect::Body::new(bytes::Bytes::copy_from_slice(
             body.as_bytes(),
         )));
-        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::OK);
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         response
     };
     match (request.method(), request.uri().path()) {
-        (&hyper::Method::GET, "/metrics") => crate::redirect::metrics_response(),
-        (&hyper::Method::GET | &hyper::Method::HEAD, "/healthz") => respond(200, "ok\n"),
-        _ => respond(404, "not found\n"),
+        (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => crate::redirect::metrics_response(),
+        (&hyper::Method::GET | &hyper::Method::HEAD, "/healthz") => respond(hyper::StatusCode::OK, "ok\n"),
+        (_, "/metrics" | "/healthz") => {
+            let mut response = respond(hyper::StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            response
+                .headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+            response
+        }
+        _ => respond(hyper::StatusCode::NOT_FOUND, "not found\n"),
     }
 }
 

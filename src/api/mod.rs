@@ -542,7 +542,6 @@ pub const ERROR_CODES: &[&str] = &[
     "body_too_large",
     "body_timeout",
     "not_a_message",
-    "conflict",
     "busy",
     "store_unavailable",
     "internal",

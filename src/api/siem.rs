@@ -201,11 +201,16 @@ impl Api {
             return Err(super::not_found(request.uri().path()));
         };
         if !matches!(*request.method(), Method::GET | Method::HEAD) {
-            return Err(failure(
+            let mut response = super::error_response(&failure(
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "the SIEM API takes GET",
             ));
+            response.headers_mut().insert(
+                hyper::header::ALLOW,
+                hyper::header::HeaderValue::from_static("GET, HEAD"),
+            );
+            return Ok(response);
         }
         let principal = self
             .authenticate(request.headers(), request.method(), client_ip, true)
@@ -534,5 +539,14 @@ mod tests {
         assert!(window("sinceTime=2026-11-29T03:59:00Z", now).is_err());
         assert!(window("sinceSeconds=60&format=xml", now).is_err());
         assert!(window("sinceSeconds=60&threatType=dns", now).is_err());
+        // At least 30 seconds; an offset's unencoded `+` arrives as a space.
+        assert!(window("interval=2026-11-29T04:59:50Z/2026-11-29T05:00:00Z", now).is_err());
+        let offset = window("interval=2026-11-29T13:00:00+09:00/2026-11-29T14:00:00+09:00", now).unwrap();
+        assert_eq!((offset.start_ms, offset.end_ms), (now - 3_600_000, now));
+        // sinceSeconds ends at the minute, and the threat filters take lists.
+        let w = window("sinceSeconds=120&threatType=url,messageText&threatStatus=active", now + 42_000).unwrap();
+        assert_eq!((w.start_ms, w.end_ms), (now - 120_000, now));
+        assert_eq!(w.threat_types, ["url", "message"]);
+        assert_eq!(w.threat_statuses, ["active"]);
     }
 }

@@ -472,3 +472,78 @@ async fn sign_in_is_throttled_after_failures_and_wrong_passwords_are_audited() {
     assert_eq!(audit["entries"].as_array().unwrap().len(), 5, "{audit}");
     assert_eq!(audit["entries"][0]["client_ip"], "127.0.0.1");
 }
+
+/// The schemathesis command: `SCHEMATHESIS`, else the one `.ci/run` installs, else `PATH`'s.
+fn schemathesis() -> std::path::PathBuf {
+    if let Some(path) = std::env::var_os("SCHEMATHESIS") {
+        return path.into();
+    }
+    let installed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/schemathesis-venv/bin/schemathesis");
+    if installed.exists() {
+        return installed;
+    }
+    "schemathesis".into()
+}
+
+/// Schemathesis (PyPI) generates calls from the checked-in OpenAPI description, valid and
+/// invalid, against a running gateway holding real messages and clicks, and checks every answer
+/// against the description: no server error, documented statuses, content types and schemas,
+/// auth enforced, 405 for other methods, a deleted hold gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn schemathesis_finds_nothing_wrong_with_the_api_against_its_description() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let config = gateway_config(
+        &dns,
+        "127.0.0.1:9",
+        "",
+        "[[pipeline.rules]]\nname = \"forced-spam\"\nheader_matches = [{ name = \"X-Campaign\", pattern = \"^blast-\" }]\n\
+         action = \"set_scl\"\nset_scl = 6\n",
+    );
+    let admin = token(&p, "schemathesis", "admin");
+    let (server, smtp) = start_gateway(&p, &config);
+    for subject in ["one", "two", "three"] {
+        send_data_to_bob(
+            &smtp,
+            "alice@sender.test",
+            message(
+                subject,
+                "X-Campaign: blast-1\r\n",
+                "See https://shop.example.org/deal now.",
+            ),
+        )
+        .await;
+    }
+    let description = format!("{}/api/v1/openapi.json", server.admin);
+    let config_file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/schemathesis/schemathesis.toml");
+    let program = schemathesis();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .arg("--config-file")
+            .arg(config_file)
+            .args([
+                "run",
+                &description,
+                "--header",
+                &format!("Authorization: Bearer {admin}"),
+                "--max-examples",
+                "25",
+                "--seed",
+                "20261129",
+                "--no-color",
+            ])
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (python3 -m venv target/schemathesis-venv && \
+                     target/schemathesis-venv/bin/pip install schemathesis==4.32.5)",
+                    program.display()
+                )
+            })
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    assert!(report.contains(" passed"), "{report}");
+}
