@@ -23,6 +23,7 @@ pub mod patterns;
 pub mod pipeline;
 pub mod quarantine;
 pub mod redirect;
+pub mod reports;
 pub mod reputation;
 pub mod rewrite;
 pub mod serve;

@@ -91,6 +91,54 @@ pub fn provider_error(provider: &str) {
     increment("portcullis_reputation_provider_errors_total", &[("provider", provider)]);
 }
 
+/// How one reputation provider has answered since the process started.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ProviderHealth {
+    pub provider: String,
+    pub lookups: u64,
+    pub errors: u64,
+    pub mean_ms: f64,
+}
+
+/// Every provider that has been asked or has failed, by name.
+pub fn provider_health() -> Vec<ProviderHealth> {
+    let provider_of = |labels: &str| {
+        labels
+            .strip_prefix("provider=\"")
+            .and_then(|rest| rest.strip_suffix('"'))
+            .map(str::to_string)
+    };
+    let blank = |provider: String| ProviderHealth {
+        provider,
+        lookups: 0,
+        errors: 0,
+        mean_ms: 0.0,
+    };
+    let histograms = REGISTRY.histograms.read().unwrap_or_else(|e| e.into_inner());
+    let counters = REGISTRY.counters.read().unwrap_or_else(|e| e.into_inner());
+    let mut found: BTreeMap<String, ProviderHealth> = BTreeMap::new();
+    for ((name, labels), h) in histograms.iter() {
+        if *name == "portcullis_reputation_provider_seconds"
+            && let Some(provider) = provider_of(labels)
+        {
+            let total = h.total.load(Ordering::Relaxed);
+            let slot = found.entry(provider.clone()).or_insert_with(|| blank(provider));
+            slot.lookups = total;
+            if total > 0 {
+                slot.mean_ms = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e6 / total as f64;
+            }
+        }
+    }
+    for ((name, labels), value) in counters.iter() {
+        if *name == "portcullis_reputation_provider_errors_total"
+            && let Some(provider) = provider_of(labels)
+        {
+            found.entry(provider.clone()).or_insert_with(|| blank(provider)).errors = value.load(Ordering::Relaxed);
+        }
+    }
+    found.into_values().collect()
+}
+
 /// The whole registry in the Prometheus text format.
 pub fn render() -> String {
     let mut out = String::new();

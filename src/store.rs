@@ -108,6 +108,14 @@ CREATE TABLE IF NOT EXISTS delivery_attempts (
     reply TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS delivery_attempts_message ON delivery_attempts (message_ref);
+-- Messages per hour by verdict and category as they were decided, for the dashboards.
+CREATE TABLE IF NOT EXISTS message_hours (
+    hour INTEGER NOT NULL,
+    verdict TEXT NOT NULL,
+    category TEXT NOT NULL,
+    messages INTEGER NOT NULL,
+    PRIMARY KEY (hour, verdict, category)
+) WITHOUT ROWID;
 ";
 
 /// Columns added after the first release, for stores created before them: `queue.copy_for` is
@@ -257,6 +265,85 @@ pub struct StoredMessage {
     pub plan: String,
 }
 
+/// Writes one index entry: the message, its recipients for the trace, its hour's count, and
+/// (delivered and authenticated) its sender as known to its recipients.
+fn insert_index(transaction: &rusqlite::Transaction<'_>, entry: &IndexEntry) -> Result<(), StoreError> {
+    let replaced = transaction
+        .prepare_cached("SELECT 1 FROM messages WHERE message_ref = ?1")?
+        .exists([&entry.message_ref])?;
+    transaction
+        .prepare_cached(
+            "INSERT OR REPLACE INTO messages (message_ref, received_at, message_id, sender, client_ip, helo,
+                 subject, recipients, urls, symbols, verdict, category, rule, details, from_address, size)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        )?
+        .execute(params![
+            entry.message_ref,
+            entry.received_at,
+            entry.message_id,
+            entry.sender,
+            entry.client_ip,
+            entry.helo,
+            entry.subject,
+            serde_json::to_string(&entry.recipients)?,
+            serde_json::to_string(&entry.urls)?,
+            if entry.weighed.is_empty() {
+                serde_json::to_string(&entry.symbols)?
+            } else {
+                serde_json::to_string(&entry.weighed)?
+            },
+            entry.verdict,
+            entry.category,
+            entry.rule,
+            entry.details,
+            entry.from_address,
+            entry.size,
+        ])?;
+    // A delivered message makes its sender known to its recipients; a held or refused one
+    // does not (an attacker must not become familiar by being caught).
+    if entry.verdict == "deliver"
+        && entry.from_authenticated
+        && let Some(from) = &entry.from_address
+    {
+        let mut remember = transaction.prepare_cached(
+            "INSERT INTO correspondents (sender, recipient, first_seen, last_seen, messages)
+                 VALUES (?1, ?2, ?3, ?3, 1)
+                 ON CONFLICT (sender, recipient) DO UPDATE SET last_seen = ?3, messages = messages + 1",
+        )?;
+        for recipient in &entry.recipients {
+            remember.execute(params![
+                from.to_ascii_lowercase(),
+                recipient.address.to_ascii_lowercase(),
+                entry.received_at
+            ])?;
+        }
+    }
+    let mut trace = transaction.prepare_cached(
+        "INSERT OR IGNORE INTO message_recipients (address, received_at, message_ref) VALUES (?1, ?2, ?3)",
+    )?;
+    for recipient in &entry.recipients {
+        trace.execute(params![
+            recipient.address.to_lowercase(),
+            entry.received_at,
+            entry.message_ref
+        ])?;
+    }
+    // Filed again (a spool replayed after a crash): counted once.
+    if !replaced {
+        transaction
+            .prepare_cached(
+                "INSERT INTO message_hours (hour, verdict, category, messages) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (hour, verdict, category) DO UPDATE SET messages = messages + 1",
+            )?
+            .execute(params![
+                entry.received_at.div_euclid(3600),
+                entry.verdict,
+                entry.category.as_deref().unwrap_or("")
+            ])?;
+    }
+    Ok(())
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -302,6 +389,15 @@ impl Store {
                  FROM messages m, json_each(m.recipients) r",
             )?;
         }
+        let counted = connection.prepare("SELECT 1 FROM message_hours LIMIT 1")?.exists([])?;
+        if !counted {
+            connection.execute_batch(
+                "INSERT INTO message_hours (hour, verdict, category, messages)
+                 SELECT received_at / 3600, CASE verdict WHEN 'released' THEN 'quarantine' ELSE verdict END,
+                        COALESCE(category, ''), count(*)
+                 FROM messages GROUP BY 1, 2, 3",
+            )?;
+        }
         let reader = Connection::open_with_flags(
             data_dir.join("gateway.db"),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -340,64 +436,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
-        transaction
-            .prepare_cached(
-                "INSERT OR REPLACE INTO messages (message_ref, received_at, message_id, sender, client_ip, helo,
-                 subject, recipients, urls, symbols, verdict, category, rule, details, from_address, size)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
-            )?
-            .execute(params![
-                entry.message_ref,
-                entry.received_at,
-                entry.message_id,
-                entry.sender,
-                entry.client_ip,
-                entry.helo,
-                entry.subject,
-                serde_json::to_string(&entry.recipients)?,
-                serde_json::to_string(&entry.urls)?,
-                if entry.weighed.is_empty() {
-                    serde_json::to_string(&entry.symbols)?
-                } else {
-                    serde_json::to_string(&entry.weighed)?
-                },
-                entry.verdict,
-                entry.category,
-                entry.rule,
-                entry.details,
-                entry.from_address,
-                entry.size,
-            ])?;
-        // A delivered message makes its sender known to its recipients; a held or refused one
-        // does not (an attacker must not become familiar by being caught).
-        if entry.verdict == "deliver"
-            && entry.from_authenticated
-            && let Some(from) = &entry.from_address
-        {
-            let mut remember = transaction.prepare_cached(
-                "INSERT INTO correspondents (sender, recipient, first_seen, last_seen, messages)
-                 VALUES (?1, ?2, ?3, ?3, 1)
-                 ON CONFLICT (sender, recipient) DO UPDATE SET last_seen = ?3, messages = messages + 1",
-            )?;
-            for recipient in &entry.recipients {
-                remember.execute(params![
-                    from.to_ascii_lowercase(),
-                    recipient.address.to_ascii_lowercase(),
-                    entry.received_at
-                ])?;
-            }
-        }
-        let mut trace = transaction.prepare_cached(
-            "INSERT OR IGNORE INTO message_recipients (address, received_at, message_ref) VALUES (?1, ?2, ?3)",
-        )?;
-        for recipient in &entry.recipients {
-            trace.execute(params![
-                recipient.address.to_lowercase(),
-                entry.received_at,
-                entry.message_ref
-            ])?;
-        }
-        drop(trace);
+        insert_index(&transaction, entry)?;
         if let Some((message, plan)) = stored {
             transaction
                 .prepare_cached(

@@ -581,6 +581,30 @@ impl Api {
         Ok(respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()))
     }
 
+    /// The dashboard over a period (default: the last 7 days; at most 90).
+    pub(super) async fn summary(&self, query: &str) -> Result<Response<Body>, Failure> {
+        let params = Params::parse(query, &["since", "until", "top"])?;
+        let now_ms = crate::store::now() * 1000;
+        let until_ms = params.time_ms("until")?.unwrap_or(now_ms);
+        let since_ms = params.time_ms("since")?.unwrap_or(until_ms - 7 * 86_400_000);
+        if since_ms >= until_ms || until_ms - since_ms > 90 * 86_400_000 {
+            return Err(bad("since", "since must be before until, at most 90 days apart"));
+        }
+        let top = match params.text("top") {
+            None => 10,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=crate::reports::MAX_TOP).contains(n))
+                .ok_or_else(|| bad("top", format!("1 to {}", crate::reports::MAX_TOP)))?,
+        };
+        let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
+        let summary = blocking(move || crate::reports::summary(&store, &data_dir, since_ms, until_ms, top))
+            .await?
+            .map_err(store_unavailable)?;
+        json_response(StatusCode::OK, &summary)
+    }
+
     pub(super) async fn audit(&self, query: &str) -> Result<Response<Body>, Failure> {
         let params = Params::parse(query, &["since", "until", "actor", "action", "limit", "cursor"])?;
         let limit = params.limit()?;

@@ -143,7 +143,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["messages", _]
         | ["quarantine"]
         | ["quarantine", _, "message"]
-        | ["audit"] => "GET, HEAD",
+        | ["audit"]
+        | ["reports", "summary"] => "GET, HEAD",
         ["scan"] | ["rewrite"] | ["quarantine", _, "release"] => "POST",
         ["session"] => "GET, HEAD, POST, DELETE",
         ["quarantine", _] => "GET, HEAD, DELETE",
@@ -270,6 +271,10 @@ impl Api {
             (_, ["audit"]) => {
                 principal.require(Role::Operator)?;
                 self.audit(&query).await
+            }
+            (_, ["reports", "summary"]) => {
+                principal.require(Role::Viewer)?;
+                self.summary(&query).await
             }
             _ => Err(not_found(&path)),
         }
@@ -597,6 +602,7 @@ mod tests {
             &["quarantine", "{id}", "release"],
             &["quarantine", "{id}", "message"],
             &["audit"],
+            &["reports", "summary"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

@@ -544,7 +544,11 @@ mod tests {
         let offset = window("interval=2026-11-29T13:00:00+09:00/2026-11-29T14:00:00+09:00", now).unwrap();
         assert_eq!((offset.start_ms, offset.end_ms), (now - 3_600_000, now));
         // sinceSeconds ends at the minute, and the threat filters take lists.
-        let w = window("sinceSeconds=120&threatType=url,messageText&threatStatus=active", now + 42_000).unwrap();
+        let w = window(
+            "sinceSeconds=120&threatType=url,messageText&threatStatus=active",
+            now + 42_000,
+        )
+        .unwrap();
         assert_eq!((w.start_ms, w.end_ms), (now - 120_000, now));
         assert_eq!(w.threat_types, ["url", "message"]);
         assert_eq!(w.threat_statuses, ["active"]);

@@ -3,6 +3,7 @@
 //! append-only spool that takes clicks while the store is down and is replayed into it once the
 //! store answers again. A click is acknowledged only once it is durable.
 
+mod rollup;
 mod spool;
 mod store;
 
@@ -14,7 +15,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
-pub use store::{ClickQuery, read_clicks, reversed_host};
+pub use rollup::{ClickFigures, HourCount, TOP_PER_DAY, TopEntry};
+pub use store::{ClickQuery, click_figures, read_clicks, reversed_host};
 
 /// What the click service did with a click.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -203,6 +203,7 @@ pub(super) fn finish(path: &Path, connection: Option<Connection>) -> rusqlite::R
         fill_host_column(&connection)?;
     }
     connection.execute_batch(FINISHED_SCHEMA)?;
+    super::rollup::build(&connection)?;
     connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
     connection.close().map_err(|(_, error)| error)
 }
@@ -211,6 +212,24 @@ fn has_host_column(connection: &Connection) -> rusqlite::Result<bool> {
     connection
         .prepare("SELECT 1 FROM pragma_table_info('clicks') WHERE name = 'host_rev'")?
         .exists([])
+}
+
+/// For a store from before clicks kept their host, not finished since (the single store of
+/// earlier versions): a temporary view that shadows `clicks` in this connection and works the
+/// host out from the URL as rows are read. Nothing is written.
+fn host_column_view(connection: &Connection) -> rusqlite::Result<()> {
+    if has_host_column(connection)? {
+        return Ok(());
+    }
+    connection.create_scalar_function(
+        "reversed_host",
+        1,
+        rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC | rusqlite::functions::FunctionFlags::SQLITE_UTF8,
+        |context| Ok(reversed_host(&context.get::<String>(0)?)),
+    )?;
+    connection.execute_batch(
+        "CREATE TEMP VIEW IF NOT EXISTS clicks AS SELECT *, reversed_host(url) AS host_rev FROM main.clicks",
+    )
 }
 
 fn fill_host_column(connection: &Connection) -> rusqlite::Result<()> {
@@ -247,8 +266,8 @@ fn has_every_index(path: &Path) -> bool {
     Connection::open_with_flags(path, flags)
         .and_then(|connection| {
             connection
-                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'clicks_host'")?
-                .exists([])
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+                .exists([super::rollup::FINISHED_MARK])
         })
         .unwrap_or(false)
 }
@@ -321,50 +340,66 @@ impl ClickQuery {
     }
 }
 
-/// Reads clicks, newest first, straight from the slices (works whether or not the server runs),
-/// then from `clicks.db`, the single store of earlier versions, if there is one.
-pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent>, ClickLogError> {
-    let mut paths: Vec<(PathBuf, u64)> = slices(&slices_dir(data_dir))
-        .into_iter()
-        .map(|path| {
-            let started = slice_start_ms(&path);
-            (path, started)
-        })
-        .collect();
+/// Every store of clicks: the slices, then `clicks.db`, the single store of earlier versions, if
+/// there is one.
+fn sources(data_dir: &Path) -> Vec<PathBuf> {
+    let mut paths = slices(&slices_dir(data_dir));
     let legacy = data_dir.join("clicks.db");
     if legacy.is_file() {
-        paths.push((legacy, 0));
+        paths.push(legacy);
     }
+    paths
+}
+
+fn open_reader(path: &Path) -> Result<Connection, ClickLogError> {
+    let err = |source| ClickLogError::Store {
+        path: path.into(),
+        source,
+    };
+    let connection = Connection::open(path).map_err(err)?;
+    connection.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+    Ok(connection)
+}
+
+/// Reads clicks, newest first, straight from the slices (works whether or not the server runs).
+/// A finished slice knows its span of ids: slices outside the query's time range are not read,
+/// and once `limit` clicks newer than every slice left are in hand, the rest are not either.
+pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent>, ClickLogError> {
     if query.recipient_refs.as_ref().is_some_and(Vec::is_empty) {
         return Ok(Vec::new());
     }
-    let limit = if query.limit == 0 { usize::MAX } else { query.limit };
-    let mut clicks: Vec<ClickEvent> = Vec::new();
-    let mut newer_slice_start: Option<u64> = None;
-    for (path, started_ms) in paths {
-        // Every click of this slice began before the next slice started: a slice that ended
-        // before the range began, and every older one, holds nothing in it.
-        if let (Some(since), Some(ended)) = (query.since_ms, newer_slice_start)
-            && (ended as i64) < since
-        {
-            break;
-        }
-        newer_slice_start = Some(started_ms);
-        // Clicks are committed after their request began, so a slice started after the range
-        // ends can still hold clicks from it (a few milliseconds); only skip well past it.
-        if let Some(until) = query.until_ms
-            && started_ms as i64 > until.saturating_add(SLICE_START_SLACK_MS)
+    let (lower, upper) = query.id_bounds();
+    let mut candidates: Vec<(PathBuf, Connection, Option<String>)> = Vec::new();
+    for path in sources(data_dir) {
+        let connection = open_reader(&path)?;
+        let span = super::rollup::span(&connection);
+        if let Some((first, last)) = &span
+            && (lower.as_ref().is_some_and(|lower| last < lower) || upper.as_ref().is_some_and(|upper| first >= upper))
         {
             continue;
         }
-        clicks.extend(read_slice(&path, query, limit)?);
-        // A click's id carries the millisecond its request began, and it is committed after
-        // that, so every click in an older slice began before this slice was started. Once
-        // `limit` clicks began after that, no older slice can hold a newer one.
-        let newer = clicks.iter().filter(|click| id_ms(&click.id) > started_ms).count();
-        if newer >= limit {
-            break;
+        candidates.push((path, connection, span.map(|(_, last)| last)));
+    }
+    // Slices without a span (being written, not finished) first, then by newest click.
+    candidates.sort_by(|a, b| match (&a.2, &b.2) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(a), Some(b)) => b.cmp(a),
+    });
+    let limit = if query.limit == 0 { usize::MAX } else { query.limit };
+    let mut clicks: Vec<ClickEvent> = Vec::new();
+    for (path, connection, last) in candidates {
+        if let Some(last) = last
+            && clicks.len() >= limit
+        {
+            clicks.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+            clicks.truncate(limit);
+            if clicks.last().is_some_and(|oldest| oldest.id > last) {
+                break;
+            }
         }
+        clicks.extend(read_slice(&path, &connection, query, limit)?);
     }
     clicks.sort_unstable_by(|a, b| b.id.cmp(&a.id));
     // A spool replayed twice (a crash between the replay and the spool's truncation) can put a
@@ -374,32 +409,62 @@ pub fn read_clicks(data_dir: &Path, query: &ClickQuery) -> Result<Vec<ClickEvent
     Ok(clicks)
 }
 
-/// How long after its request began a click may still be committed (the click service's own
-/// deadlines are far below this).
-const SLICE_START_SLACK_MS: i64 = 120_000;
-
-/// The millisecond a slice was started, from its name.
-fn slice_start_ms(path: &Path) -> u64 {
-    path.file_stem()
-        .and_then(|stem| stem.to_str())
-        .and_then(|stem| stem.parse().ok())
-        .unwrap_or(0)
+/// Clicks per hour and the top lists over `[since_ms, until_ms)` (to the hour), across every
+/// slice: from finished slices' rollups, from the rows of the others.
+pub fn click_figures(
+    data_dir: &Path,
+    since_ms: i64,
+    until_ms: i64,
+    top_n: usize,
+) -> Result<super::rollup::ClickFigures, ClickLogError> {
+    let (from_hour, to_hour) = (
+        since_ms.div_euclid(3_600_000),
+        (until_ms + 3_599_999).div_euclid(3_600_000),
+    );
+    let (lower, upper) = (format!("{:012x}", since_ms.max(0)), format!("{:012x}", until_ms.max(0)));
+    let mut hours = std::collections::HashMap::new();
+    let mut tops = std::collections::HashMap::new();
+    for path in sources(data_dir) {
+        let connection = open_reader(&path)?;
+        if let Some((first, last)) = super::rollup::span(&connection)
+            && (last < lower || first >= upper)
+        {
+            continue;
+        }
+        let has_table = connection
+            .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clicks'")
+            .and_then(|mut statement| statement.exists([]))
+            .map_err(|source| ClickLogError::Store {
+                path: path.clone(),
+                source,
+            })?;
+        if !has_table {
+            continue;
+        }
+        host_column_view(&connection).map_err(|source| ClickLogError::Store {
+            path: path.clone(),
+            source,
+        })?;
+        super::rollup::add_slice(&connection, from_hour, to_hour, &mut hours, &mut tops).map_err(|source| {
+            ClickLogError::Store {
+                path: path.clone(),
+                source,
+            }
+        })?;
+    }
+    Ok(super::rollup::figures(hours, tops, top_n))
 }
 
-/// The millisecond a click's request began: the first 48 bits of its id ([`ClickEvent::new_id`]).
-fn id_ms(id: &str) -> u64 {
-    id.get(..12)
-        .and_then(|ms| u64::from_str_radix(ms, 16).ok())
-        .unwrap_or(0)
-}
-
-fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<ClickEvent>, ClickLogError> {
+fn read_slice(
+    path: &Path,
+    connection: &Connection,
+    query: &ClickQuery,
+    limit: usize,
+) -> Result<Vec<ClickEvent>, ClickLogError> {
     let err = |source| ClickLogError::Store {
         path: path.into(),
         source,
     };
-    let connection = Connection::open(path).map_err(err)?;
-    connection.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     // A slice the writer has only just created may not have its table yet: nothing in it.
     let has_table = connection
         .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'clicks'")
@@ -408,6 +473,7 @@ fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<Click
     if !has_table {
         return Ok(Vec::new());
     }
+    host_column_view(connection).map_err(err)?;
     let mut conditions: Vec<String> = Vec::new();
     let mut values: Vec<rusqlite::types::Value> = Vec::new();
     let mut param = |value: String| {
@@ -438,22 +504,7 @@ fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<Click
         conditions.push(format!("({})", alternatives.join(" OR ")));
     }
     if let Some(host) = query.host_rev() {
-        // Slices from before the column was kept and not finished since: the host is worked
-        // out from the URL as the rows are read.
-        let column = if has_host_column(&connection).map_err(err)? {
-            "host_rev"
-        } else {
-            connection
-                .create_scalar_function(
-                    "reversed_host",
-                    1,
-                    rusqlite::functions::FunctionFlags::SQLITE_DETERMINISTIC
-                        | rusqlite::functions::FunctionFlags::SQLITE_UTF8,
-                    |context| Ok(reversed_host(&context.get::<String>(0)?)),
-                )
-                .map_err(err)?;
-            "reversed_host(url)"
-        };
+        let column = "host_rev";
         let exact = format!("{column} = {}", param(host.clone()));
         if query.domain.is_some() {
             // Subdomains: every reversed host that continues the domain's with a dot, which is
@@ -503,4 +554,120 @@ fn read_slice(path: &Path, query: &ClickQuery, limit: usize) -> Result<Vec<Click
         })
         .map_err(err)?;
     rows.collect::<Result<Vec<_>, _>>().map_err(err)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn click(ms: i64, n: u32, url: &str, action: Action, verdict: &str, recipient: &str) -> ClickEvent {
+        ClickEvent {
+            id: format!("{ms:012x}{n:020x}"),
+            at_ms: ms,
+            message_ref: "m1".into(),
+            recipient_ref: recipient.into(),
+            url: url.into(),
+            verdict: verdict.into(),
+            category: String::new(),
+            action,
+            client_ip: "192.0.2.1".into(),
+            user_agent: "test".into(),
+            cache_hit: n.is_multiple_of(2),
+            latency_us: 10,
+            key_id: "k".into(),
+        }
+    }
+
+    /// Three days of clicks in two slices: the finished one answers from its rollups and span,
+    /// the one still being written from its rows, and both agree with counting by hand.
+    #[test]
+    fn finished_and_live_slices_give_the_same_figures_and_searches_skip_by_span() {
+        let data = tempfile::tempdir().unwrap();
+        let dir = slices_dir(data.path());
+        let slicing = Slicing {
+            wal_bytes: u64::MAX,
+            age: Duration::from_secs(3600),
+        };
+        let day = 86_400_000i64;
+        let start = 1_795_000_000_000i64 - 1_795_000_000_000 % day;
+        let mut all = Vec::new();
+        for (i, offset) in [0, 3_600_000, 3_600_001, day + 5, day + 7_200_000, 2 * day + 1]
+            .iter()
+            .enumerate()
+        {
+            let (url, action, verdict, recipient) = match i % 3 {
+                0 => ("https://www.evil.example/a", Action::Blocked, "malicious", "aa"),
+                1 => ("https://docs.example.org/x", Action::Permitted, "clean", "bb"),
+                _ => ("https://www.evil.example/a", Action::ClickedThrough, "suspicious", "aa"),
+            };
+            all.push(click(start + offset, i as u32, url, action, verdict, recipient));
+        }
+        let (older, newer) = all.split_at(4);
+        let mut first = Store::open_new(&dir, Durability::Normal, slicing).unwrap();
+        first.insert(&older.iter().collect::<Vec<_>>()).unwrap();
+        let (path, connection) = first.into_parts();
+        finish(&path, Some(connection)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+        let mut second = Store::open_new(&dir, Durability::Normal, slicing).unwrap();
+        second.insert(&newer.iter().collect::<Vec<_>>()).unwrap();
+
+        let figures = click_figures(data.path(), start, start + 3 * day, 10).unwrap();
+        let total: i64 = figures.hours.iter().map(|h| h.clicks).sum();
+        assert_eq!(total, 6);
+        let hour1: i64 = figures
+            .hours
+            .iter()
+            .filter(|h| h.hour == (start + 3_600_000) / 3_600_000)
+            .map(|h| h.clicks)
+            .sum();
+        assert_eq!(hour1, 2);
+        let hosts = &figures.tops["host"];
+        assert_eq!(
+            (hosts[0].key.as_str(), hosts[0].clicks, hosts[0].blocked),
+            ("example.evil.www", 4, 2)
+        );
+        let risky = &figures.tops["at_risk"];
+        assert_eq!((risky[0].key.as_str(), risky[0].clicks), ("aa", 2));
+        // Day two only: one slice's rollup and the other's rows.
+        let day_two = click_figures(data.path(), start + day, start + 2 * day, 10).unwrap();
+        assert_eq!(day_two.hours.iter().map(|h| h.clicks).sum::<i64>(), 2);
+
+        // Searches by time read only the slices whose span meets the range.
+        let query = |since: i64, until: i64| ClickQuery {
+            since_ms: Some(since),
+            until_ms: Some(until),
+            ..ClickQuery::default()
+        };
+        assert_eq!(
+            read_clicks(data.path(), &query(start, start + 3 * day)).unwrap().len(),
+            6
+        );
+        assert_eq!(
+            read_clicks(data.path(), &query(start + 2 * day, start + 3 * day))
+                .unwrap()
+                .len(),
+            1
+        );
+        let by_domain = read_clicks(
+            data.path(),
+            &ClickQuery {
+                domain: Some("evil.example".into()),
+                ..ClickQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(by_domain.len(), 4);
+        let newest_two = read_clicks(
+            data.path(),
+            &ClickQuery {
+                limit: 2,
+                ..ClickQuery::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            newest_two.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            [all[5].id.clone(), all[4].id.clone()]
+        );
+    }
 }

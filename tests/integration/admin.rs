@@ -181,6 +181,37 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     let (status, error) = api.get("/api/v1/clicks?since=yesterday", &viewer).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("bad_parameter")));
 
+    // The dashboard from the same data.
+    let (status, summary) = api.get("/api/v1/reports/summary", &viewer).await;
+    assert_eq!(status, 200, "{summary}");
+    let totals = &summary["totals"];
+    assert_eq!(
+        (totals["clicks"].as_i64(), totals["blocked"].as_i64()),
+        (Some(2), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(
+        (totals["messages"].as_i64(), totals["quarantined"].as_i64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(summary["quarantined_by_category"]["malware"], 1);
+    assert!(
+        summary["top_domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["key"] == "login.evil.example")
+    );
+    assert_eq!(summary["top_clickers"][0]["key"], "bob@example.com", "{summary}");
+    assert_eq!(summary["top_clickers"][0]["clicks"], 2);
+    let hourly: i64 = summary["clicks_by_hour"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["permitted"].as_i64().unwrap() + h["blocked"].as_i64().unwrap())
+        .sum();
+    assert_eq!(hourly, 2);
+
     // Message trace: by recipient, Message-ID and subject; the detail has weights and attempts.
     let (_, traced) = api.get("/api/v1/messages?recipient=bob@example.com", &viewer).await;
     let traced = traced["messages"].as_array().unwrap().clone();
