@@ -96,6 +96,23 @@ impl Store {
         Ok(list)
     }
 
+    /// The holds of one message (one per hold made; usually none or one).
+    pub fn holds_of(&self, message_ref: &str) -> Result<Vec<Held>, StoreError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare_cached(&format!(
+            "SELECT {} FROM quarantine q WHERE q.message_ref = ?1 ORDER BY q.id",
+            columns()
+        ))?;
+        let rows = statement.query_map(params![message_ref], held)?;
+        let mut list = Vec::new();
+        for row in rows {
+            let (mut entry, recipients) = row?;
+            entry.recipients = serde_json::from_str(&recipients)?;
+            list.push(entry);
+        }
+        Ok(list)
+    }
+
     /// One held message and what it holds.
     pub fn held_message(&self, id: i64) -> Result<(Held, HeldCopy), StoreError> {
         let (entry, literal) = {

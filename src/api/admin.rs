@@ -356,12 +356,13 @@ impl Api {
             since_ms: params.time_ms("since")?,
             until_ms: params.time_ms("until")?,
             before_id: cursor,
+            threats_only: false,
         };
         let data_dir = self.settings.data_dir.clone();
         let store = self.store.clone();
         let (clicks, recipients) = blocking(move || {
             let clicks = read_clicks(&data_dir, &click_query)?;
-            let recipients = recipients_of(&store, &clicks);
+            let recipients = messages_of(&store, &clicks);
             Ok::<_, crate::clicklog::ClickLogError>((clicks, recipients))
         })
         .await?
@@ -441,11 +442,7 @@ impl Api {
                 return Err(StoreError::NotFound(format!("message {wanted}")));
             };
             let attempts = store.delivery_attempts(&wanted)?;
-            let holds: Vec<Held> = store
-                .held(None, None, 0)?
-                .into_iter()
-                .filter(|held| held.message_ref == wanted)
-                .collect();
+            let holds: Vec<Held> = store.holds_of(&wanted)?;
             let clicks = read_clicks(
                 &data_dir,
                 &ClickQuery {
@@ -455,7 +452,7 @@ impl Api {
                 },
             )
             .unwrap_or_default();
-            let recipients = recipients_of(&store, &clicks);
+            let recipients = messages_of(&store, &clicks);
             Ok((entry, attempts, holds, clicks, recipients))
         })
         .await?
@@ -651,37 +648,36 @@ impl Api {
     }
 }
 
-/// For each clicked message, its recipients by pseudonym, from the message index.
-pub(super) fn recipients_of(store: &crate::store::Store, clicks: &[ClickEvent]) -> HashMap<(String, String), String> {
+/// The index entries of the messages clicks were on, each looked up once.
+pub(super) fn messages_of(store: &crate::store::Store, clicks: &[ClickEvent]) -> HashMap<String, IndexEntry> {
     let mut found = HashMap::new();
     let mut seen = std::collections::HashSet::new();
     for click in clicks {
-        if click.message_ref.is_empty() || !seen.insert(click.message_ref.clone()) {
+        if click.message_ref.is_empty() || !seen.insert(click.message_ref.as_str()) {
             continue;
         }
-        let Ok(entries) = store.index(1, Some(&click.message_ref)) else {
-            continue;
-        };
-        for entry in entries {
-            for recipient in entry.recipients {
-                found.insert(
-                    (entry.message_ref.clone(), recipient.reference.clone()),
-                    recipient.address.clone(),
-                );
-            }
+        if let Ok(Some(entry)) = store.index(1, Some(&click.message_ref)).map(|e| e.into_iter().next()) {
+            found.insert(click.message_ref.clone(), entry);
         }
     }
     found
 }
 
-fn click_view(click: ClickEvent, recipients: &HashMap<(String, String), String>) -> ClickView {
-    let recipient = (!click.recipient_ref.is_empty())
-        .then(|| {
-            recipients
-                .get(&(click.message_ref.clone(), click.recipient_ref.clone()))
-                .cloned()
-        })
-        .flatten();
+/// The address a click's link named, when the message index knows it.
+pub(super) fn recipient_of(click: &ClickEvent, messages: &HashMap<String, IndexEntry>) -> Option<String> {
+    if click.recipient_ref.is_empty() {
+        return None;
+    }
+    messages
+        .get(&click.message_ref)?
+        .recipients
+        .iter()
+        .find(|recipient| recipient.reference == click.recipient_ref)
+        .map(|recipient| recipient.address.clone())
+}
+
+fn click_view(click: ClickEvent, messages: &HashMap<String, IndexEntry>) -> ClickView {
+    let recipient = recipient_of(&click, messages);
     ClickView {
         time: rfc3339_millis(click.at_ms),
         action: click.action.as_str(),

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 
-use super::admin::recipients_of;
+use super::admin::{messages_of, recipient_of};
 use super::{Api, Failure, blocking, failure, json_response, respond, store_unavailable};
 use crate::clicklog::{Action, ClickEvent, ClickQuery, read_clicks};
 use crate::pipeline::symbols::Scores;
@@ -219,13 +219,14 @@ impl Api {
         let window = window(request.uri().query().unwrap_or(""), now_ms())?;
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let (start_ms, end_ms) = (window.start_ms, window.end_ms);
-        let (clicks, recipients, messages) = blocking(move || -> Result<_, String> {
+        let (clicks, indexed, messages) = blocking(move || -> Result<_, String> {
             let clicks = if feed.clicks_blocked() || feed.clicks_permitted() {
                 read_clicks(
                     &data_dir,
                     &ClickQuery {
                         since_ms: Some(start_ms),
                         until_ms: Some(end_ms),
+                        threats_only: true,
                         ..ClickQuery::default()
                     },
                 )
@@ -233,7 +234,7 @@ impl Api {
             } else {
                 Vec::new()
             };
-            let recipients = recipients_of(&store, &clicks);
+            let indexed = messages_of(&store, &clicks);
             let messages = if feed.messages_blocked() || feed.messages_delivered() {
                 store
                     .trace(&MessageQuery {
@@ -246,28 +247,10 @@ impl Api {
             } else {
                 Vec::new()
             };
-            Ok((clicks, recipients, messages))
+            Ok((clicks, indexed, messages))
         })
         .await?
         .map_err(store_unavailable)?;
-
-        let mut senders = std::collections::HashMap::new();
-        let store = self.store.clone();
-        let refs: Vec<String> = clicks.iter().map(|c| c.message_ref.clone()).collect();
-        let indexed = blocking(move || {
-            let mut found = std::collections::HashMap::new();
-            for message_ref in refs {
-                if found.contains_key(&message_ref) || message_ref.is_empty() {
-                    continue;
-                }
-                if let Ok(Some(entry)) = store.index(1, Some(&message_ref)).map(|e| e.into_iter().next()) {
-                    found.insert(message_ref, entry);
-                }
-            }
-            found
-        })
-        .await?;
-        senders.extend(indexed);
 
         let mut clicks_blocked = Vec::new();
         let mut clicks_permitted = Vec::new();
@@ -281,10 +264,7 @@ impl Api {
             if !window.threat_statuses.iter().any(|s| s == "active") {
                 continue;
             }
-            let recipient = recipients
-                .get(&(click.message_ref.clone(), click.recipient_ref.clone()))
-                .cloned();
-            let event = click_event(click, recipient, senders.get(&click.message_ref));
+            let event = click_event(click, recipient_of(click, &indexed), indexed.get(&click.message_ref));
             if blocked && feed.clicks_blocked() {
                 clicks_blocked.push(event);
             } else if !blocked && feed.clicks_permitted() {

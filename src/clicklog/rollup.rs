@@ -8,10 +8,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-/// How many of each top list a slice keeps per day. A key outside every slice's top 1000 of
+/// How many of each top list a slice keeps per day. A key outside every slice's top 200 of
 /// its day cannot be in the overall top 10 unless clicks are spread over more slices than
 /// that; the dashboards show top 10 to 100.
-pub const TOP_PER_DAY: i64 = 1000;
+pub const TOP_PER_DAY: i64 = 200;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS slice_span (first_id TEXT NOT NULL, last_id TEXT NOT NULL);

@@ -312,6 +312,9 @@ pub struct ClickQuery {
     pub until_ms: Option<i64>,
     /// The cursor: only clicks older than this click id.
     pub before_id: Option<String>,
+    /// Only clicks that are threat events: blocked or warned, clicked through a warning, or let
+    /// through to a link judged malicious or suspicious.
+    pub threats_only: bool,
 }
 
 impl ClickQuery {
@@ -495,6 +498,13 @@ fn read_slice(
         if let Some(value) = value {
             conditions.push(format!("{column} = {}", param(value.clone())));
         }
+    }
+    if query.threats_only {
+        conditions.push(
+            "(action IN ('blocked', 'warned', 'clicked-through') \
+             OR (action = 'permitted' AND verdict IN ('malicious', 'suspicious')))"
+                .to_string(),
+        );
     }
     if let Some(refs) = &query.recipient_refs {
         let alternatives: Vec<String> = refs
