@@ -29,14 +29,14 @@ const MAX_PAGE: usize = 1000;
 const PREVIEW_CHARS: usize = 4000;
 
 /// The query string, checked: each name at most once and known to the call.
-struct Params(HashMap<String, String>);
+pub(super) struct Params(HashMap<String, String>);
 
 fn bad(name: &str, why: impl std::fmt::Display) -> Failure {
     failure(StatusCode::BAD_REQUEST, "bad_parameter", format!("{name}: {why}"))
 }
 
 impl Params {
-    fn parse(query: &str, known: &[&str]) -> Result<Params, Failure> {
+    pub(super) fn parse(query: &str, known: &[&str]) -> Result<Params, Failure> {
         let mut values = HashMap::new();
         for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
             if !known.contains(&name.as_ref()) {
@@ -52,12 +52,12 @@ impl Params {
         Ok(Params(values))
     }
 
-    fn text(&self, name: &str) -> Option<String> {
+    pub(super) fn text(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|value| !value.is_empty()).cloned()
     }
 
     /// A time as Unix milliseconds (RFC 3339 or Unix seconds).
-    fn time_ms(&self, name: &str) -> Result<Option<i64>, Failure> {
+    pub(super) fn time_ms(&self, name: &str) -> Result<Option<i64>, Failure> {
         self.text(name)
             .map(|text| parse_rfc3339_millis(&text).ok_or_else(|| bad(name, "expected RFC 3339 or Unix seconds")))
             .transpose()

@@ -6,6 +6,7 @@
 //! JSON error shape with its stable codes.
 
 mod admin;
+mod defender;
 mod hooks;
 mod siem;
 
@@ -144,7 +145,8 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["quarantine"]
         | ["quarantine", _, "message"]
         | ["audit"]
-        | ["reports", "summary"] => "GET, HEAD",
+        | ["reports", "summary"]
+        | ["export", "url-click-events"] => "GET, HEAD",
         ["scan"] | ["rewrite"] | ["quarantine", _, "release"] => "POST",
         ["session"] => "GET, HEAD, POST, DELETE",
         ["quarantine", _] => "GET, HEAD, DELETE",
@@ -275,6 +277,10 @@ impl Api {
             (_, ["reports", "summary"]) => {
                 principal.require(Role::Viewer)?;
                 self.summary(&query).await
+            }
+            (_, ["export", "url-click-events"]) => {
+                principal.require(Role::Viewer)?;
+                self.url_click_events(&query).await
             }
             _ => Err(not_found(&path)),
         }
@@ -603,6 +609,7 @@ mod tests {
             &["quarantine", "{id}", "message"],
             &["audit"],
             &["reports", "summary"],
+            &["export", "url-click-events"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

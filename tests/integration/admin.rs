@@ -181,6 +181,28 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     let (status, error) = api.get("/api/v1/clicks?since=yesterday", &viewer).await;
     assert_eq!((status, error["error"]["code"].as_str()), (400, Some("bad_parameter")));
 
+    // The same clicks as Defender's UrlClickEvents rows, one JSON object per line.
+    let lines = api
+        .client
+        .get(format!("{}/api/v1/export/url-click-events", api.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rows: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 2, "{lines}");
+    let blocked_row = rows
+        .iter()
+        .find(|r| r["ActionType"] == "ClickBlocked")
+        .expect("a blocked row");
+    assert_eq!(blocked_row["Url"], "https://login.evil.example/reset");
+    assert_eq!(blocked_row["AccountUpn"], "bob@example.com");
+    assert_eq!(blocked_row["IsClickedThrough"], false);
+    assert!(blocked_row["Timestamp"].as_str().unwrap().ends_with('Z'));
+
     // The dashboard from the same data.
     let (status, summary) = api.get("/api/v1/reports/summary", &viewer).await;
     assert_eq!(status, 200, "{summary}");
