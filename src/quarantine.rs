@@ -56,6 +56,17 @@ fn held(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Held, String)> {
     ))
 }
 
+/// Holds as rows give them, their recipients decoded.
+fn collect_held(rows: impl Iterator<Item = rusqlite::Result<(Held, String)>>) -> Result<Vec<Held>, StoreError> {
+    let mut list = Vec::new();
+    for row in rows {
+        let (mut entry, recipients) = row?;
+        entry.recipients = serde_json::from_str(&recipients)?;
+        list.push(entry);
+    }
+    Ok(list)
+}
+
 /// What a hold holds.
 pub enum HeldCopy {
     /// The copy that was held (holds made before messages were stored once).
@@ -75,6 +86,16 @@ fn audit_detail(entry: &Held) -> serde_json::Value {
     })
 }
 
+impl HeldCopy {
+    /// The bytes as they arrived.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            HeldCopy::Held(bytes) => bytes,
+            HeldCopy::Stored(stored) => stored.message,
+        }
+    }
+}
+
 impl Store {
     /// Held messages, newest first, optionally of one category; `before` (a hold id) is the
     /// cursor, `limit` 0 means all.
@@ -86,14 +107,7 @@ impl Store {
             columns()
         ))?;
         let limit = if limit == 0 { -1 } else { limit as i64 };
-        let rows = statement.query_map(params![category, before, limit], held)?;
-        let mut list = Vec::new();
-        for row in rows {
-            let (mut entry, recipients) = row?;
-            entry.recipients = serde_json::from_str(&recipients)?;
-            list.push(entry);
-        }
-        Ok(list)
+        collect_held(statement.query_map(params![category, before, limit], held)?)
     }
 
     /// The holds of one message (one per hold made; usually none or one).
@@ -103,14 +117,7 @@ impl Store {
             "SELECT {} FROM quarantine q WHERE q.message_ref = ?1 ORDER BY q.id",
             columns()
         ))?;
-        let rows = statement.query_map(params![message_ref], held)?;
-        let mut list = Vec::new();
-        for row in rows {
-            let (mut entry, recipients) = row?;
-            entry.recipients = serde_json::from_str(&recipients)?;
-            list.push(entry);
-        }
-        Ok(list)
+        collect_held(statement.query_map(params![message_ref], held)?)
     }
 
     /// One held message and what it holds.

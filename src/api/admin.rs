@@ -14,7 +14,7 @@ use super::{Api, Failure, Principal, blocking, failure, json_response, read_body
 use crate::audit::AuditQuery;
 use crate::clicklog::{ClickEvent, ClickQuery, read_clicks};
 use crate::pipeline::symbols::Scores;
-use crate::quarantine::{Held, HeldCopy};
+use crate::quarantine::Held;
 use crate::redirect::Body;
 use crate::store::{IndexEntry, StoreError};
 use crate::time::{parse_rfc3339_millis, rfc3339, rfc3339_millis};
@@ -508,10 +508,7 @@ impl Api {
         let id = hold_id(id)?;
         let store = self.store.clone();
         let (held, copy) = blocking(move || store.held_message(id)).await?.map_err(store_failure)?;
-        let bytes = match copy {
-            HeldCopy::Held(bytes) => bytes,
-            HeldCopy::Stored(stored) => stored.message,
-        };
+        let bytes = copy.into_bytes();
         let review = blocking(move || review_of(&bytes)).await?;
         json_response(
             StatusCode::OK,
@@ -529,10 +526,7 @@ impl Api {
         let id = hold_id(id)?;
         let store = self.store.clone();
         let (_, copy) = blocking(move || store.held_message(id)).await?.map_err(store_failure)?;
-        let bytes = match copy {
-            HeldCopy::Held(bytes) => bytes,
-            HeldCopy::Stored(stored) => stored.message,
-        };
+        let bytes = copy.into_bytes();
         tracing::info!(id, by = %principal.name, "held message downloaded");
         let mut response = respond(StatusCode::OK, "application/octet-stream", Bytes::from(bytes));
         let headers = response.headers_mut();

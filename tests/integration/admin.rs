@@ -9,14 +9,9 @@ use base64::Engine;
 
 use crate::common::{Portcullis, fixture, our_links};
 use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
+use crate::hooks::token;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-fn token(p: &Portcullis, name: &str, role: &str) -> String {
-    let output = p.run(&["tokens", "add", name, "--role", role], b"");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
 
 fn user(p: &Portcullis, name: &str, role: &str) {
     let output = p.run(

@@ -57,7 +57,7 @@ fn spam(subject: &str) -> String {
     ham(subject).replacen("X-Secret:", "X-Campaign: blast-9\r\nX-Secret:", 1)
 }
 
-fn token(p: &Portcullis, name: &str, role: &str) -> String {
+pub fn token(p: &Portcullis, name: &str, role: &str) -> String {
     let output = p.run(&["tokens", "add", name, "--role", role], b"");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap().trim().to_string()
