@@ -26,6 +26,7 @@ pub mod redirect;
 pub mod reports;
 pub mod reputation;
 pub mod rewrite;
+pub mod senders;
 pub mod serve;
 pub mod smtp;
 pub mod store;

@@ -506,6 +506,7 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
     let pipeline = Arc::new(
         Pipeline::new(config, keys.clone(), resolver.clone(), arc)
             .with_correspondents(Arc::new(store.clone()))
+            .with_sender_lists(Arc::new(store.clone()))
             .with_reputation(reputation),
     );
     // One bound on messages being filtered, whichever way they came in.

@@ -378,6 +378,7 @@ impl Store {
             "CREATE INDEX IF NOT EXISTS messages_from ON messages (from_address COLLATE NOCASE, received_at);",
         )?;
         crate::audit::create(&connection)?;
+        connection.execute_batch(crate::senders::SCHEMA)?;
         // Messages indexed before the trace table existed (once: the table fills at filing).
         let traced = connection
             .prepare("SELECT 1 FROM message_recipients LIMIT 1")?

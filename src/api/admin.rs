@@ -214,6 +214,14 @@ fn store_failure(error: StoreError) -> Failure {
     }
 }
 
+fn sender_failure(error: crate::senders::SenderError) -> Failure {
+    match error {
+        crate::senders::SenderError::Pattern(_) => failure(StatusCode::BAD_REQUEST, "bad_body", error.to_string()),
+        crate::senders::SenderError::Unknown(what) => not_found(format!("sender entry {what}")),
+        crate::senders::SenderError::Store(error) => store_unavailable(error),
+    }
+}
+
 fn hold_id(text: &str) -> Result<i64, Failure> {
     text.parse::<i64>()
         .ok()
@@ -570,6 +578,99 @@ impl Api {
             .await?
             .map_err(store_failure)?;
         Ok(respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()))
+    }
+
+    pub(super) async fn senders(&self) -> Result<Response<Body>, Failure> {
+        let store = self.store.clone();
+        let entries = blocking(move || store.senders()).await?.map_err(store_unavailable)?;
+        json_response(StatusCode::OK, &serde_json::json!({"senders": entries}))
+    }
+
+    /// Puts an address or domain on the allow or block list (operator).
+    pub(super) async fn add_sender(
+        &self,
+        principal: &Principal,
+        request: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Body>, Failure> {
+        principal.require(Role::Operator)?;
+        #[derive(Deserialize)]
+        struct NewSender {
+            sender: String,
+            list: crate::senders::List,
+            #[serde(default)]
+            note: String,
+        }
+        let body = read_body(request, 4096).await?;
+        let NewSender { sender, list, note } = serde_json::from_slice(&body)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the entry: {e}")))?;
+        self.put_sender(principal, sender, list, note).await
+    }
+
+    async fn put_sender(
+        &self,
+        principal: &Principal,
+        sender: String,
+        list: crate::senders::List,
+        note: String,
+    ) -> Result<Response<Body>, Failure> {
+        let (store, actor) = (self.store.clone(), principal.actor());
+        let entry = blocking(move || store.add_sender(&sender, list, &note, &actor))
+            .await?
+            .map_err(sender_failure)?;
+        json_response(StatusCode::OK, &entry)
+    }
+
+    pub(super) async fn remove_sender(&self, principal: &Principal, pattern: &str) -> Result<Response<Body>, Failure> {
+        principal.require(Role::Operator)?;
+        let pattern = url::form_urlencoded::parse(format!("p={pattern}").as_bytes())
+            .next()
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_default();
+        let (store, actor) = (self.store.clone(), principal.actor());
+        blocking(move || store.remove_sender(&pattern, &actor))
+            .await?
+            .map_err(sender_failure)?;
+        Ok(respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()))
+    }
+
+    /// Allows or blocks a held message's sender: its From address (the one the allow list is
+    /// checked against), or the envelope sender when the index has none.
+    pub(super) async fn quarantine_sender(
+        &self,
+        principal: &Principal,
+        id: &str,
+        request: Request<hyper::body::Incoming>,
+    ) -> Result<Response<Body>, Failure> {
+        principal.require(Role::Operator)?;
+        let id = hold_id(id)?;
+        #[derive(Deserialize)]
+        struct Choice {
+            list: crate::senders::List,
+        }
+        let body = read_body(request, 1024).await?;
+        let Choice { list } = serde_json::from_slice(&body)
+            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the choice: {e}")))?;
+        let store = self.store.clone();
+        let sender = blocking(move || -> Result<String, StoreError> {
+            let (held, _) = store.held_message(id)?;
+            let from = store
+                .index(1, Some(&held.message_ref))?
+                .into_iter()
+                .next()
+                .and_then(|entry| entry.from_address);
+            Ok(from.unwrap_or(held.sender))
+        })
+        .await?
+        .map_err(store_failure)?;
+        if sender.is_empty() {
+            return Err(failure(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "bad_body",
+                "the held message has no sender address (a bounce)",
+            ));
+        }
+        self.put_sender(principal, sender, list, format!("from quarantine {id}"))
+            .await
     }
 
     /// The dashboard over a period (default: the last 7 days; at most 90).

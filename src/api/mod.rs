@@ -147,7 +147,9 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["audit"]
         | ["reports", "summary"]
         | ["export", "url-click-events"] => "GET, HEAD",
-        ["scan"] | ["rewrite"] | ["quarantine", _, "release"] => "POST",
+        ["scan"] | ["rewrite"] | ["quarantine", _, "release"] | ["quarantine", _, "sender"] => "POST",
+        ["senders"] => "GET, HEAD, POST",
+        ["senders", _] => "DELETE",
         ["session"] => "GET, HEAD, POST, DELETE",
         ["quarantine", _] => "GET, HEAD, DELETE",
         _ => return None,
@@ -270,6 +272,16 @@ impl Api {
                 self.quarantine_raw(&principal, id).await
             }
             (_, ["quarantine", id, "release"]) => self.quarantine_release(&principal, id).await,
+            (_, ["quarantine", id, "sender"]) => {
+                let id = id.to_string();
+                self.quarantine_sender(&principal, &id, request).await
+            }
+            (&Method::POST, ["senders"]) => self.add_sender(&principal, request).await,
+            (_, ["senders"]) => {
+                principal.require(Role::Viewer)?;
+                self.senders().await
+            }
+            (_, ["senders", pattern]) => self.remove_sender(&principal, pattern).await,
             (_, ["audit"]) => {
                 principal.require(Role::Operator)?;
                 self.audit(&query).await
@@ -610,6 +622,9 @@ mod tests {
             &["audit"],
             &["reports", "summary"],
             &["export", "url-click-events"],
+            &["senders"],
+            &["senders", "{sender}"],
+            &["quarantine", "{id}", "sender"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

@@ -380,6 +380,15 @@ impl Pipeline {
         self
     }
 
+    /// Adds the organisation's sender lists (the gateway's own store).
+    pub fn with_sender_lists(mut self, policy: Arc<dyn crate::senders::SenderPolicy>) -> Pipeline {
+        // Before the classifier, which stays last.
+        let at = self.stages.len().saturating_sub(1);
+        self.stages
+            .insert(at, Box::new(crate::senders::SenderLists::new(policy)));
+        self
+    }
+
     /// Checks every link's destination with these providers (and their cache, shared with the
     /// click service) while the message is analysed.
     pub fn with_reputation(mut self, reputation: Arc<crate::reputation::Reputation>) -> Pipeline {
@@ -912,7 +921,11 @@ impl Pipeline {
     fn spam_confidence(&self, analysis: &Analysis, scores: &Scores) -> i8 {
         let thresholds = &self.config.thresholds;
         let spam = scores.spam + scores.phish + scores.impostor;
-        if analysis.symbols.iter().any(|hit| hit.name == symbols::IP_ALLOW.name) {
+        if analysis
+            .symbols
+            .iter()
+            .any(|hit| hit.name == symbols::IP_ALLOW.name || hit.name == symbols::SENDER_ALLOW.name)
+        {
             -1
         } else if scores.total() >= thresholds.reject {
             9
@@ -1008,9 +1021,21 @@ impl Pipeline {
             None if effects.bypass_spam => return (Verdict::Deliver, "transport:bypass".into()),
             None => {}
         }
-        // The allow list skips spam filtering; malware scanning above still applies.
+        if context.symbols.iter().any(|hit| hit.name == symbols::SENDER_BLOCK.name) {
+            return (
+                Verdict::Quarantine {
+                    category: "spam".into(),
+                    reason: "the sender is on the organisation's block list".into(),
+                },
+                "sender-list:block".into(),
+            );
+        }
+        // The allow lists skip spam filtering; malware scanning above still applies.
         if context.symbols.iter().any(|hit| hit.name == symbols::IP_ALLOW.name) {
             return (Verdict::Deliver, "allowlisted".into());
+        }
+        if context.symbols.iter().any(|hit| hit.name == symbols::SENDER_ALLOW.name) {
+            return (Verdict::Deliver, "sender-list:allow".into());
         }
         if scores.total() >= thresholds.reject {
             let refusal = if context

@@ -317,6 +317,21 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
         .as_str()
         .unwrap()
         .to_string();
+    // Block the spam's sender from its hold (its From address).
+    let blocked_sender = api
+        .client
+        .post(format!("{}/api/v1/quarantine/{spam_id}/sender", api.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", &csrf)
+        .json(&serde_json::json!({"list": "block"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(blocked_sender.status(), 200);
+    assert_eq!(
+        blocked_sender.json::<serde_json::Value>().await.unwrap()["pattern"],
+        "alice@sender.test"
+    );
     let without_csrf = api
         .client
         .post(release(spam_id))
@@ -366,6 +381,50 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     let (status, _) = api.get(&format!("/api/v1/quarantine/{malware_id}"), &viewer).await;
     assert_eq!(status, 404);
 
+    // The blocked sender's next message is held as spam whatever its content; taking it off the
+    // list lets the next one through.
+    let (_, lists) = api.get("/api/v1/senders", &viewer).await;
+    assert_eq!(lists["senders"][0]["list"], "block");
+    send_data_to_bob(&smtp, "alice@sender.test", message("again", "", "Nothing wrong here.")).await;
+    let (_, again) = api.get("/api/v1/messages?message_id=again@sender.test", &viewer).await;
+    assert_eq!(again["messages"][0]["verdict"], "quarantine", "{again}");
+    let (_, detail_again) = api
+        .get(
+            &format!(
+                "/api/v1/messages/{}",
+                again["messages"][0]["message_ref"].as_str().unwrap()
+            ),
+            &viewer,
+        )
+        .await;
+    assert!(
+        detail_again["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "SENDER_BLOCK"),
+        "{detail_again}"
+    );
+    let refused = api
+        .client
+        .delete(format!("{}/api/v1/senders/alice@sender.test", api.base))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let unlisted = api
+        .client
+        .delete(format!("{}/api/v1/senders/alice@sender.test", api.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unlisted.status(), 204);
+    send_data_to_bob(&smtp, "alice@sender.test", message("later", "", "Nothing wrong here.")).await;
+    let (_, later) = api.get("/api/v1/messages?message_id=later@sender.test", &viewer).await;
+    assert_eq!(later["messages"][0]["verdict"], "deliver", "{later}");
+
     // The audit log: who did what, through what; a viewer may not read it.
     let (status, _) = api.get("/api/v1/audit", &viewer).await;
     assert_eq!(status, 403);
@@ -380,6 +439,8 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     assert_eq!(release_entry["target"], spam_id.to_string());
     assert_eq!(entry("quarantine.delete").unwrap()["actor"], "token:soc-admin");
     assert!(entry("session.login").is_some() && entry("token.add").is_some() && entry("user.add").is_some());
+    assert_eq!(entry("sender.block").unwrap()["target"], "alice@sender.test");
+    assert_eq!(entry("sender.remove").unwrap()["actor"], "token:soc-admin");
 
     // Signing out ends the session.
     let signed_out = api
@@ -438,7 +499,7 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     assert!(body.get("clicksPermitted").is_none());
     let body: serde_json::Value = siem("messages/blocked", "json").await.unwrap().json().await.unwrap();
     let blocked = body["messagesBlocked"].as_array().unwrap();
-    assert_eq!(blocked.len(), 2, "{body}");
+    assert_eq!(blocked.len(), 3, "{body}");
     let malware = blocked.iter().find(|m| m["sender"] == "mallory@sender.test").unwrap();
     assert!(malware["malwareScore"].as_i64().unwrap() > 0, "{malware}");
     assert_eq!(malware["threatsInfoMap"][0]["threatType"], "attachment");
