@@ -229,6 +229,8 @@ fn load_clicks(data_dir: &Path, count: usize, start_ms: i64, refs: &[String]) {
 struct Server {
     child: Child,
     admin: String,
+    /// Kept open while the server runs: it prints to it.
+    _stdout: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
 }
 
 impl Drop for Server {
@@ -256,17 +258,30 @@ fn serve(data_dir: &Path) -> Server {
             "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(if std::env::var_os("SERVE_STDERR").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        })
         .spawn()
         .expect("portcullis serve");
     let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let admin = loop {
+    let mut admin = String::new();
+    // The click service's line comes last.
+    loop {
         let line = lines.next().expect("a listening line").unwrap();
         if line.contains("admin listening on") {
-            break line.rsplit(' ').next().unwrap().to_string();
+            admin = line.rsplit(' ').next().unwrap().to_string();
         }
-    };
-    Server { child, admin }
+        if line.contains("click service listening") {
+            break;
+        }
+    }
+    Server {
+        child,
+        admin,
+        _stdout: lines,
+    }
 }
 
 /// p50 and p99 of `repeat` timed calls of each query, in milliseconds, one call at a time.

@@ -147,10 +147,17 @@ impl Store {
 
 impl SenderPolicy for Store {
     fn list_of(&self, address: &str) -> Result<Option<List>, String> {
-        let Some(address) = normalise(address).filter(|a| a.contains('@')) else {
+        // Not validated: a sender shapes its own address, and one that would not pass as an
+        // entry (a quoted local part, an underscore in a label) must still meet its domain's.
+        let address = address
+            .trim()
+            .trim_matches(['<', '>'])
+            .trim_end_matches('.')
+            .to_lowercase();
+        let Some((_, domain)) = address.rsplit_once('@') else {
             return Ok(None);
         };
-        let domain = address.rsplit_once('@').map_or("", |(_, domain)| domain);
+        let domain = domain.trim_end_matches('.');
         let mut candidates = vec![address.clone()];
         let mut rest = domain;
         loop {
@@ -254,6 +261,13 @@ mod tests {
         assert_eq!(store.list_of("x@mail.evil.example").unwrap(), Some(List::Block));
         assert_eq!(store.list_of("x@example").unwrap(), None);
         assert_eq!(store.list_of("x@other.example").unwrap(), None);
+        // Addresses that would not pass as entries still meet their domain's.
+        assert_eq!(store.list_of("\"a b\"@evil.example").unwrap(), Some(List::Block));
+        assert_eq!(store.list_of("x@a_b.evil.example.").unwrap(), Some(List::Block));
+        assert_eq!(
+            store.list_of(&format!("{}@evil.example", "x".repeat(100))).unwrap(),
+            Some(List::Block)
+        );
         store.remove_sender("evil.example", &by).unwrap();
         assert_eq!(store.list_of("x@mail.evil.example").unwrap(), None);
         assert_eq!(store.senders().unwrap().len(), 2);

@@ -22,6 +22,15 @@ use crate::reputation::{
 };
 use crate::token::{KeyRing, KeyRingError, LiveKeyRing};
 
+/// Prints a listening line for whoever started us. A closed stdout (a supervisor that stopped
+/// reading) must not take the server down: the line is dropped instead.
+macro_rules! announce {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
@@ -151,7 +160,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
             &[b"http/1.1"],
         )
         .map_err(ServeError::Tls)?;
-        println!(
+        announce!(
             "portcullis: admin listening on {}://{}",
             if admin_tls.is_some() { "https" } else { "http" },
             local_address(&gate, &config.admin.listen)?
@@ -188,7 +197,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let gate = bind(&config.click.listen, config.click.max_connections, "click").await?;
     let local = local_address(&gate, &config.click.listen)?;
     // Tests and operators read this line to learn the bound port.
-    println!(
+    announce!(
         "portcullis: click service listening on {}://{local}",
         if tls.is_some() { "https" } else { "http" }
     );
@@ -542,7 +551,7 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
             .await
             .map_err(|e| gateway_error(e.to_string()))?;
         // Tests and operators read this line to learn the bound address.
-        println!("portcullis: milter listening on {}", listener.describe());
+        announce!("portcullis: milter listening on {}", listener.describe());
         tracing::info!(address = %listener.describe(), "milter listening");
         let milter = Arc::new(crate::milter::Milter::new(
             config.milter.clone(),
@@ -586,7 +595,7 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
             address: config.smtp.listen.clone(),
             source,
         })?;
-        println!("portcullis: smtp gateway listening on {local}");
+        announce!("portcullis: smtp gateway listening on {local}");
         tracing::info!(%local, "smtp gateway listening");
         tasks.push(tokio::spawn(gateway.clone().serve(listener)));
         Some(gateway)

@@ -26,6 +26,9 @@ pub struct Store {
     /// A second, read-only connection for lookups the analysis makes (first contact): under WAL
     /// it reads while the writer commits, so filtering never waits behind another message's fsync.
     reader: Arc<Mutex<Connection>>,
+    /// A third, read-only connection for searches (the message trace, the API's lookups): a
+    /// slow search never holds the writer's lock, so filing mail never waits behind one.
+    search: Arc<Mutex<Connection>>,
 }
 
 const SCHEMA: &str = "
@@ -404,9 +407,15 @@ impl Store {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         reader.busy_timeout(std::time::Duration::from_secs(5))?;
+        let search = Connection::open_with_flags(
+            data_dir.join("gateway.db"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        search.busy_timeout(std::time::Duration::from_secs(5))?;
         Ok(Store {
             connection: Arc::new(Mutex::new(connection)),
             reader: Arc::new(Mutex::new(reader)),
+            search: Arc::new(Mutex::new(search)),
         })
     }
 
@@ -486,7 +495,7 @@ impl Store {
         order: &str,
         values: &[&dyn rusqlite::ToSql],
     ) -> Result<Vec<IndexEntry>, StoreError> {
-        let connection = self.lock();
+        let connection = self.search.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut statement = connection.prepare_cached(&format!(
             "SELECT message_ref, received_at, message_id, sender, client_ip, helo, subject, recipients, urls,
              symbols, verdict, category, rule, details, from_address, COALESCE(size, 0) FROM messages

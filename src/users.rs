@@ -397,15 +397,29 @@ impl SignInThrottle {
         }
     }
 
+    /// The client's key: its address, or for IPv6 its /64 (one host holds a whole /64).
     fn keys(client_ip: &str, name: &str) -> [(String, bool); 2] {
+        let client = match client_ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(v6)) => {
+                let segments = v6.segments();
+                format!(
+                    "{:x}:{:x}:{:x}:{:x}::/64",
+                    segments[0], segments[1], segments[2], segments[3]
+                )
+            }
+            _ => client_ip.to_string(),
+        };
         [
-            (format!("ip:{client_ip}"), true),
+            (format!("ip:{client}"), true),
             (format!("user:{}", name.to_lowercase()), false),
         ]
     }
 
-    /// `Some(seconds to wait)` when this client or account has failed too often lately.
-    pub fn refused(&self, client_ip: &str, name: &str) -> Option<u64> {
+    /// Counts a sign-in attempt before its password is checked, in the same step as the check
+    /// against the limits, so parallel attempts cannot all slip under them. `Err(seconds to
+    /// wait)` when this client or account has failed too often lately (nothing is counted
+    /// then). A success takes its count back ([`SignInThrottle::succeeded`]).
+    pub fn attempt(&self, client_ip: &str, name: &str) -> Result<(), u64> {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         let mut wait = None;
@@ -420,17 +434,23 @@ impl SignInThrottle {
                 wait = Some(wait.unwrap_or(0).max(until.as_secs().max(1)));
             }
         }
-        wait
-    }
-
-    pub fn failed(&self, client_ip: &str, name: &str) {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
+        if let Some(wait) = wait {
+            return Err(wait);
+        }
         if failures.len() >= THROTTLE_KEYS {
             let window = self.window;
             failures.retain(|_, times| times.last().is_some_and(|at| now.duration_since(*at) < window));
             if failures.len() >= THROTTLE_KEYS {
-                failures.clear();
+                // Still full of recent keys: the least recently used tenth goes, never all of
+                // them (a flood of new keys must not wipe an account's count).
+                let mut by_age: Vec<(Instant, String)> = failures
+                    .iter()
+                    .filter_map(|(key, times)| times.last().map(|at| (*at, key.clone())))
+                    .collect();
+                by_age.sort();
+                for (_, key) in by_age.into_iter().take(THROTTLE_KEYS / 10) {
+                    failures.remove(&key);
+                }
             }
         }
         for (key, _) in Self::keys(client_ip, name) {
@@ -440,12 +460,18 @@ impl SignInThrottle {
                 times.remove(0);
             }
         }
+        Ok(())
     }
 
+    /// A sign-in that succeeded: its attempt no longer counts against the client, and the
+    /// account's failures are forgotten.
     pub fn succeeded(&self, client_ip: &str, name: &str) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        failures.remove(&format!("user:{}", name.to_lowercase()));
-        let _ = client_ip;
+        let [(client_key, _), (account_key, _)] = Self::keys(client_ip, name);
+        if let Some(times) = failures.get_mut(&client_key) {
+            times.pop();
+        }
+        failures.remove(&account_key);
     }
 }
 
@@ -540,20 +566,28 @@ mod tests {
     #[test]
     fn the_throttle_refuses_after_the_limit_per_account_and_per_client() {
         let throttle = SignInThrottle::new(Duration::from_secs(60), 3, 2);
-        assert_eq!(throttle.refused("192.0.2.1", "ann"), None);
-        throttle.failed("192.0.2.1", "ann");
-        throttle.failed("192.0.2.2", "ann");
+        // Two attempts in flight for ann: both counted before either is checked.
+        assert_eq!(throttle.attempt("192.0.2.1", "ann"), Ok(()));
+        assert_eq!(throttle.attempt("192.0.2.2", "ann"), Ok(()));
         assert!(
-            throttle.refused("192.0.2.3", "ann").is_some(),
+            throttle.attempt("192.0.2.3", "ann").is_err(),
             "the account is locked from anywhere"
         );
-        assert_eq!(throttle.refused("192.0.2.1", "bob"), None);
-        throttle.failed("192.0.2.1", "bob");
-        throttle.failed("192.0.2.1", "carol");
+        assert_eq!(throttle.attempt("192.0.2.1", "bob"), Ok(()));
+        assert_eq!(throttle.attempt("192.0.2.1", "carol"), Ok(()));
         assert!(
-            throttle.refused("192.0.2.1", "dave").is_some(),
+            throttle.attempt("192.0.2.1", "dave").is_err(),
             "the client is locked for any account"
         );
-        assert_eq!(throttle.refused("192.0.2.9", "dave"), None);
+        assert_eq!(throttle.attempt("192.0.2.9", "dave"), Ok(()));
+        // A success gives its attempt back: dave may try again from there.
+        throttle.succeeded("192.0.2.9", "dave");
+        assert_eq!(throttle.attempt("192.0.2.9", "dave"), Ok(()));
+        // An IPv6 client is its /64.
+        let v6 = SignInThrottle::new(Duration::from_secs(60), 2, 100);
+        assert_eq!(v6.attempt("2001:db8:1:2::1", "a"), Ok(()));
+        assert_eq!(v6.attempt("2001:db8:1:2::ffff", "b"), Ok(()));
+        assert!(v6.attempt("2001:db8:1:2:aaaa::3", "c").is_err());
+        assert_eq!(v6.attempt("2001:db8:1:3::1", "d"), Ok(()));
     }
 }

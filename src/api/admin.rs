@@ -252,7 +252,15 @@ impl Api {
         let SignIn { name, password } = serde_json::from_slice(&body)
             .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the sign-in: {e}")))?;
         let client = client_ip.to_string();
-        if let Some(wait) = self.throttle.refused(&client, &name) {
+        // A few password checks at once: each argon2 run takes ~19 MiB and a core.
+        let Ok(_checking) = self.password_checks.clone().try_acquire_owned() else {
+            return Err(failure(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many sign-ins being checked; try again shortly",
+            ));
+        };
+        if let Err(wait) = self.throttle.attempt(&client, &name) {
             let mut refused = failure(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_attempts",
@@ -267,7 +275,6 @@ impl Api {
             .await?
             .map_err(store_unavailable)?;
         let Some(opened) = opened else {
-            self.throttle.failed(&client, &name);
             return Err(failure(
                 StatusCode::UNAUTHORIZED,
                 "invalid_credentials",

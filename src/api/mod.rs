@@ -60,8 +60,13 @@ pub struct Api {
     users: Users,
     keys: LiveKeyRing,
     throttle: SignInThrottle,
+    /// Password checks running at once (argon2 is slow and large on purpose).
+    password_checks: Arc<tokio::sync::Semaphore>,
     settings: ApiSettings,
 }
+
+/// Sign-ins whose passwords are checked at once; more answer 503 `busy`.
+const PASSWORD_CHECKS: usize = 4;
 
 /// An API error: HTTP status, stable code, words.
 #[derive(Debug)]
@@ -167,6 +172,7 @@ impl Api {
             users,
             keys,
             throttle: SignInThrottle::default(),
+            password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
             settings,
         })
     }
@@ -339,7 +345,7 @@ impl Api {
                 Err(error) => Err(store_unavailable(error)),
             };
         }
-        let Some(cookie) = session_cookie(headers) else {
+        let Some(cookie) = session_cookie(headers, self.settings.secure_cookies) else {
             return Err(failure(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -424,14 +430,17 @@ fn presented_credentials(headers: &HeaderMap) -> Option<Credentials> {
     Some(Credentials::Unusable)
 }
 
-fn session_cookie(headers: &HeaderMap) -> Option<String> {
+/// The session cookie, by the one name this listener sets: with `Secure` only the `__Host-`
+/// name, which a sibling host or a plain-HTTP answer cannot plant.
+fn session_cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let wanted = if secure { SECURE_COOKIE } else { COOKIE };
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE || *name == SECURE_COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 

@@ -27,6 +27,10 @@ use crate::trace::MessageQuery;
 /// The longest window one call covers, as TAP allows.
 const MAX_WINDOW_MS: i64 = 3_600_000;
 
+/// The most threat clicks one call reads. A window with more is refused with a clear error
+/// (ask for a shorter one) rather than cut: a cut window would lose clicks for good.
+const MAX_CLICKS: usize = 200_000;
+
 /// The most messages of one kind a call returns; past it `queryEndTime` stops at the last one
 /// returned, so a connector that carries on from there misses nothing.
 const MAX_MESSAGES: usize = 10_000;
@@ -224,6 +228,7 @@ impl Api {
                 read_clicks(
                     &data_dir,
                     &ClickQuery {
+                        limit: MAX_CLICKS + 1,
                         since_ms: Some(start_ms),
                         until_ms: Some(end_ms),
                         threats_only: true,
@@ -251,6 +256,11 @@ impl Api {
         })
         .await?
         .map_err(store_unavailable)?;
+        if clicks.len() > MAX_CLICKS {
+            return Err(bad(format!(
+                "more than {MAX_CLICKS} threat clicks in this window: ask for a shorter interval"
+            )));
+        }
 
         let mut clicks_blocked = Vec::new();
         let mut clicks_permitted = Vec::new();
