@@ -629,7 +629,8 @@ impl Api {
 
     pub(super) async fn remove_sender(&self, principal: &Principal, pattern: &str) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let pattern = url::form_urlencoded::parse(format!("p={pattern}").as_bytes())
+        // A path segment: `+` is itself (only a query string spells a space so).
+        let pattern = url::form_urlencoded::parse(format!("p={}", pattern.replace('+', "%2B")).as_bytes())
             .next()
             .map(|(_, value)| value.into_owned())
             .unwrap_or_default();

@@ -422,6 +422,24 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
         .unwrap();
     assert_eq!(unlisted.status(), 204);
     send_data_to_bob(&smtp, "alice@sender.test", message("later", "", "Nothing wrong here.")).await;
+    // A sub-address's `+` in the path is itself.
+    let tagged = api
+        .client
+        .post(format!("{}/api/v1/senders", api.base))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"sender": "news+tag@partner.test", "list": "allow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tagged.status(), 200);
+    let untagged = api
+        .client
+        .delete(format!("{}/api/v1/senders/news+tag@partner.test", api.base))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(untagged.status(), 204);
     let (_, later) = api.get("/api/v1/messages?message_id=later@sender.test", &viewer).await;
     assert_eq!(later["messages"][0]["verdict"], "deliver", "{later}");
 
