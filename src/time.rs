@@ -210,4 +210,19 @@ mod tests {
         assert_eq!(parse_interval_millis("2016-05-01T13:00:00Z/2016-05-01T12:00:00Z"), None);
         assert_eq!(parse_interval_millis("PT1H/PT1H"), None);
     }
+
+    proptest::proptest! {
+        /// Whatever a query string carries, parsing answers or refuses; it never panics, and a
+        /// time it accepts formats back to the same instant.
+        #[test]
+        fn arbitrary_text_never_panics_the_parsers(text in "\\PC{0,40}", tail in "[0-9:+.Zz \u{e9}-]{0,8}") {
+            let _ = parse_duration_millis(&text);
+            let _ = parse_interval_millis(&text);
+            let candidate = format!("2026-11-29T05:00:00{tail}");
+            if let Some(ms) = parse_rfc3339_millis(&candidate) {
+                proptest::prop_assert_eq!(parse_rfc3339_millis(&rfc3339_millis(ms)), Some(ms));
+            }
+            let _ = parse_rfc3339_millis(&text);
+        }
+    }
 }

@@ -144,28 +144,20 @@ impl Tokens {
     }
 
     pub fn list(&self) -> Result<Vec<TokenInfo>, TokenError> {
-        let connection = self.store.lock();
-        let mut statement =
-            connection.prepare("SELECT name, role, created_at, last_used_at FROM api_tokens ORDER BY name")?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-            ))
-        })?;
-        let mut tokens = Vec::new();
-        for row in rows {
-            let (name, role, created_at, last_used_at) = row?;
-            tokens.push(TokenInfo {
-                name,
-                role: Role::parse(&role)?,
-                created_at,
-                last_used_at,
-            });
-        }
-        Ok(tokens)
+        let rows = named_with_roles(
+            &self.store,
+            "SELECT name, role, created_at, last_used_at FROM api_tokens ORDER BY name",
+        )?;
+        rows.into_iter()
+            .map(|(name, role, created_at, last_used_at)| {
+                Ok(TokenInfo {
+                    name,
+                    role: Role::parse(&role)?,
+                    created_at,
+                    last_used_at,
+                })
+            })
+            .collect()
     }
 
     /// Revokes a token at once: the next call with it is refused.
@@ -217,6 +209,17 @@ impl Tokens {
         }
         Ok(Some((name, Role::parse(&role)?)))
     }
+}
+
+/// One listed name: `(name, role, created_at, last use)`.
+pub(crate) type NamedRow = (String, String, i64, Option<i64>);
+
+/// Rows of [`NamedRow`] from `sql`, for the token and user lists.
+pub(crate) fn named_with_roles(store: &Store, sql: &str) -> rusqlite::Result<Vec<NamedRow>> {
+    let connection = store.lock();
+    let mut statement = connection.prepare(sql)?;
+    let rows = statement.query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
+    rows.collect()
 }
 
 #[cfg(test)]

@@ -235,28 +235,20 @@ impl Users {
     }
 
     pub fn list(&self) -> Result<Vec<UserInfo>, UserError> {
-        let connection = self.store.lock();
-        let mut statement =
-            connection.prepare("SELECT name, role, created_at, last_login_at FROM users ORDER BY name")?;
-        let rows = statement.query_map([], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, Option<i64>>(3)?,
-            ))
-        })?;
-        let mut users = Vec::new();
-        for row in rows {
-            let (name, role, created_at, last_login_at) = row?;
-            users.push(UserInfo {
-                name,
-                role: Role::parse(&role).map_err(|_| UserError::Role)?,
-                created_at,
-                last_login_at,
-            });
-        }
-        Ok(users)
+        let rows = crate::tokens::named_with_roles(
+            &self.store,
+            "SELECT name, role, created_at, last_login_at FROM users ORDER BY name",
+        )?;
+        rows.into_iter()
+            .map(|(name, role, created_at, last_login_at)| {
+                Ok(UserInfo {
+                    name,
+                    role: Role::parse(&role).map_err(|_| UserError::Role)?,
+                    created_at,
+                    last_login_at,
+                })
+            })
+            .collect()
     }
 
     /// Checks a password (argon2, slow on purpose: call it off the async workers) and opens a
