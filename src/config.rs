@@ -250,6 +250,9 @@ pub struct ReputationConfig {
     pub feeds: Vec<crate::reputation::FeedConfig>,
     /// How often feed files are checked for changes.
     pub feed_reload_secs: u64,
+    /// When the feeds change, the links of messages delivered in this many days are checked
+    /// again: one now listed is a post-delivery threat.
+    pub retro_scan_days: u32,
     /// Google Safe Browsing v4 Lookup API.
     pub safe_browsing: Option<crate::reputation::SafeBrowsingConfig>,
     /// The URLhaus API.
@@ -268,6 +271,7 @@ impl Default for ReputationConfig {
             protected_domains: Vec::new(),
             feeds: Vec::new(),
             feed_reload_secs: 1,
+            retro_scan_days: 14,
             safe_browsing: None,
             urlhaus: None,
             dnsbl: None,
@@ -561,6 +565,82 @@ impl PipelineConfig {
 }
 
 impl Config {
+    /// What the console's settings page shows: every listener, limit and policy, and which
+    /// providers and feeds are on. Key material and provider credentials are not in it (keys
+    /// live in files under the data directory; API keys are named, not shown).
+    pub fn settings_view(&self) -> serde_json::Value {
+        let word = |value: &dyn std::fmt::Debug| format!("{value:?}").to_lowercase();
+        let providers: Vec<&str> = [
+            self.reputation.safe_browsing.as_ref().map(|_| "safe_browsing"),
+            self.reputation.urlhaus.as_ref().map(|_| "urlhaus"),
+            self.reputation.dnsbl.as_ref().map(|_| "dnsbl"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let policy = &self.click.policy;
+        serde_json::json!({
+            "smtp": {
+                "listen": self.smtp.listen,
+                "hostname": self.smtp.hostname,
+                "domains": self.smtp.domains,
+                "starttls": self.smtp.tls_cert.is_some(),
+                "max_message_bytes": self.smtp.max_message_bytes,
+                "max_recipients": self.smtp.max_recipients,
+                "max_connections": self.smtp.max_connections,
+                "max_connections_per_ip": self.smtp.max_connections_per_ip,
+                "dnsbl_zones": self.smtp.dnsbl_zones,
+                "dnsbl_action": word(&self.smtp.dnsbl_action),
+            },
+            "click_service": {
+                "listen": self.click.listen,
+                "link_base": self.links.base_url,
+                "https": self.click.tls_cert.is_some(),
+                "durability": word(&self.click.durability),
+                "organisation": self.click.organisation,
+                "support_contact": self.click.support_contact,
+                "track_clicks": policy.track_clicks,
+                "allow_click_through": policy.allow_click_through,
+                "fail_open": policy.fail_open,
+                "follow_redirects": policy.follow_redirects,
+                "allow_list": policy.allow_list,
+                "block_list": policy.block_list,
+            },
+            "reputation": {
+                "deadline_ms": self.reputation.deadline_ms,
+                "providers": providers,
+                "feeds": self.reputation.feeds.iter().map(|feed| feed.name.clone().unwrap_or_else(|| feed.path.display().to_string())).collect::<Vec<_>>(),
+                "protected_domains": self.reputation.protected_domains,
+                "cache_entries": self.reputation.cache.max_entries,
+            },
+            "pipeline": {
+                "authenticate": self.pipeline.authenticate,
+                "rewrite_urls": self.pipeline.rewrite_urls,
+                "thresholds": self.pipeline.thresholds,
+                "transport_rules": self.pipeline.rules.iter().map(|rule| rule.name.clone()).collect::<Vec<_>>(),
+                "malware": word(&self.pipeline.malware),
+                "time_budget_ms": self.pipeline.time_budget_ms,
+            },
+            "delivery": {
+                "relay": self.delivery.relay,
+                "tls": word(&self.delivery.tls),
+                "verify_certificates": self.delivery.verify_certificates,
+                "retry_secs": self.delivery.retry_secs,
+                "max_age_secs": self.delivery.max_age_secs,
+            },
+            "quarantine": {
+                "spam_retention_days": self.quarantine.spam_retention_days,
+                "bulk_retention_days": self.quarantine.bulk_retention_days,
+            },
+            "admin": {
+                "listen": self.admin.listen,
+                "https": self.admin.tls_cert.is_some(),
+                "secure_cookies": self.admin.secure_cookies.unwrap_or(self.admin.tls_cert.is_some()),
+            },
+            "data_dir": self.data_dir.display().to_string(),
+        })
+    }
+
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),

@@ -95,7 +95,7 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let (reputation, feeds) = build_reputation(&config, true)?;
     let reputation = Arc::new(reputation);
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
-    let mail = start_mail(&config, keys.clone(), reputation.clone()).await?;
+    let mail = start_mail(&config, keys.clone(), reputation.clone(), feeds.clone()).await?;
     let service = Arc::new(ClickService::new(config.click.clone(), keys.clone(), reputation, log));
 
     // Feed files and the key ring are watched; SIGHUP reloads them at once and reads the
@@ -307,6 +307,9 @@ fn admin_response(request: &hyper::Request<hyper::body::Incoming>) -> hyper::Res
             .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
         response
     };
+    if let Some(response) = crate::console::response(request.method(), request.uri().path()) {
+        return response;
+    }
     match (request.method(), request.uri().path()) {
         (&hyper::Method::GET | &hyper::Method::HEAD, "/metrics") => crate::redirect::metrics_response(),
         (&hyper::Method::GET | &hyper::Method::HEAD, "/healthz") => respond(hyper::StatusCode::OK, "ok\n"),
@@ -491,7 +494,12 @@ struct Mail {
 /// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts what
 /// the configuration turns on: the SMTP listener, the milter; and always the delivery workers
 /// (releases from quarantine), the housekeeping (spool sweep, quarantine expiry) and the hook API.
-async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputation>) -> Result<Mail, ServeError> {
+async fn start_mail(
+    config: &Config,
+    keys: LiveKeyRing,
+    reputation: Arc<Reputation>,
+    feeds: Arc<LocalFeeds>,
+) -> Result<Mail, ServeError> {
     use crate::pipeline::{ArcKey, Pipeline, Resolver};
     use crate::smtp::client::ClientSettings;
     use crate::smtp::server::Recipients;
@@ -532,6 +540,7 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
         data_dir: config.data_dir.clone(),
         secure_cookies: config.admin.secure_cookies.unwrap_or(config.admin.tls_cert.is_some()),
         siem_empty_envelope: config.admin.siem_empty_envelope,
+        settings_view: config.settings_view(),
     };
     let api = Arc::new(Api::new(inspector.clone(), store.clone(), keys, settings).map_err(gateway_error)?);
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -545,7 +554,13 @@ async fn start_mail(config: &Config, keys: LiveKeyRing, reputation: Arc<Reputati
         )
         .map_err(gateway_error)?,
     );
-    let mut tasks = vec![tokio::spawn(delivery.run())];
+    let watcher = crate::threats::ThreatWatcher {
+        store: store.clone(),
+        data_dir: config.data_dir.clone(),
+        feeds,
+        lookback_secs: i64::from(config.reputation.retro_scan_days) * 86_400,
+    };
+    let mut tasks = vec![tokio::spawn(delivery.run()), tokio::spawn(watcher.run())];
     if !config.milter.listen.is_empty() {
         let listener = crate::milter::Listener::bind(&config.milter.listen, config.milter.socket_mode)
             .await

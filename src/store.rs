@@ -119,6 +119,15 @@ CREATE TABLE IF NOT EXISTS message_hours (
     messages INTEGER NOT NULL,
     PRIMARY KEY (hour, verdict, category)
 ) WITHOUT ROWID;
+-- Each link of an indexed message, by URL and by reversed host (`com.example.www`), so a link
+-- judged bad after delivery finds every message that carried it.
+CREATE TABLE IF NOT EXISTS message_links (
+    url TEXT NOT NULL,
+    host_rev TEXT NOT NULL,
+    message_ref TEXT NOT NULL,
+    PRIMARY KEY (url, message_ref)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS message_links_host ON message_links (host_rev, message_ref);
 ";
 
 /// Columns added after the first release, for stores created before them: `queue.copy_for` is
@@ -144,7 +153,7 @@ pub struct IndexedRecipient {
 }
 
 /// The message index entry: what arrived, what was found, what was decided.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IndexEntry {
     pub message_ref: String,
     pub received_at: i64,
@@ -268,6 +277,18 @@ pub struct StoredMessage {
     pub plan: String,
 }
 
+fn insert_links(connection: &Connection, message_ref: &str, urls: &[String]) -> Result<(), StoreError> {
+    let mut link = connection
+        .prepare_cached("INSERT OR IGNORE INTO message_links (url, host_rev, message_ref) VALUES (?1, ?2, ?3)")?;
+    for url in urls {
+        link.execute(params![url, crate::clicklog::reversed_host(url), message_ref])?;
+    }
+    Ok(())
+}
+
+/// How far back the link table is filled for messages indexed before it existed.
+const LINKS_BACKFILL_SECS: i64 = 30 * 86_400;
+
 /// Writes one index entry: the message, its recipients for the trace, its hour's count, and
 /// (delivered and authenticated) its sender as known to its recipients.
 fn insert_index(transaction: &rusqlite::Transaction<'_>, entry: &IndexEntry) -> Result<(), StoreError> {
@@ -321,6 +342,7 @@ fn insert_index(transaction: &rusqlite::Transaction<'_>, entry: &IndexEntry) -> 
             ])?;
         }
     }
+    insert_links(transaction, &entry.message_ref, &entry.urls)?;
     let mut trace = transaction.prepare_cached(
         "INSERT OR IGNORE INTO message_recipients (address, received_at, message_ref) VALUES (?1, ?2, ?3)",
     )?;
@@ -382,6 +404,7 @@ impl Store {
         )?;
         crate::audit::create(&connection)?;
         connection.execute_batch(crate::senders::SCHEMA)?;
+        connection.execute_batch(crate::threats::SCHEMA)?;
         // Messages indexed before the trace table existed (once: the table fills at filing).
         let traced = connection
             .prepare("SELECT 1 FROM message_recipients LIMIT 1")?
@@ -392,6 +415,24 @@ impl Store {
                  SELECT lower(json_extract(r.value, '$.address')), m.received_at, m.message_ref
                  FROM messages m, json_each(m.recipients) r",
             )?;
+        }
+        // Links of messages indexed before the link table existed, for the last 30 days (once).
+        let linked = connection.prepare("SELECT 1 FROM message_links LIMIT 1")?.exists([])?;
+        if !linked {
+            let transaction = connection.unchecked_transaction()?;
+            {
+                let mut recent =
+                    transaction.prepare("SELECT message_ref, urls FROM messages WHERE received_at >= ?1")?;
+                let rows = recent.query_map([now() - LINKS_BACKFILL_SECS], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                })?;
+                for row in rows {
+                    let (message_ref, urls) = row?;
+                    let urls: Vec<String> = serde_json::from_str(&urls).unwrap_or_default();
+                    insert_links(&transaction, &message_ref, &urls)?;
+                }
+            }
+            transaction.commit()?;
         }
         let counted = connection.prepare("SELECT 1 FROM message_hours LIMIT 1")?.exists([])?;
         if !counted {

@@ -31,7 +31,7 @@ const PREVIEW_CHARS: usize = 4000;
 /// The query string, checked: each name at most once and known to the call.
 pub(super) struct Params(HashMap<String, String>);
 
-fn bad(name: &str, why: impl std::fmt::Display) -> Failure {
+pub(super) fn bad(name: &str, why: impl std::fmt::Display) -> Failure {
     failure(StatusCode::BAD_REQUEST, "bad_parameter", format!("{name}: {why}"))
 }
 
@@ -63,7 +63,7 @@ impl Params {
             .transpose()
     }
 
-    fn limit(&self) -> Result<usize, Failure> {
+    pub(super) fn limit(&self) -> Result<usize, Failure> {
         match self.text("limit") {
             None => Ok(DEFAULT_PAGE),
             Some(text) => match text.parse::<usize>() {
@@ -585,6 +585,27 @@ impl Api {
             .await?
             .map_err(store_failure)?;
         Ok(respond(StatusCode::NO_CONTENT, "application/json", Bytes::new()))
+    }
+
+    /// What the gateway runs with; admins also get the people and the API tokens.
+    pub(super) async fn settings(&self, principal: &Principal) -> Result<Response<Body>, Failure> {
+        let mut answer = serde_json::json!({"config": self.settings.settings_view});
+        if principal.require(Role::Admin).is_ok() {
+            let (users, tokens) = (self.users.clone(), self.tokens.clone());
+            let (people, keys) = blocking(move || (users.list(), tokens.list())).await?;
+            let time = |at: Option<i64>| at.map(rfc3339);
+            answer["users"] = people
+                .map_err(store_unavailable)?
+                .into_iter()
+                .map(|u| serde_json::json!({"name": u.name, "role": u.role.as_str(), "created": rfc3339(u.created_at), "last_login": time(u.last_login_at)}))
+                .collect();
+            answer["tokens"] = keys
+                .map_err(store_unavailable)?
+                .into_iter()
+                .map(|t| serde_json::json!({"name": t.name, "role": t.role.as_str(), "created": rfc3339(t.created_at), "last_used": time(t.last_used_at)}))
+                .collect();
+        }
+        json_response(StatusCode::OK, &answer)
     }
 
     pub(super) async fn senders(&self) -> Result<Response<Body>, Failure> {

@@ -9,6 +9,7 @@ mod admin;
 mod defender;
 mod hooks;
 mod siem;
+mod threats;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -50,6 +51,8 @@ pub struct ApiSettings {
     pub secure_cookies: bool,
     /// Answer an empty SIEM window with the JSON envelope instead of 204.
     pub siem_empty_envelope: bool,
+    /// What the settings page shows ([`crate::config::Config::settings_view`]).
+    pub settings_view: serde_json::Value,
 }
 
 /// The API's state.
@@ -151,9 +154,10 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["quarantine", _, "message"]
         | ["audit"]
         | ["reports", "summary"]
+        | ["settings"]
         | ["export", "url-click-events"] => "GET, HEAD",
         ["scan"] | ["rewrite"] | ["quarantine", _, "release"] | ["quarantine", _, "sender"] => "POST",
-        ["senders"] => "GET, HEAD, POST",
+        ["senders"] | ["threats"] | ["threats", _] => "GET, HEAD, POST",
         ["senders", _] => "DELETE",
         ["session"] => "GET, HEAD, POST, DELETE",
         ["quarantine", _] => "GET, HEAD, DELETE",
@@ -296,6 +300,11 @@ impl Api {
                 principal.require(Role::Viewer)?;
                 self.summary(&query).await
             }
+            (_, ["settings"]) => self.settings(&principal).await,
+            (&Method::POST, ["threats"]) => self.add_threat(&principal, request).await,
+            (_, ["threats"]) => self.threats(&query).await,
+            (&Method::POST, ["threats", id]) => self.set_threat(&principal, id, request).await,
+            (_, ["threats", id]) => self.threat(id).await,
             (_, ["export", "url-click-events"]) => {
                 principal.require(Role::Viewer)?;
                 self.url_click_events(&query).await

@@ -223,7 +223,7 @@ impl Api {
         let window = window(request.uri().query().unwrap_or(""), now_ms())?;
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let (start_ms, end_ms) = (window.start_ms, window.end_ms);
-        let (clicks, indexed, messages) = blocking(move || -> Result<_, String> {
+        let (clicks, indexed, messages, post_delivery, click_statuses) = blocking(move || -> Result<_, String> {
             let clicks = if feed.clicks_blocked() || feed.clicks_permitted() {
                 read_clicks(
                     &data_dir,
@@ -252,7 +252,42 @@ impl Api {
             } else {
                 Vec::new()
             };
-            Ok((clicks, indexed, messages))
+            // Post-delivery threats found in the window, with the delivered messages that carried
+            // them, and the status of any threat recorded for a clicked link.
+            let found = if feed.messages_delivered() {
+                let threats = store
+                    .threats(&crate::threats::ThreatQuery {
+                        since_ms: Some(start_ms),
+                        until_ms: Some(end_ms),
+                        ..Default::default()
+                    })
+                    .map_err(|e| e.to_string())?;
+                let mut found = Vec::new();
+                for threat in threats {
+                    let carried = store
+                        .threat_messages(&threat, MAX_MESSAGES)
+                        .map_err(|e| e.to_string())?;
+                    found.push((threat, carried));
+                }
+                found
+            } else {
+                Vec::new()
+            };
+            let mut urls: Vec<String> = clicks.iter().map(|c| c.url.clone()).collect();
+            urls.sort_unstable();
+            urls.dedup();
+            let statuses: std::collections::HashMap<String, &'static str> = store
+                .threats_covering(&urls)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .flat_map(|threat| {
+                    urls.iter()
+                        .filter(|url| threat.covers(url))
+                        .map(|url| (url.clone(), threat.status.as_str()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            Ok((clicks, indexed, messages, found, statuses))
         })
         .await?
         .map_err(store_unavailable)?;
@@ -271,10 +306,12 @@ impl Api {
             if !window.threat_types.is_empty() && !window.threat_types.iter().any(|t| t == "url") {
                 continue;
             }
-            if !window.threat_statuses.iter().any(|s| s == "active") {
+            let status = click_statuses.get(&click.url).copied().unwrap_or("active");
+            if !window.threat_statuses.iter().any(|s| s == status) {
                 continue;
             }
-            let event = click_event(click, recipient_of(click, &indexed), indexed.get(&click.message_ref));
+            let mut event = click_event(click, recipient_of(click, &indexed), indexed.get(&click.message_ref));
+            event["threatStatus"] = json!(status);
             if blocked && feed.clicks_blocked() {
                 clicks_blocked.push(event);
             } else if !blocked && feed.clicks_permitted() {
@@ -313,6 +350,38 @@ impl Api {
                 messages_blocked.push(message_event(entry, threats));
             } else if !held && !threats.is_empty() && feed.messages_delivered() {
                 messages_delivered.push(message_event(entry, threats));
+            }
+        }
+        // A message found to carry a threat after delivery is reported again, as TAP does, in
+        // the window the threat was found in.
+        for (threat, carried) in &post_delivery {
+            if !window.threat_statuses.iter().any(|s| s == threat.status.as_str())
+                || !(window.threat_types.is_empty() || window.threat_types.iter().any(|t| t == "url"))
+            {
+                continue;
+            }
+            let info = json!({
+                "threatID": threat_id(&threat.target),
+                "threatStatus": threat.status.as_str(),
+                "classification": classification(&threat.category),
+                "threatUrl": null,
+                "threatTime": rfc3339_millis(threat.found_at_ms),
+                "threat": threat.target,
+                "campaignID": null,
+                "threatType": "url",
+            });
+            for entry in carried {
+                let existing = messages_delivered
+                    .iter_mut()
+                    .find(|event: &&mut Value| event["GUID"].as_str() == Some(entry.message_ref.as_str()));
+                match existing {
+                    Some(event) => {
+                        if let Some(map) = event["threatsInfoMap"].as_array_mut() {
+                            map.push(info.clone());
+                        }
+                    }
+                    None => messages_delivered.push(message_event(entry, vec![info.clone()])),
+                }
             }
         }
         let total = clicks_blocked.len() + clicks_permitted.len() + messages_blocked.len() + messages_delivered.len();

@@ -73,6 +73,8 @@ pub struct LocalFeeds {
     feeds: Vec<FeedConfig>,
     index: RwLock<Arc<Index>>,
     loaded: RwLock<Vec<Option<SystemTime>>>,
+    /// Counts loads, so a watcher knows the entries changed.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +91,7 @@ impl LocalFeeds {
             feeds,
             index: RwLock::default(),
             loaded: RwLock::new(vec![None; count]),
+            generation: std::sync::atomic::AtomicU64::new(0),
         };
         this.reload_if_changed();
         this
@@ -131,10 +134,17 @@ impl LocalFeeds {
         );
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(index);
         *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = stamps;
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::Release);
         true
     }
 
-    fn lookup(&self, url: &Url) -> Option<Finding> {
+    /// How many times the feeds have been loaded: it changes whenever their entries may have.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// What the feeds say of a URL, from memory.
+    pub fn lookup(&self, url: &Url) -> Option<Finding> {
         let index = self.index.read().unwrap_or_else(|e| e.into_inner()).clone();
         let feed = |i: usize, reason: String| {
             let config = &self.feeds[i];

@@ -1,6 +1,8 @@
 //! Integration tests through the `portcullis` command line, compiled into one binary.
 //!
 //! - `admin`: the admin API (sign-in, clicks, trace, quarantine, audit) and the SIEM feeds over HTTP.
+//! - `browser`: a WebDriver client driving Debian's headless Chromium through chromedriver.
+//! - `console`: the console in that browser against a running gateway, screenshots of each page.
 //! - `attachments`: ClamAV's test files through SMTP to a private clamd; clamd down, fail open or closed.
 //! - `common`: running the binary, finding and decoding our links in output, MIME helpers.
 //! - `keys_and_decode`: the key ring commands, `decode` of ours, forged and foreign links.
@@ -20,13 +22,16 @@
 //! - `store_once`: one stored message per accepted message, copies rendered and sealed at delivery.
 //! - `hooks`: the HTTP API over HTTP, the milter over its wire protocol and behind a real Postfix,
 //!   `portcullis filter` as a real Postfix's content filter.
+//! - `threats`: post-delivery threats found by a feed update, a click-time verdict and an analyst.
 //! - `hostile`: one regression test per class of crash, stall or missed link found by attack.
 
 mod admin;
 mod attachments;
+mod browser;
 mod classifier;
 mod click;
 mod common;
+mod console;
 mod corpus;
 mod detect;
 mod fuzz;
@@ -41,3 +46,4 @@ mod rewrite_text;
 mod server;
 mod spf_suite;
 mod store_once;
+mod threats;
