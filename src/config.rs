@@ -22,6 +22,8 @@ pub struct Config {
     pub quarantine: QuarantineConfig,
     pub attachments: crate::attachments::AttachmentsConfig,
     pub milter: crate::milter::MilterConfig,
+    /// Push export to syslog collectors and files (`[[export]]`).
+    pub export: Vec<crate::export::ExportConfig>,
 }
 
 impl Default for Config {
@@ -40,6 +42,7 @@ impl Default for Config {
             quarantine: QuarantineConfig::default(),
             attachments: Default::default(),
             milter: Default::default(),
+            export: Vec::new(),
         }
     }
 }
@@ -669,6 +672,12 @@ impl Config {
         }
         if self.delivery.retry_secs.is_empty() {
             return Err("delivery.retry_secs needs at least one value".into());
+        }
+        for (i, export) in self.export.iter().enumerate() {
+            export.check()?;
+            if self.export[..i].iter().any(|other| other.name == export.name) {
+                return Err(format!("export {}: two exports have this name", export.name));
+            }
         }
         for range in self.smtp.allow_ips.iter().chain(&self.smtp.block_ips) {
             range.parse::<crate::smtp::IpRange>()?;

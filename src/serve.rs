@@ -561,6 +561,12 @@ async fn start_mail(
         lookback_secs: i64::from(config.reputation.retro_scan_days) * 86_400,
     };
     let mut tasks = vec![tokio::spawn(delivery.run()), tokio::spawn(watcher.run())];
+    tasks.extend(crate::export::start(
+        &config.export,
+        &config.smtp.hostname,
+        &store,
+        &config.data_dir,
+    ));
     if !config.milter.listen.is_empty() {
         let listener = crate::milter::Listener::bind(&config.milter.listen, config.milter.socket_mode)
             .await

@@ -369,6 +369,13 @@ fn insert_index(transaction: &rusqlite::Transaction<'_>, entry: &IndexEntry) -> 
     Ok(())
 }
 
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -405,6 +412,7 @@ impl Store {
         crate::audit::create(&connection)?;
         connection.execute_batch(crate::senders::SCHEMA)?;
         connection.execute_batch(crate::threats::SCHEMA)?;
+        connection.execute_batch(crate::follow::SCHEMA)?;
         // Messages indexed before the trace table existed (once: the table fills at filing).
         let traced = connection
             .prepare("SELECT 1 FROM message_recipients LIMIT 1")?

@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::audit::Actor;
-use crate::clicklog::{ClickQuery, read_clicks, reversed_host};
+use crate::clicklog::{ClickQuery, reversed_host};
 use crate::reputation::{LocalFeeds, Verdict};
 use crate::store::{IndexEntry, Store, StoreError};
 
@@ -37,11 +37,6 @@ CREATE TABLE IF NOT EXISTS threats (
 );
 CREATE INDEX IF NOT EXISTS threats_host ON threats (host_rev);
 CREATE INDEX IF NOT EXISTS threats_found ON threats (found_at);
--- Where each follower of an append-only log (the click log, the threats) got to.
-CREATE TABLE IF NOT EXISTS followers (
-    name TEXT PRIMARY KEY,
-    position INTEGER NOT NULL
-);
 ";
 
 /// What an operator can say of a threat, as TAP's `threatStatus` words it.
@@ -196,6 +191,15 @@ pub enum ThreatError {
     Clicks(String),
 }
 
+impl From<crate::follow::FollowError> for ThreatError {
+    fn from(error: crate::follow::FollowError) -> Self {
+        match error {
+            crate::follow::FollowError::Store(error) => ThreatError::Store(error),
+            crate::follow::FollowError::Clicks(error) => ThreatError::Clicks(error),
+        }
+    }
+}
+
 impl From<rusqlite::Error> for ThreatError {
     fn from(error: rusqlite::Error) -> Self {
         ThreatError::Store(StoreError::Sqlite(error))
@@ -222,11 +226,7 @@ fn threat_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Threat> {
     })
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use crate::store::now_ms;
 
 /// The reversed host of a URL and each parent domain of it: the keys a domain threat on any of
 /// them is found under.
@@ -428,33 +428,8 @@ impl Store {
         let rows = statement.query_map([since], |row| row.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-
-    /// Where the follower `name` got to (0 when it never ran).
-    pub fn follower_position(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        let connection = self.lock();
-        Ok(connection
-            .prepare_cached("SELECT position FROM followers WHERE name = ?1")?
-            .query_row([name], |row| row.get(0))
-            .optional()?)
-    }
-
-    pub fn set_follower_position(&self, name: &str, position: i64) -> Result<(), StoreError> {
-        let connection = self.lock();
-        connection
-            .prepare_cached(
-                "INSERT INTO followers (name, position) VALUES (?1, ?2)
-                 ON CONFLICT (name) DO UPDATE SET position = ?2",
-            )?
-            .execute(params![name, position])?;
-        Ok(())
-    }
 }
 
-/// How far behind now the watcher reads the click log: clicks are committed by the log's writer
-/// a moment after they happen.
-const FOLLOW_LAG_MS: i64 = 3_000;
-/// The most of the click log read in one step.
-const FOLLOW_WINDOW_MS: i64 = 60_000;
 const CLICK_FOLLOWER: &str = "threats.clicks";
 
 /// Finds post-delivery threats: follows the click log for malicious verdicts on links in
@@ -498,26 +473,12 @@ impl ThreatWatcher {
     /// Reads the next stretch of the click log and records a threat for each link in a message
     /// the click service judged malicious.
     pub fn follow_clicks(&self) -> Result<usize, ThreatError> {
-        let end_limit = now_ms() - FOLLOW_LAG_MS;
-        let Some(position) = self.store.follower_position(CLICK_FOLLOWER)? else {
-            // First run: from now on (clicks from before were judged when they happened).
-            self.store.set_follower_position(CLICK_FOLLOWER, end_limit)?;
-            return Ok(0);
+        let filter = ClickQuery {
+            verdict: Some(Verdict::Malicious.as_str().into()),
+            ..ClickQuery::default()
         };
-        let mut position = position;
         let mut recorded = 0;
-        while position < end_limit {
-            let end = end_limit.min(position + FOLLOW_WINDOW_MS);
-            let clicks = read_clicks(
-                &self.data_dir,
-                &ClickQuery {
-                    since_ms: Some(position),
-                    until_ms: Some(end),
-                    verdict: Some(Verdict::Malicious.as_str().into()),
-                    ..ClickQuery::default()
-                },
-            )
-            .map_err(|e| ThreatError::Clicks(e.to_string()))?;
+        crate::follow::follow_clicks(&self.store, &self.data_dir, CLICK_FOLLOWER, &filter, |clicks| {
             for click in clicks.iter().filter(|c| !c.message_ref.is_empty()) {
                 let new = NewThreat {
                     target: click.url.clone(),
@@ -532,9 +493,8 @@ impl ThreatWatcher {
                     tracing::warn!(url = %threat.target, id = threat.id, "post-delivery threat found at click time");
                 }
             }
-            position = end;
-            self.store.set_follower_position(CLICK_FOLLOWER, position)?;
-        }
+            Ok::<(), ThreatError>(())
+        })?;
         Ok(recorded)
     }
 

@@ -50,13 +50,19 @@ pub fn acceptor_for(
 /// The delivery client's TLS: the system's trust anchors plus `delivery.ca_file`, or no
 /// verification at all when `verify_certificates = false` (a lab only).
 pub fn connector(config: &DeliveryConfig) -> Result<TlsConnector, String> {
+    connector_with(config.verify_certificates, config.ca_file.as_deref())
+}
+
+/// A TLS client trusting the system's anchors plus the certificates in `ca_file`, or (lab only)
+/// any certificate.
+pub fn connector_with(verify_certificates: bool, ca_file: Option<&std::path::Path>) -> Result<TlsConnector, String> {
     let builder = ClientConfig::builder();
-    let client = if config.verify_certificates {
+    let client = if verify_certificates {
         let mut roots = RootCertStore::empty();
         for cert in rustls_native_certs::load_native_certs().certs {
             let _ = roots.add(cert);
         }
-        if let Some(path) = &config.ca_file {
+        if let Some(path) = ca_file {
             for cert in CertificateDer::pem_file_iter(path).map_err(|e| format!("{}: {e}", path.display()))? {
                 roots
                     .add(cert.map_err(|e| format!("{}: {e}", path.display()))?)

@@ -14,6 +14,7 @@
 //! - `classifier`: `portcullis train` on directories, mbox files and the corpus; a running gateway
 //!   picking up a new model.
 //! - `detect`: detection fixtures (`tests/fixtures/detect/`) through `portcullis scan`.
+//! - `export`: push export to a TCP syslog collector that comes up late, UDP and a JSON-lines file.
 //! - `fuzz`: seeded mutants of the corpus and of attack structures through the rewriter and pipeline.
 //! - `server`: running `portcullis serve`, and local servers speaking the providers' protocols.
 //! - `click`: the click service over real HTTP.
@@ -34,6 +35,7 @@ mod common;
 mod console;
 mod corpus;
 mod detect;
+mod export;
 mod fuzz;
 mod gateway;
 mod hooks;
