@@ -643,6 +643,9 @@ mod tests {
             &["senders"],
             &["senders", "{sender}"],
             &["quarantine", "{id}", "sender"],
+            &["settings"],
+            &["threats"],
+            &["threats", "{id}"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

@@ -2,7 +2,7 @@
 //! running gateway with real mail and real clicks: sign in at the keyboard, the dashboard's chart
 //! drawn from the clicks, a click found and its message traced, a held message reviewed (its
 //! subject shown as text, not markup) and released to a real SMTP sink, the release in the audit
-//! log. Each page's screenshot is kept in `target/test-artifacts/console/`.
+//! log, a domain declared bad from the threats page. Each page's screenshot is kept in `target/test-artifacts/console/`.
 
 use serde_json::json;
 
@@ -170,9 +170,21 @@ async fn the_console_signs_in_finds_a_click_traces_it_and_releases_a_held_messag
     browser.wait_for("#audit-list tbody tr", "ann", 5).await;
     browser.screenshot("audit").await;
 
+    // A domain declared bad from the threats page finds the delivered message that carried it;
+    // its recipient is then at risk.
+    browser.goto(&format!("{console}#/threats")).await;
+    let target = browser.wait_for("#declare-threat input[name=target]", "", 15).await;
+    browser.type_into(&target, "statements.example.org").await;
+    browser.keys(ENTER).await;
+    browser
+        .wait_for("#threat-list .threat", "statements.example.org", 15)
+        .await;
+    browser.wait_for("#threat-list .threat", "Your statement", 5).await;
+    browser.screenshot("threats").await;
+
     for (page, marker, text) in [
         ("reports", "h1", "Reported mistakes"),
-        ("at-risk", "#at-risk-list", "Users at risk"),
+        ("at-risk", "#exposed-list", "bob@example.com"),
         ("settings", "#settings", "smtp"),
     ] {
         browser.goto(&format!("{console}#/{page}")).await;
