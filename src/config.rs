@@ -24,6 +24,8 @@ pub struct Config {
     pub milter: crate::milter::MilterConfig,
     /// Push export to syslog collectors and files (`[[export]]`).
     pub export: Vec<crate::export::ExportConfig>,
+    /// The mailbox provider that delivered messages are taken back from (`[mailbox]`).
+    pub mailbox: Option<crate::mailbox::GraphConfig>,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             attachments: Default::default(),
             milter: Default::default(),
             export: Vec::new(),
+            mailbox: None,
         }
     }
 }

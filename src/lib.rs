@@ -20,6 +20,7 @@ pub mod filter;
 pub mod follow;
 pub mod inspect;
 pub mod listen;
+pub mod mailbox;
 pub mod metrics;
 pub mod milter;
 pub mod patterns;

@@ -542,7 +542,17 @@ async fn start_mail(
         siem_empty_envelope: config.admin.siem_empty_envelope,
         settings_view: config.settings_view(),
     };
-    let api = Arc::new(Api::new(inspector.clone(), store.clone(), keys, settings).map_err(gateway_error)?);
+    let mailbox = match &config.mailbox {
+        Some(graph) => Some(Arc::new(
+            crate::mailbox::Graph::new(graph.clone()).map_err(|e| gateway_error(e.to_string()))?,
+        ) as Arc<dyn crate::mailbox::MailboxProvider>),
+        None => None,
+    };
+    let api = Arc::new(
+        Api::new(inspector.clone(), store.clone(), keys, settings)
+            .map_err(gateway_error)?
+            .with_mailbox(mailbox),
+    );
     let wake = Arc::new(tokio::sync::Notify::new());
     let delivery = Arc::new(
         crate::delivery::Delivery::new(

@@ -66,6 +66,8 @@ pub struct Api {
     /// Password checks running at once (argon2 is slow and large on purpose).
     password_checks: Arc<tokio::sync::Semaphore>,
     settings: ApiSettings,
+    /// Where delivered messages are taken back from (`[mailbox]`).
+    mailbox: Option<Arc<dyn crate::mailbox::MailboxProvider>>,
 }
 
 /// Sign-ins whose passwords are checked at once; more answer 503 `busy`.
@@ -158,6 +160,7 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["export", "url-click-events"] => "GET, HEAD",
         ["scan"] | ["rewrite"] | ["quarantine", _, "release"] | ["quarantine", _, "sender"] => "POST",
         ["senders"] | ["threats"] | ["threats", _] => "GET, HEAD, POST",
+        ["threats", _, "remediate"] => "POST",
         ["senders", _] => "DELETE",
         ["session"] => "GET, HEAD, POST, DELETE",
         ["quarantine", _] => "GET, HEAD, DELETE",
@@ -178,7 +181,14 @@ impl Api {
             throttle: SignInThrottle::default(),
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
             settings,
+            mailbox: None,
         })
+    }
+
+    /// Takes delivered messages back through `provider` when asked to remediate a threat.
+    pub fn with_mailbox(mut self, provider: Option<Arc<dyn crate::mailbox::MailboxProvider>>) -> Api {
+        self.mailbox = provider;
+        self
     }
 
     /// Whether this path is the API's: everything under `/api/`, and the SIEM feeds.
@@ -305,6 +315,7 @@ impl Api {
             (_, ["threats"]) => self.threats(&query).await,
             (&Method::POST, ["threats", id]) => self.set_threat(&principal, id, request).await,
             (_, ["threats", id]) => self.threat(id).await,
+            (_, ["threats", id, "remediate"]) => self.remediate_threat(&principal, id).await,
             (_, ["export", "url-click-events"]) => {
                 principal.require(Role::Viewer)?;
                 self.url_click_events(&query).await
@@ -568,6 +579,7 @@ fn error_response(failure: &Failure) -> Response<Body> {
 
 /// The codes this module answers with, for the description's test.
 pub const ERROR_CODES: &[&str] = &[
+    "not_configured",
     "unauthorized",
     "invalid_token",
     "invalid_credentials",
@@ -646,6 +658,7 @@ mod tests {
             &["settings"],
             &["threats"],
             &["threats", "{id}"],
+            &["threats", "{id}", "remediate"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

@@ -228,6 +228,65 @@ impl Api {
     }
 }
 
+impl Api {
+    /// Moves every delivered copy of the threat's messages out of its recipients' mailboxes
+    /// through the mailbox provider (operator), and says what became of each.
+    pub(super) async fn remediate_threat(&self, principal: &Principal, id: &str) -> Result<Response<Body>, Failure> {
+        principal.require(Role::Operator)?;
+        let id = threat_id(id)?;
+        let Some(mailbox) = self.mailbox.clone() else {
+            return Err(failure(
+                StatusCode::CONFLICT,
+                "not_configured",
+                "no mailbox provider is configured ([mailbox] in docs/config.md)",
+            ));
+        };
+        let store = self.store.clone();
+        let (threat, messages) = blocking(move || -> Result<_, ThreatError> {
+            let threat = store.threat(id)?;
+            let messages = store.threat_messages(&threat, MOST_AFFECTED)?;
+            Ok((threat, messages))
+        })
+        .await?
+        .map_err(threat_failure)?;
+        let mut results = Vec::new();
+        let (mut moved, mut failed) = (0usize, 0usize);
+        for message in &messages {
+            let Some(message_id) = &message.message_id else {
+                results.push(
+                    serde_json::json!({"message_ref": message.message_ref, "recipient": null,
+                    "outcome": "failed", "detail": "the message has no Message-ID to find it by"}),
+                );
+                failed += 1;
+                continue;
+            };
+            for recipient in &message.recipients {
+                let (outcome, detail) = match mailbox.remove(&recipient.address, message_id).await {
+                    Ok(crate::mailbox::Removal::Moved(count)) => {
+                        moved += 1;
+                        ("moved", format!("{count} moved"))
+                    }
+                    Ok(crate::mailbox::Removal::NotFound) => ("not_found", "not in the mailbox".to_string()),
+                    Err(error) => {
+                        failed += 1;
+                        ("failed", error.to_string())
+                    }
+                };
+                results.push(
+                    serde_json::json!({"message_ref": message.message_ref, "recipient": recipient.address,
+                    "outcome": outcome, "detail": detail}),
+                );
+            }
+        }
+        let (store, actor, target) = (self.store.clone(), principal.actor(), threat.target.clone());
+        let detail = serde_json::json!({"id": id, "provider": mailbox.name(), "moved": moved, "failed": failed});
+        blocking(move || store.audit(&actor, "threat.remediate", &target, &detail))
+            .await?
+            .map_err(store_unavailable)?;
+        json_response(StatusCode::OK, &serde_json::json!({"threat": id, "results": results}))
+    }
+}
+
 fn threat_id(text: &str) -> Result<i64, Failure> {
     text.parse::<i64>()
         .ok()

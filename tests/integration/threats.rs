@@ -1,8 +1,10 @@
 //! Post-delivery threats through a running gateway: a feed update that lists a link of a
 //! delivered message, a Safe Browsing verdict at click time (a local server speaking its API) on
 //! another, and an analyst's domain; each found with its delivered messages and clickers over the
-//! API, reported by the SIEM feed in the window it was found in, its status set and audited.
+//! API, reported by the SIEM feed in the window it was found in, its status set and audited; and
+//! its delivered copies moved out of the mailbox through a local Microsoft Graph stand-in.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -232,4 +234,135 @@ async fn links_judged_bad_after_delivery_find_their_messages_and_clickers() {
     assert_eq!(audit["entries"][0]["target"], "https://pay.later-bad.example/invoice");
     let (_, audit) = get(&client, &format!("{admin}/api/v1/audit?action=threat.add"), &operator).await;
     assert_eq!(audit["entries"][0]["target"], "news-site.example");
+}
+
+/// A local stand-in for Microsoft Graph and its token endpoint, speaking their wire formats:
+/// the client credentials grant, `GET /v1.0/users/{upn}/messages?$filter=internetMessageId eq
+/// '…'`, `POST /v1.0/users/{upn}/messages/{id}/move`. It records each move.
+async fn graph_stand_in(moves: Arc<Mutex<Vec<(String, String, String)>>>) -> crate::server::FakeHttp {
+    crate::server::FakeHttp::start(Arc::new(move |parts, body| {
+        let path = parts.uri.path().to_string();
+        if path == "/tenant-1/oauth2/v2.0/token" {
+            let form: std::collections::HashMap<String, String> =
+                url::form_urlencoded::parse(body).into_owned().collect();
+            let good = form.get("grant_type").map(String::as_str) == Some("client_credentials")
+                && form.get("client_id").map(String::as_str) == Some("app-1")
+                && form.get("client_secret").map(String::as_str) == Some("s3cret")
+                && form.get("scope").map(String::as_str) == Some("https://graph.microsoft.com/.default");
+            return if good {
+                (
+                    200,
+                    json!({"token_type": "Bearer", "expires_in": 3599, "access_token": "graph-token"}).to_string(),
+                )
+            } else {
+                (401, json!({"error": "invalid_client"}).to_string())
+            };
+        }
+        let authorized = parts.headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer graph-token");
+        if !authorized {
+            return (
+                401,
+                json!({"error": {"code": "InvalidAuthenticationToken"}}).to_string(),
+            );
+        }
+        let segments: Vec<String> = path
+            .split('/')
+            .map(|s| {
+                url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                    .next()
+                    .unwrap()
+                    .1
+                    .into_owned()
+            })
+            .collect();
+        match segments.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["", "v1.0", "users", user, "messages"] if parts.method == hyper::Method::GET => {
+                let query: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+                        .into_owned()
+                        .collect();
+                let filter = query.get("$filter").cloned().unwrap_or_default();
+                let found = if filter == "internetMessageId eq '<invoice@sender.test>'" && *user == "bob@example.com" {
+                    json!([{"id": "AAMkAD=="}])
+                } else {
+                    json!([])
+                };
+                (200, json!({"@odata.context": "…", "value": found}).to_string())
+            }
+            ["", "v1.0", "users", user, "messages", id, "move"] if parts.method == hyper::Method::POST => {
+                let request: Value = serde_json::from_slice(body).unwrap_or_default();
+                let folder = request["destinationId"].as_str().unwrap_or_default().to_string();
+                moves.lock().unwrap().push((user.to_string(), id.to_string(), folder));
+                (201, json!({"id": "AAMkAD-moved"}).to_string())
+            }
+            _ => (404, json!({"error": {"code": "ResourceNotFound"}}).to_string()),
+        }
+    }))
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn remediating_a_threat_moves_the_delivered_copies_through_microsoft_graph() {
+    let p = Portcullis::new();
+    let dns = crate::server::fake_dns(&[]).await;
+    let moves: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
+    let graph = graph_stand_in(moves.clone()).await;
+    let secret = p.dir.path().join("graph-secret");
+    std::fs::write(&secret, "s3cret\n").unwrap();
+    let sink_port = free_port();
+    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
+    let config = gateway_config(
+        &dns,
+        &format!("127.0.0.1:{sink_port}"),
+        "",
+        &format!(
+            "[mailbox]\ntenant_id = \"tenant-1\"\nclient_id = \"app-1\"\nclient_secret_file = \"{}\"\n\
+             login_url = \"{base}\"\ngraph_url = \"{base}\"\n",
+            secret.display(),
+            base = graph.base,
+        ),
+    );
+    let operator = token(&p, "soc", "operator");
+    let viewer = token(&p, "reader", "viewer");
+    let (server, smtp) = start_gateway(&p, &config);
+    let client = crate::server::client();
+    send_data_to_bob(
+        &smtp,
+        "alice@sender.test",
+        "From: alice@sender.test\r\nTo: bob@example.com\r\nSubject: invoice\r\nMessage-ID: <invoice@sender.test>\r\n\r\n\
+         Pay at https://pay.gone-bad.example/now\r\n"
+            .to_string(),
+    )
+    .await;
+    sink.wait_for(1, 30);
+    let (status, threat) = post(
+        &client,
+        &format!("{}/api/v1/threats", server.admin),
+        &operator,
+        json!({"url": "https://pay.gone-bad.example/now"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{threat}");
+    let remediate = format!("{}/api/v1/threats/{}/remediate", server.admin, threat["id"]);
+    let (forbidden, _) = post(&client, &remediate, &viewer, json!({})).await;
+    assert_eq!(forbidden, 403);
+    let (status, answer) = post(&client, &remediate, &operator, json!({})).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["results"][0]["recipient"], "bob@example.com");
+    assert_eq!(answer["results"][0]["outcome"], "moved", "{answer}");
+    assert_eq!(
+        *moves.lock().unwrap(),
+        [(
+            "bob@example.com".to_string(),
+            "AAMkAD==".to_string(),
+            "junkemail".to_string()
+        )]
+    );
+    let (_, audit) = get(
+        &client,
+        &format!("{}/api/v1/audit?action=threat.remediate", server.admin),
+        &operator,
+    )
+    .await;
+    assert_eq!(audit["entries"][0]["detail"]["moved"], 1, "{audit}");
 }
