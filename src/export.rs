@@ -267,8 +267,12 @@ fn syslog_line(config: &ExportConfig, hostname: &str, event: &Event) -> String {
 /// The most of one UDP datagram's payload (RFC 5426 asks receivers for 2048; most take more).
 const UDP_MAX: usize = 8192;
 
+/// A connection to a stream collector: written to, and read to learn that it closed.
+trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Sync + Unpin> Duplex for T {}
+
 enum Connection {
-    Stream(Box<dyn tokio::io::AsyncWrite + Send + Sync + Unpin>),
+    Stream(Box<dyn Duplex>),
     Udp(tokio::net::UdpSocket),
     File(tokio::fs::File),
 }
@@ -280,9 +284,11 @@ pub struct Exporter {
     store: Store,
     data_dir: PathBuf,
     connection: Option<Connection>,
+    /// Built on the first TLS connection (reading the system's anchors is slow and blocking).
+    tls: Option<tokio_rustls::TlsConnector>,
 }
 
-/// How many messages or threats one step reads.
+/// How many messages or threats one step reads, and how many events one write carries.
 const BATCH: usize = 500;
 /// How long a connect or a write may take before the collector counts as down.
 const COLLECTOR_TIMEOUT: Duration = Duration::from_secs(10);
@@ -295,6 +301,7 @@ impl Exporter {
             store,
             data_dir,
             connection: None,
+            tls: None,
         }
     }
 
@@ -394,7 +401,15 @@ impl Exporter {
     async fn step_threats(&mut self) -> Result<usize, ExportError> {
         let (store, name) = (self.store.clone(), self.position("threats"));
         let batch = blocking(move || {
-            let position = store.follower_position(&name)?.unwrap_or(0);
+            let Some(position) = store.follower_position(&name)? else {
+                // A new export starts from now, as the other records do.
+                let newest = store.threats(&ThreatQuery {
+                    limit: 1,
+                    ..ThreatQuery::default()
+                })?;
+                store.set_follower_position(&name, newest.first().map_or(0, |t| t.id))?;
+                return Ok(Vec::new());
+            };
             let threats = store.threats(&ThreatQuery {
                 after_id: Some(position),
                 limit: BATCH,
@@ -422,8 +437,9 @@ impl Exporter {
         Ok(events.len())
     }
 
-    async fn connect(&self) -> Result<Connection, ExportError> {
-        let failed = |e: &dyn std::fmt::Display| ExportError::Collector(format!("{}: {e}", self.destination()));
+    async fn connect(&mut self) -> Result<Connection, ExportError> {
+        let destination = self.destination();
+        let failed = |e: &dyn std::fmt::Display| ExportError::Collector(format!("{destination}: {e}"));
         match self.config.transport {
             Transport::File => {
                 let path = self.config.path.clone().unwrap_or_default();
@@ -456,8 +472,16 @@ impl Exporter {
                 if self.config.transport == Transport::Tcp {
                     return Ok(Connection::Stream(Box::new(stream)));
                 }
-                let connector =
-                    crate::tls::connector_with(true, self.config.ca_file.as_deref()).map_err(|e| failed(&e))?;
+                if self.tls.is_none() {
+                    let ca_file = self.config.ca_file.clone();
+                    let connector =
+                        tokio::task::spawn_blocking(move || crate::tls::connector_with(true, ca_file.as_deref()))
+                            .await
+                            .map_err(|e| failed(&e))?
+                            .map_err(|e| failed(&e))?;
+                    self.tls = Some(connector);
+                }
+                let connector = self.tls.clone().ok_or_else(|| failed(&"no TLS connector"))?;
                 let host = self.config.tls_name.clone().unwrap_or_else(|| {
                     self.config
                         .address
@@ -488,61 +512,89 @@ impl Exporter {
         if events.is_empty() {
             return Ok(());
         }
+        if let Some(Connection::Stream(stream)) = self.connection.as_mut()
+            && !still_open(stream).await
+        {
+            // The collector closed it (a restart, say): a write now would reach only our
+            // kernel and be lost with the reset that follows.
+            self.connection = None;
+        }
         if self.connection.is_none() {
             self.connection = Some(self.connect().await?);
         }
+        let outcome = self.write(events).await;
+        if outcome.is_err() {
+            self.connection = None;
+        }
+        outcome
+    }
+
+    async fn write(&mut self, events: &[Event]) -> Result<(), ExportError> {
         let destination = self.destination();
         let failed = |e: std::io::Error| ExportError::Collector(format!("{destination}: {e}"));
         let (config, hostname) = (&self.config, self.hostname.as_str());
-        let outcome = match self.connection.as_mut() {
+        match self.connection.as_mut() {
             Some(Connection::File(file)) => {
                 let mut text = String::new();
                 for event in events {
                     text.push_str(&event.body.to_string());
                     text.push('\n');
                 }
-                async {
+                let length = file.metadata().await.map_err(failed)?.len();
+                let written = async {
                     file.write_all(text.as_bytes()).await?;
                     file.sync_data().await
                 }
-                .await
-                .map_err(failed)
+                .await;
+                if let Err(error) = written {
+                    // No half line for the retry to run into.
+                    let _ = file.set_len(length).await;
+                    return Err(failed(error));
+                }
+                Ok(())
             }
             Some(Connection::Udp(socket)) => {
-                let mut result = Ok(());
                 for event in events {
-                    let line = syslog_line(config, hostname, event);
-                    let mut bytes = line.into_bytes();
+                    let mut bytes = syslog_line(config, hostname, event).into_bytes();
                     bytes.truncate(UDP_MAX);
-                    if let Err(error) = socket.send(&bytes).await {
-                        result = Err(failed(error));
-                        break;
-                    }
+                    socket.send(&bytes).await.map_err(failed)?;
                 }
-                result
+                Ok(())
             }
             Some(Connection::Stream(stream)) => {
-                let mut framed = Vec::new();
-                for event in events {
-                    let line = syslog_line(config, hostname, event);
-                    framed.extend_from_slice(format!("{} {line}", line.len()).as_bytes());
+                // A chunk at a time, each with its own deadline: a slow collector that keeps
+                // taking data is not cut off for the size of a busy minute.
+                for chunk in events.chunks(BATCH) {
+                    let mut framed = Vec::new();
+                    for event in chunk {
+                        let line = syslog_line(config, hostname, event);
+                        framed.extend_from_slice(format!("{} {line}", line.len()).as_bytes());
+                    }
+                    tokio::time::timeout(COLLECTOR_TIMEOUT, async {
+                        stream.write_all(&framed).await?;
+                        stream.flush().await
+                    })
+                    .await
+                    .map_err(|_| failed(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")))?
+                    .map_err(failed)?;
                 }
-                match tokio::time::timeout(COLLECTOR_TIMEOUT, async {
-                    stream.write_all(&framed).await?;
-                    stream.flush().await
-                })
-                .await
-                {
-                    Ok(result) => result.map_err(failed),
-                    Err(_) => Err(ExportError::Collector(format!("{destination}: write timed out"))),
-                }
+                Ok(())
             }
             None => Ok(()),
-        };
-        if outcome.is_err() {
-            self.connection = None;
         }
-        outcome
+    }
+}
+
+/// Whether a collector's connection is still open: a read that would wait means it is; an end
+/// of stream or an error means the collector closed it. Collectors send nothing back, so
+/// anything read is dropped.
+async fn still_open(stream: &mut Box<dyn Duplex>) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 512];
+    match tokio::time::timeout(Duration::from_millis(1), stream.read(&mut buffer)).await {
+        Err(_) => true,
+        Ok(Ok(read)) => read > 0,
+        Ok(Err(_)) => false,
     }
 }
 

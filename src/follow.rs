@@ -16,9 +16,11 @@ CREATE TABLE IF NOT EXISTS followers (
 );
 ";
 
-/// How far behind now the click log is read: the log's writer commits clicks a moment after
-/// they happen.
-pub const CLICK_LAG_MS: i64 = 3_000;
+/// How far behind now the click log is read. A click carries the time its request came in and
+/// is committed after its reputation lookups (1.5 s by default, more with redirect hops) and
+/// the writer's group commit: ten seconds covers that. Clicks spooled while the log could not
+/// be written are replayed later with their own times and are not followed.
+pub const CLICK_LAG_MS: i64 = 10_000;
 /// The most of the click log read in one step.
 const CLICK_WINDOW_MS: i64 = 60_000;
 

@@ -536,6 +536,16 @@ impl Store {
         }
     }
 
+    /// Runs `read` on the read-only search connection: long reads wait for no writer and keep
+    /// no writer waiting.
+    pub(crate) fn read_only<T, E: From<StoreError>>(
+        &self,
+        read: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let connection = self.search.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        read(&connection)
+    }
+
     /// Index entries matching an SQL condition over `messages`, in `order`; the last parameter
     /// is the limit.
     pub(crate) fn index_where(

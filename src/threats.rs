@@ -110,11 +110,14 @@ impl NewThreat {
                         "{target:?}: not an http(s) URL with a host"
                     )));
                 }
-                target.to_string()
+                // As the rewriter and the click log keep links: the parser's form.
+                url.to_string()
             }
             Scope::Domain => {
                 let host = target.trim_end_matches('.').to_ascii_lowercase();
                 let valid = !host.is_empty()
+                    && host.parse::<std::net::Ipv4Addr>().is_err()
+                    && host.chars().any(|c| c.is_ascii_alphabetic())
                     && host.len() <= 253
                     && host.split('.').all(|label| {
                         !label.is_empty()
@@ -370,26 +373,29 @@ impl Store {
     }
 
     /// The threats that cover any of these links (a URL's own, or its domain's or a parent's).
+    /// Threats are few: they are read once and matched here, off the writer's lock.
     pub fn threats_covering(&self, urls: &[String]) -> Result<Vec<Threat>, ThreatError> {
         if urls.is_empty() {
             return Ok(Vec::new());
         }
-        let connection = self.lock();
-        let mut statement = connection.prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM threats WHERE host_rev = ?1 AND (scope = 'domain' OR target = ?2)"
-        ))?;
-        let mut found: Vec<Threat> = Vec::new();
-        for url in urls {
-            for host in parent_hosts(&reversed_host(url)) {
-                for threat in statement.query_map(params![host, url], threat_row)? {
-                    let threat = threat?;
-                    if threat.covers(url) && !found.iter().any(|t| t.id == threat.id) {
-                        found.push(threat);
-                    }
+        let hosts: std::collections::HashSet<String> =
+            urls.iter().flat_map(|url| parent_hosts(&reversed_host(url))).collect();
+        let all: Vec<Threat> = self.read_only(|connection| {
+            let mut statement = connection.prepare_cached(&format!("SELECT {COLUMNS}, host_rev FROM threats"))?;
+            let rows = statement.query_map([], |row| Ok((threat_row(row)?, row.get::<_, String>(11)?)))?;
+            let mut found = Vec::new();
+            for row in rows {
+                let (threat, host) = row?;
+                if hosts.contains(&host) {
+                    found.push(threat);
                 }
             }
-        }
-        Ok(found)
+            Ok::<_, ThreatError>(found)
+        })?;
+        Ok(all
+            .into_iter()
+            .filter(|t| urls.iter().any(|url| t.covers(url)))
+            .collect())
     }
 
     /// The delivered messages (delivered, or released from quarantine) that carried the
@@ -420,13 +426,14 @@ impl Store {
 
     /// The links of messages delivered since `since` (Unix seconds), each once.
     pub fn delivered_links_since(&self, since: i64) -> Result<Vec<String>, StoreError> {
-        let connection = self.lock();
-        let mut statement = connection.prepare(
-            "SELECT DISTINCT l.url FROM messages m JOIN message_links l ON l.message_ref = m.message_ref
-             WHERE m.received_at >= ?1 AND m.verdict IN ('deliver', 'released')",
-        )?;
-        let rows = statement.query_map([since], |row| row.get::<_, String>(0))?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        self.read_only(|connection| {
+            let mut statement = connection.prepare(
+                "SELECT DISTINCT l.url FROM messages m JOIN message_links l ON l.message_ref = m.message_ref
+                 WHERE m.received_at >= ?1 AND m.verdict IN ('deliver', 'released')",
+            )?;
+            let rows = statement.query_map([since], |row| row.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
     }
 }
 
@@ -562,6 +569,13 @@ mod tests {
         assert!(NewThreat::declared("javascript:alert(1)", Scope::Url, "", "").is_err());
         assert!(NewThreat::declared("https://x.example/a", Scope::Url, "", "").is_ok());
         assert!(NewThreat::declared("bad domain", Scope::Domain, "", "").is_err());
+        assert!(NewThreat::declared("192.0.2.1", Scope::Domain, "", "").is_err());
+        assert_eq!(
+            NewThreat::declared("HTTPS://Evil.Example", Scope::Url, "", "")
+                .unwrap()
+                .target,
+            "https://evil.example/"
+        );
         assert_eq!(
             NewThreat::declared("Evil.Example.", Scope::Domain, "", "")
                 .unwrap()

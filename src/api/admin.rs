@@ -73,8 +73,9 @@ impl Params {
         }
     }
 
-    fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, Failure> {
-        match self.text(name) {
+    pub(super) fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, Failure> {
+        // Given but empty is not one of them either.
+        match self.0.get(name).cloned() {
             Some(value) if !allowed.contains(&value.as_str()) => {
                 Err(bad(name, format!("expected one of {}", allowed.join(", "))))
             }

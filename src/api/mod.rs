@@ -310,11 +310,20 @@ impl Api {
                 principal.require(Role::Viewer)?;
                 self.summary(&query).await
             }
-            (_, ["settings"]) => self.settings(&principal).await,
+            (_, ["settings"]) => {
+                principal.require(Role::Viewer)?;
+                self.settings(&principal).await
+            }
             (&Method::POST, ["threats"]) => self.add_threat(&principal, request).await,
-            (_, ["threats"]) => self.threats(&query).await,
+            (_, ["threats"]) => {
+                principal.require(Role::Viewer)?;
+                self.threats(&query).await
+            }
             (&Method::POST, ["threats", id]) => self.set_threat(&principal, id, request).await,
-            (_, ["threats", id]) => self.threat(id).await,
+            (_, ["threats", id]) => {
+                principal.require(Role::Viewer)?;
+                self.threat(id).await
+            }
             (_, ["threats", id, "remediate"]) => self.remediate_threat(&principal, id).await,
             (_, ["export", "url-click-events"]) => {
                 principal.require(Role::Viewer)?;

@@ -20,6 +20,7 @@ use crate::clicklog::{Action, ClickEvent, ClickQuery, read_clicks};
 use crate::pipeline::symbols::Scores;
 use crate::redirect::Body;
 use crate::store::IndexEntry;
+use crate::threats::ThreatStatus;
 use crate::time::{parse_interval_millis, parse_rfc3339_millis, rfc3339_millis};
 use crate::tokens::Role;
 use crate::trace::MessageQuery;
@@ -276,17 +277,17 @@ impl Api {
             let mut urls: Vec<String> = clicks.iter().map(|c| c.url.clone()).collect();
             urls.sort_unstable();
             urls.dedup();
-            let statuses: std::collections::HashMap<String, &'static str> = store
-                .threats_covering(&urls)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .flat_map(|threat| {
-                    urls.iter()
-                        .filter(|url| threat.covers(url))
-                        .map(|url| (url.clone(), threat.status.as_str()))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
+            // Where several threats cover a link, the most severe status stands: a domain
+            // marked a false positive does not hide a click on a link still active.
+            let mut statuses: std::collections::HashMap<String, ThreatStatus> = std::collections::HashMap::new();
+            for threat in store.threats_covering(&urls).map_err(|e| e.to_string())? {
+                for url in urls.iter().filter(|url| threat.covers(url)) {
+                    let status = statuses.entry(url.clone()).or_insert(threat.status);
+                    if severity(threat.status) > severity(*status) {
+                        *status = threat.status;
+                    }
+                }
+            }
             Ok((clicks, indexed, messages, found, statuses))
         })
         .await?
@@ -306,7 +307,7 @@ impl Api {
             if !window.threat_types.is_empty() && !window.threat_types.iter().any(|t| t == "url") {
                 continue;
             }
-            let status = click_statuses.get(&click.url).copied().unwrap_or("active");
+            let status = click_statuses.get(&click.url).map_or("active", |s| s.as_str());
             if !window.threat_statuses.iter().any(|s| s == status) {
                 continue;
             }
@@ -354,8 +355,15 @@ impl Api {
         }
         // A message found to carry a threat after delivery is reported again, as TAP does, in
         // the window the threat was found in.
+        let mut delivered_at: std::collections::HashMap<String, usize> = messages_delivered
+            .iter()
+            .enumerate()
+            .filter_map(|(i, event)| event["GUID"].as_str().map(|guid| (guid.to_string(), i)))
+            .collect();
         for (threat, carried) in &post_delivery {
-            if !window.threat_statuses.iter().any(|s| s == threat.status.as_str())
+            // Past a cut-short window's end it comes with the next call.
+            if threat.found_at_ms >= query_end_ms
+                || !window.threat_statuses.iter().any(|s| s == threat.status.as_str())
                 || !(window.threat_types.is_empty() || window.threat_types.iter().any(|t| t == "url"))
             {
                 continue;
@@ -371,16 +379,19 @@ impl Api {
                 "threatType": "url",
             });
             for entry in carried {
-                let existing = messages_delivered
-                    .iter_mut()
-                    .find(|event: &&mut Value| event["GUID"].as_str() == Some(entry.message_ref.as_str()));
-                match existing {
-                    Some(event) => {
-                        if let Some(map) = event["threatsInfoMap"].as_array_mut() {
+                match delivered_at.get(&entry.message_ref) {
+                    Some(&i) => {
+                        if let Some(map) = messages_delivered[i]["threatsInfoMap"].as_array_mut()
+                            && !map.iter().any(|known| known["threatID"] == info["threatID"])
+                        {
                             map.push(info.clone());
                         }
                     }
-                    None => messages_delivered.push(message_event(entry, vec![info.clone()])),
+                    None if messages_delivered.len() < MAX_MESSAGES => {
+                        delivered_at.insert(entry.message_ref.clone(), messages_delivered.len());
+                        messages_delivered.push(message_event(entry, vec![info.clone()]));
+                    }
+                    None => {}
                 }
             }
         }
@@ -429,6 +440,15 @@ fn click_threat(click: &ClickEvent) -> Option<bool> {
         Action::ClickedThrough => Some(false),
         Action::Permitted if matches!(click.verdict.as_str(), "malicious" | "suspicious") => Some(false),
         _ => None,
+    }
+}
+
+/// How much a threat status still calls for attention.
+fn severity(status: ThreatStatus) -> u8 {
+    match status {
+        ThreatStatus::Active => 2,
+        ThreatStatus::Cleared => 1,
+        ThreatStatus::FalsePositive => 0,
     }
 }
 

@@ -87,9 +87,8 @@ impl Api {
     pub(super) async fn threats(&self, query: &str) -> Result<Response<Body>, Failure> {
         let params = Params::parse(query, &["status", "since", "until", "limit", "cursor"])?;
         let status = params
-            .text("status")
-            .map(|s| ThreatStatus::parse(&s).ok_or_else(|| bad("status", "expected active, cleared or falsePositive")))
-            .transpose()?;
+            .one_of("status", &["active", "cleared", "falsePositive"])?
+            .and_then(|s| ThreatStatus::parse(&s));
         let before_id = params
             .text("cursor")
             .map(|c| {

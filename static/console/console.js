@@ -119,10 +119,17 @@ function query(params) {
 
 // ---- Routing: #/page/argument?filters -----------------------------------------------------
 
+// The page's address: the last hash that was a route (the skip link's `#view` is not one).
+let routed = '/';
+
+function decoded(part) {
+  try { return decodeURIComponent(part); } catch (_) { return part; }
+}
+
 function route() {
-  const hash = location.hash.replace(/^#/, '') || '/';
-  const [path, search] = hash.split('?');
-  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  if (!location.hash || location.hash.startsWith('#/')) routed = location.hash.replace(/^#/, '') || '/';
+  const [path, search] = routed.split('?');
+  const parts = path.split('/').filter(Boolean).map(decoded);
   const params = {};
   for (const [name, value] of new URLSearchParams(search || '')) params[name] = value;
   return { page: parts[0] || 'dashboard', arg: parts[1], params };
@@ -161,7 +168,7 @@ async function render() {
   for (const a of nav.querySelectorAll('a')) {
     if (a.dataset.page === page) a.setAttribute('aria-current', 'page'); else a.removeAttribute('aria-current');
   }
-  const build = PAGES[page];
+  const build = Object.hasOwn(PAGES, page) ? PAGES[page] : null;
   view.replaceChildren(el('p', { class: 'muted' }, 'Loading…'));
   if (!build) {
     view.replaceChildren(el('h1', {}, 'Not found'), el('p', {}, 'No such page.'));
@@ -667,7 +674,11 @@ async function start() {
   } catch (_) {
     session.user = null;
   }
-  window.addEventListener('hashchange', render);
+  window.addEventListener('hashchange', () => {
+    // In-page anchors (the skip link) move the focus, not the page.
+    if (location.hash && !location.hash.startsWith('#/')) return;
+    render();
+  });
   render();
 }
 
