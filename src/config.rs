@@ -149,6 +149,11 @@ pub struct ClickConfig {
     pub organisation: String,
     pub logo_url: Option<String>,
     pub support_contact: Option<String>,
+    /// The language of pages for people whose browser asks for none we have (`en`, `ja`, or
+    /// one from `locales_dir`).
+    pub default_language: String,
+    /// More languages, or other words for ours: `<tag>.toml` files like `static/locales/en.toml`.
+    pub locales_dir: Option<PathBuf>,
     /// How long a click-through link from a warning page stays valid.
     pub click_through_ttl_secs: u64,
     /// User agents of link scanners and prefetchers (substring, case-insensitive): answered with a
@@ -182,6 +187,8 @@ impl Default for ClickConfig {
             organisation: "Portcullis".into(),
             logo_url: None,
             support_contact: None,
+            default_language: "en".into(),
+            locales_dir: None,
             click_through_ttl_secs: 300,
             prefetch_user_agents: [
                 "Microsoft Office",
@@ -676,6 +683,8 @@ impl Config {
         if self.delivery.retry_secs.is_empty() {
             return Err("delivery.retry_secs needs at least one value".into());
         }
+        crate::i18n::Catalogs::load(self.click.locales_dir.as_deref(), &self.click.default_language)
+            .map_err(|e| format!("click: {e}"))?;
         for (i, export) in self.export.iter().enumerate() {
             export.check()?;
             if self.export[..i].iter().any(|other| other.name == export.name) {

@@ -18,6 +18,7 @@ pub mod escape;
 pub mod export;
 pub mod filter;
 pub mod follow;
+pub mod i18n;
 pub mod inspect;
 pub mod listen;
 pub mod mailbox;

@@ -33,6 +33,7 @@ pub struct ClickService {
     allow: UrlPatterns,
     block: UrlPatterns,
     prefetch_agents: Vec<String>,
+    catalogs: crate::i18n::Catalogs,
 }
 
 const CLICK_THROUGH_PURPOSE: &str = "click-through";
@@ -52,6 +53,12 @@ impl ClickService {
             .iter()
             .map(|a| a.to_ascii_lowercase())
             .collect();
+        let catalogs = crate::i18n::Catalogs::load(config.locales_dir.as_deref(), &config.default_language)
+            .unwrap_or_else(|error| {
+                // The configuration check refuses this before serving; a library user gets English.
+                tracing::error!(%error, "page languages not loaded; English only");
+                crate::i18n::Catalogs::load(None, "en").expect("the built-in catalogs load")
+            });
         Self {
             config,
             keys: keys.into(),
@@ -60,7 +67,18 @@ impl ClickService {
             allow,
             block,
             prefetch_agents,
+            catalogs,
         }
+    }
+
+    /// The words for this request's `Accept-Language`.
+    fn words(&self, request: &Request<hyper::body::Incoming>) -> &crate::i18n::Catalog {
+        self.catalogs.negotiate(
+            request
+                .headers()
+                .get(hyper::header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok()),
+        )
     }
 
     /// Routes one request.
@@ -73,7 +91,13 @@ impl ClickService {
             (&Method::GET | &Method::HEAD, "/continue") => self.click(&request, peer, true).await,
             (&Method::POST, "/report") => self.report(request, peer).await,
             (&Method::GET | &Method::HEAD, _) => {
-                self.error_page(StatusCode::NOT_FOUND, "Not found", "There is nothing here.")
+                let words = self.words(&request);
+                self.error_page(
+                    words,
+                    StatusCode::NOT_FOUND,
+                    "error.not_found_heading",
+                    words.word("error.not_found"),
+                )
             }
             _ => text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n"),
         };
@@ -86,6 +110,7 @@ impl ClickService {
 
     async fn click(&self, request: &Request<hyper::body::Incoming>, peer: SocketAddr, through: bool) -> Response<Body> {
         let started = Instant::now();
+        let words = self.words(request);
         let user_agent = header(request, hyper::header::USER_AGENT);
         let mut event = new_event(peer, &user_agent);
 
@@ -97,6 +122,7 @@ impl ClickService {
                 None => {
                     return self
                         .reject(
+                            words,
                             event,
                             started,
                             "click-through link invalid or expired",
@@ -110,7 +136,7 @@ impl ClickService {
             Ok(verified) => verified,
             Err(error) => {
                 event.url = target.chars().take(2048).collect();
-                return self.reject(event, started, "", error).await;
+                return self.reject(words, event, started, "", error).await;
             }
         };
         event.key_id.clone_from(&verified.key_id);
@@ -127,7 +153,7 @@ impl ClickService {
             Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => url,
             _ => {
                 return self
-                    .reject(event, started, "", LinkError::Malformed("destination"))
+                    .reject(words, event, started, "", LinkError::Malformed("destination"))
                     .await;
             }
         };
@@ -173,9 +199,10 @@ impl ClickService {
         if let Err(error) = self.log.record(event).await {
             tracing::error!(%error, "click could not be recorded");
             return self.error_page(
+                words,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "This link cannot be checked right now. Please try again in a moment.",
+                "error.try_again_heading",
+                words.word("error.try_again_click"),
             );
         }
         crate::metrics::increment(
@@ -194,9 +221,10 @@ impl ClickService {
             Action::Prefetch => self.page(
                 StatusCode::OK,
                 &Page {
-                    title: "Protected link",
-                    heading: "This link is protected",
-                    message: "Links in this message are checked when they are opened.",
+                    words,
+                    title: words.word("protected.title"),
+                    heading: words.word("protected.heading"),
+                    message: words.word("protected.message"),
                     destination: Some(&destination),
                     proceed: None,
                     accent: "#1d4ed8",
@@ -210,11 +238,12 @@ impl ClickService {
                 self.page(
                     StatusCode::OK,
                     &Page {
-                        title: "Warning",
-                        heading: "This site may be unsafe",
-                        message: &warning_message(&assessment),
+                        words,
+                        title: words.word("warned.title"),
+                        heading: words.word("warned.heading"),
+                        message: &warning_message(words, &assessment),
                         destination: Some(&destination),
-                        proceed: continuation.as_deref().map(|href| ("Continue anyway", href)),
+                        proceed: continuation.as_deref().map(|href| (words.word("page.continue"), href)),
                         accent: "#d97706",
                         go_back: true,
                         report: None,
@@ -226,9 +255,10 @@ impl ClickService {
                 self.page(
                     StatusCode::FORBIDDEN,
                     &Page {
-                        title: "Blocked",
-                        heading: "This site has been blocked",
-                        message: &block_message(&assessment),
+                        words,
+                        title: words.word("blocked.title"),
+                        heading: words.word("blocked.heading"),
+                        message: &block_message(words, &assessment),
                         destination: Some(&destination),
                         proceed: None,
                         accent: "#b91c1c",
@@ -240,7 +270,14 @@ impl ClickService {
         }
     }
 
-    async fn reject(&self, mut event: ClickEvent, started: Instant, detail: &str, error: LinkError) -> Response<Body> {
+    async fn reject(
+        &self,
+        words: &crate::i18n::Catalog,
+        mut event: ClickEvent,
+        started: Instant,
+        detail: &str,
+        error: LinkError,
+    ) -> Response<Body> {
         let expired = matches!(error, LinkError::Expired(_));
         event.action = if expired { Action::Expired } else { Action::Rejected };
         event.verdict = "invalid".into();
@@ -256,17 +293,18 @@ impl ClickService {
         tracing::info!(%error, "link rejected");
         if expired {
             return self.error_page(
+                words,
                 StatusCode::GONE,
-                "Link expired",
-                "This link has expired. Ask the sender for a new one.",
+                "error.expired_heading",
+                words.word("error.expired"),
             );
         }
         let message = if detail.is_empty() {
-            "This link is not valid: it was altered, truncated or not issued by us."
+            words.word("error.invalid")
         } else {
             detail
         };
-        self.error_page(StatusCode::BAD_REQUEST, "Invalid link", message)
+        self.error_page(words, StatusCode::BAD_REQUEST, "error.invalid_heading", message)
     }
 
     fn is_prefetcher(&self, user_agent: &str) -> bool {
@@ -329,6 +367,7 @@ impl ClickService {
     async fn report(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
         use http_body_util::BodyExt;
         let started = Instant::now();
+        let words = self.words(&request);
         let user_agent = header(&request, hyper::header::USER_AGENT);
         // The whole form within one deadline: a body dripped in a byte at a time cannot hold a slot.
         let collect = http_body_util::Limited::new(request.into_body(), REPORT_MAX_BYTES).collect();
@@ -363,9 +402,10 @@ impl ClickService {
         };
         let Some((link, verdict)) = verified else {
             return self.error_page(
+                words,
                 StatusCode::BAD_REQUEST,
-                "Report not accepted",
-                "This report form is not valid or has expired.",
+                "error.report_invalid_heading",
+                words.word("error.report_invalid"),
             );
         };
         let mut event = new_event(peer, &user_agent);
@@ -385,16 +425,18 @@ impl ClickService {
         if let Err(error) = self.log.record(event).await {
             tracing::error!(%error, "report could not be recorded");
             return self.error_page(
+                words,
                 StatusCode::SERVICE_UNAVAILABLE,
-                "Try again",
-                "Your report could not be recorded right now. Please try again in a moment.",
+                "error.try_again_heading",
+                words.word("error.try_again_report"),
             );
         }
         crate::metrics::increment("portcullis_reports_total", &[]);
         self.error_page(
+            words,
             StatusCode::OK,
-            "Thank you",
-            "Your report was sent to the security team, who will review this block.",
+            "error.thanks_heading",
+            words.word("error.thanks"),
         )
     }
 
@@ -402,10 +444,19 @@ impl ClickService {
         html(status, pages::render(&self.config, page))
     }
 
-    fn error_page(&self, status: StatusCode, heading: &str, message: &str) -> Response<Body> {
+    /// A page with only a heading (the catalog key `heading`) and a message.
+    fn error_page(
+        &self,
+        words: &crate::i18n::Catalog,
+        status: StatusCode,
+        heading: &str,
+        message: &str,
+    ) -> Response<Body> {
+        let heading = words.word(heading);
         self.page(
             status,
             &Page {
+                words,
                 title: heading,
                 heading,
                 message,
@@ -419,7 +470,7 @@ impl ClickService {
     }
 }
 
-fn warning_message(assessment: &Assessment) -> String {
+fn warning_message(words: &crate::i18n::Catalog, assessment: &Assessment) -> String {
     let why = assessment
         .findings
         .iter()
@@ -427,36 +478,36 @@ fn warning_message(assessment: &Assessment) -> String {
         .map(|f| f.reason.as_str())
         .collect::<Vec<_>>();
     if why.is_empty() {
-        "Be careful with this site: we are asked to warn before opening it.".into()
+        words.word("warned.message_plain").to_string()
     } else {
-        format!("Be careful with this site: {}.", why.join("; "))
+        words.fill("warned.message", &[("reasons", &why.join("; "))])
     }
 }
 
-fn block_message(assessment: &Assessment) -> String {
+fn block_message(words: &crate::i18n::Catalog, assessment: &Assessment) -> String {
     if assessment.unavailable {
-        return "We could not check this site in time, and policy blocks links that cannot be checked.".into();
+        return words.word("blocked.unavailable").to_string();
     }
-    let kind = match assessment.category {
-        Category::Phish => "a phishing site",
-        Category::Malware => "a site that spreads malware",
-        Category::Spam => "a spam site",
-        Category::None => "a dangerous site",
-    };
+    let kind = words.word(match assessment.category {
+        Category::Phish => "blocked.kind_phish",
+        Category::Malware => "blocked.kind_malware",
+        Category::Spam => "blocked.kind_spam",
+        Category::None => "blocked.kind_other",
+    });
     let why = assessment
         .findings
         .iter()
         .filter(|f| f.verdict == Verdict::Malicious)
         .map(|f| f.reason.as_str())
         .collect::<Vec<_>>();
-    format!(
-        "It is known as {kind}{}.",
-        if why.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", why.join("; "))
-        }
-    )
+    if why.is_empty() {
+        words.fill("blocked.message", &[("kind", kind)])
+    } else {
+        words.fill(
+            "blocked.message_with_reasons",
+            &[("kind", kind), ("reasons", &why.join("; "))],
+        )
+    }
 }
 
 fn redirect(destination: &Url) -> Response<Body> {

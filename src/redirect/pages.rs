@@ -8,6 +8,8 @@ const TEMPLATE: &str = include_str!("../../static/page.html");
 
 /// What a page says.
 pub struct Page<'a> {
+    /// The language the page is in.
+    pub words: &'a crate::i18n::Catalog,
     pub title: &'a str,
     pub heading: &'a str,
     pub message: &'a str,
@@ -54,6 +56,13 @@ fn support_link(contact: &str) -> String {
     }
 }
 
+/// A word with one value that is already HTML put in: the word is escaped, the value is not.
+fn escape_around(words: &crate::i18n::Catalog, key: &str, name: &str, html: &str) -> String {
+    // A marker no translation contains stands in for the value while the word is escaped.
+    const MARK: &str = "\u{E000}";
+    escape(&words.fill(key, &[(name, MARK)])).replacen(MARK, html, 1)
+}
+
 pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
     let organisation = escape(&config.organisation);
     let logo = config
@@ -64,14 +73,15 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
     let support = config
         .support_contact
         .as_deref()
-        .map(|s| format!("Questions? Contact {}.", support_link(s)))
+        .map(|s| escape_around(page.words, "page.questions", "contact", &support_link(s)))
         .unwrap_or_default();
     let destination = page
         .destination
         .map(|url| {
             let domain = url.host_str().unwrap_or_default();
             format!(
-                r#"<p>Destination domain: <span class="domain">{}</span></p><p class="destination">{}</p>"#,
+                r#"<p>{} <span class="domain">{}</span></p><p class="destination">{}</p>"#,
+                escape(page.words.word("page.destination_domain")),
                 escape(domain),
                 escape(url.as_str())
             )
@@ -79,7 +89,10 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
         .unwrap_or_default();
     let mut actions = String::from(r#"<div class="actions">"#);
     if page.go_back {
-        actions.push_str(r#"<button type="button" class="button primary" id="back">Go back</button>"#);
+        actions.push_str(&format!(
+            r#"<button type="button" class="button primary" id="back">{}</button>"#,
+            escape(page.words.word("page.go_back"))
+        ));
     }
     if let Some((label, href)) = page.proceed {
         actions.push_str(&format!(
@@ -97,7 +110,10 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
                 escape(value)
             ));
         }
-        actions.push_str(r#"<button type="submit" class="link">Is this a mistake? Report it</button></form>"#);
+        actions.push_str(&format!(
+            r#"<button type="submit" class="link">{}</button></form>"#,
+            escape(page.words.word("page.report"))
+        ));
     }
     if page.go_back {
         actions.push_str("<script>");
@@ -121,6 +137,13 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
             "destination" => out.push_str(&destination),
             "actions" => out.push_str(&actions),
             "accent" => out.push_str(page.accent),
+            "lang" => out.push_str(&escape(&page.words.tag)),
+            "protected_by" => out.push_str(&escape_around(
+                page.words,
+                "page.protected_by",
+                "organisation",
+                &organisation,
+            )),
             _ => {}
         }
         rest = &rest[start + end + 2..];

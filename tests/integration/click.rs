@@ -885,3 +885,80 @@ fn form_body(fields: &[(&str, String)]) -> String {
     }
     serializer.finish()
 }
+
+/// The pages people see come in the language their browser asks for (Japanese here), with the
+/// organisation's name, logo and contact; the organisation's default language otherwise; and
+/// words from the operator's own locale files.
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_speak_the_language_the_browser_asks_for() {
+    let p = Portcullis::new();
+    let locales = p.dir.path().join("locales");
+    std::fs::create_dir(&locales).unwrap();
+    std::fs::write(
+        locales.join("de.toml"),
+        "[blocked]\nheading = \"Diese Seite wurde gesperrt\"\n[page]\ngo_back = \"Zurück\"\n",
+    )
+    .unwrap();
+    let server = Server::start(
+        &p,
+        &format!(
+            "[click]\norganisation = \"Acme <Corp>\"\nlogo_url = \"https://intranet.acme.example/logo.png\"\n\
+             support_contact = \"soc@acme.example\"\ndefault_language = \"ja\"\nlocales_dir = \"{}\"\n\
+             [click.policy]\nblock_list = [\"*.blocked.example\"]\n",
+            locales.display()
+        ),
+    );
+    let link = server.link(&p, "https://www.blocked.example/");
+    let page = |language: Option<&'static str>| {
+        let link = link.clone();
+        async move {
+            let mut request = client().get(&link);
+            if let Some(language) = language {
+                request = request.header("accept-language", language);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 403);
+            response.text().await.unwrap()
+        }
+    };
+
+    let japanese = page(Some("ja-JP,ja;q=0.9,en;q=0.8")).await;
+    assert!(japanese.contains(r#"<html lang="ja">"#), "{japanese}");
+    assert!(japanese.contains("このサイトはブロックされました"), "{japanese}");
+    assert!(japanese.contains(r#"id="back">戻る</button>"#));
+    assert!(
+        japanese.contains("Acme &lt;Corp&gt; によって保護されています。"),
+        "{japanese}"
+    );
+    assert!(japanese.contains(r#"<a href="mailto:soc@acme.example">soc@acme.example</a> までお問い合わせください"#));
+    assert!(japanese.contains(r#"src="https://intranet.acme.example/logo.png""#));
+
+    let english = page(Some("en-GB,en;q=0.9")).await;
+    assert!(english.contains(r#"<html lang="en">"#));
+    assert!(english.contains("This site has been blocked"));
+    assert!(english.contains("Protected by Acme &lt;Corp&gt;."));
+
+    // Nothing asked for that we have: the organisation's default, Japanese.
+    let default = page(Some("fr-CH, fr;q=0.9")).await;
+    assert!(default.contains("このサイトはブロックされました"));
+    let none = page(None).await;
+    assert!(none.contains(r#"<html lang="ja">"#));
+
+    // The operator's German file: its words, and the default language's for the rest.
+    let german = page(Some("de-AT")).await;
+    assert!(german.contains(r#"<html lang="de">"#));
+    assert!(german.contains("Diese Seite wurde gesperrt"));
+    assert!(german.contains(r#"id="back">Zurück</button>"#));
+    assert!(german.contains("<title>ブロック"), "{german}");
+
+    // An expired or altered link says so in the language asked for, too.
+    let altered = format!("{}x", &link[..link.len() - 1]);
+    let answer = client()
+        .get(&altered)
+        .header("accept-language", "ja")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("無効なリンク"));
+}
