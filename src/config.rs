@@ -612,6 +612,7 @@ impl Config {
                 "durability": word(&self.click.durability),
                 "organisation": self.click.organisation,
                 "support_contact": self.click.support_contact,
+                "default_language": self.click.default_language,
                 "track_clicks": policy.track_clicks,
                 "allow_click_through": policy.allow_click_through,
                 "fail_open": policy.fail_open,
