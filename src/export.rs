@@ -222,30 +222,21 @@ fn message_event(entry: &IndexEntry) -> Event {
 }
 
 fn threat_event(threat: &Threat, carried: &[IndexEntry]) -> Event {
-    let mut recipients: Vec<String> = carried
-        .iter()
-        .flat_map(|m| m.recipients.iter().map(|r| r.address.to_lowercase()))
-        .collect();
-    recipients.sort_unstable();
-    recipients.dedup();
+    let mut body = serde_json::Map::from_iter([("event".to_string(), json!("threat"))]);
+    body.extend(threat.fields());
+    body.insert(
+        "messages".into(),
+        json!(carried.iter().map(|m| m.message_ref.clone()).collect::<Vec<_>>()),
+    );
+    body.insert(
+        "recipients_at_risk".into(),
+        json!(crate::threats::recipients_of(carried)),
+    );
     Event {
         msgid: "THREAT",
         severity: 2,
         time: rfc3339_millis(threat.found_at_ms),
-        body: json!({
-            "event": "threat",
-            "id": threat.id,
-            "url": threat.target,
-            "scope": threat.scope,
-            "verdict": threat.verdict,
-            "category": threat.category,
-            "source": threat.source,
-            "reason": threat.reason,
-            "threatStatus": threat.status,
-            "found_at": rfc3339_millis(threat.found_at_ms),
-            "messages": carried.iter().map(|m| m.message_ref.clone()).collect::<Vec<_>>(),
-            "recipients_at_risk": recipients,
-        }),
+        body: Value::Object(body),
     }
 }
 

@@ -169,6 +169,26 @@ pub struct Threat {
 }
 
 impl Threat {
+    /// The threat's own fields, as the API and the exports show them.
+    pub fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        let serde_json::Value::Object(fields) = serde_json::json!({
+            "id": self.id,
+            "url": self.target,
+            "scope": self.scope,
+            "verdict": self.verdict,
+            "category": self.category,
+            "source": self.source,
+            "reason": self.reason,
+            "status": self.status,
+            "found_at": crate::time::rfc3339_millis(self.found_at_ms),
+            "changed_at": crate::time::rfc3339_millis(self.changed_at_ms),
+            "changed_by": self.changed_by,
+        }) else {
+            unreachable!("an object literal")
+        };
+        fields
+    }
+
     /// Whether a link is this threat (the URL itself, or a URL on the domain or a subdomain).
     pub fn covers(&self, url: &str) -> bool {
         match self.scope {
@@ -236,6 +256,15 @@ use crate::store::now_ms;
 fn parent_hosts(host_rev: &str) -> Vec<String> {
     let labels: Vec<&str> = host_rev.split('.').collect();
     (1..=labels.len()).map(|n| labels[..n].join(".")).collect()
+}
+
+/// The recipients of these messages, lowercase, each once, in order: the users at risk.
+pub fn recipients_of(messages: &[IndexEntry]) -> Vec<String> {
+    let recipients: std::collections::BTreeSet<String> = messages
+        .iter()
+        .flat_map(|m| m.recipients.iter().map(|r| r.address.to_lowercase()))
+        .collect();
+    recipients.into_iter().collect()
 }
 
 /// Which threats a page of a listing starts after, and how many.

@@ -10,7 +10,7 @@ use hyper::{Request, Response, StatusCode, header};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{Api, Failure, Principal, blocking, failure, json_response, read_body, respond, store_unavailable};
+use super::{Api, Failure, Principal, blocking, failure, json_response, read_json, respond, store_unavailable};
 use crate::audit::AuditQuery;
 use crate::clicklog::{ClickEvent, ClickQuery, read_clicks};
 use crate::pipeline::symbols::Scores;
@@ -249,9 +249,7 @@ impl Api {
                 "send {\"name\": …, \"password\": …} as application/json",
             ));
         }
-        let body = read_body(request, 4096).await?;
-        let SignIn { name, password } = serde_json::from_slice(&body)
-            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the sign-in: {e}")))?;
+        let SignIn { name, password } = read_json(request, 4096, "the sign-in").await?;
         let client = client_ip.to_string();
         // A few password checks at once: each argon2 run takes ~19 MiB and a core.
         let Ok(_checking) = self.password_checks.clone().try_acquire_owned() else {
@@ -629,9 +627,7 @@ impl Api {
             #[serde(default)]
             note: String,
         }
-        let body = read_body(request, 4096).await?;
-        let NewSender { sender, list, note } = serde_json::from_slice(&body)
-            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the entry: {e}")))?;
+        let NewSender { sender, list, note } = read_json(request, 4096, "the entry").await?;
         self.put_sender(principal, sender, list, note).await
     }
 
@@ -677,9 +673,7 @@ impl Api {
         struct Choice {
             list: crate::senders::List,
         }
-        let body = read_body(request, 1024).await?;
-        let Choice { list } = serde_json::from_slice(&body)
-            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the choice: {e}")))?;
+        let Choice { list } = read_json(request, 1024, "the choice").await?;
         let store = self.store.clone();
         let sender = blocking(move || -> Result<String, StoreError> {
             let (held, _) = store.held_message(id)?;

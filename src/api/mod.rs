@@ -491,6 +491,16 @@ const DRAIN_PAST_LIMIT: usize = 16 * 1024 * 1024;
 
 /// The body, read frame by frame: never buffered past `limit`; past it the rest is read and
 /// dropped (up to [`DRAIN_PAST_LIMIT`]) so the client gets its 413.
+/// A JSON body of at most `limit` bytes as `T`; `what` names it in the error.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    request: Request<hyper::body::Incoming>,
+    limit: usize,
+    what: &str,
+) -> Result<T, Failure> {
+    let body = read_body(request, limit).await?;
+    serde_json::from_slice(&body).map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("{what}: {e}")))
+}
+
 async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Result<Vec<u8>, Failure> {
     let too_large = || {
         failure(

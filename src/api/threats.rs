@@ -1,17 +1,15 @@
 //! The post-delivery threats over the API: list and show them with the delivered messages that
 //! carried each link and who clicked it, declare one, and set its status.
 
-use std::collections::BTreeSet;
-
 use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 
 use super::admin::{Params, bad, messages_of, recipient_of};
-use super::{Api, Failure, Principal, blocking, failure, json_response, read_body, store_unavailable};
+use super::{Api, Failure, Principal, blocking, failure, json_response, read_json, store_unavailable};
 use crate::clicklog::{Action, ClickQuery, read_clicks};
 use crate::redirect::Body;
 use crate::store::Store;
-use crate::threats::{NewThreat, Scope, Threat, ThreatError, ThreatQuery, ThreatStatus};
+use crate::threats::{NewThreat, Scope, Threat, ThreatError, ThreatQuery, ThreatStatus, recipients_of};
 use crate::time::rfc3339_millis;
 use crate::tokens::Role;
 
@@ -49,38 +47,41 @@ pub(super) fn threat_view(
         .filter(|c| threat.covers(&c.url) && !matches!(c.action, Action::Prefetch | Action::Rejected))
         .collect();
     let indexed = messages_of(store, &clicks);
-    let recipients: BTreeSet<String> = messages
-        .iter()
-        .flat_map(|m| m.recipients.iter().map(|r| r.address.to_lowercase()))
-        .collect();
-    Ok(serde_json::json!({
-        "id": threat.id,
-        "url": threat.target,
-        "scope": threat.scope,
-        "verdict": threat.verdict,
-        "category": threat.category,
-        "source": threat.source,
-        "reason": threat.reason,
-        "status": threat.status,
-        "found_at": rfc3339_millis(threat.found_at_ms),
-        "changed_at": rfc3339_millis(threat.changed_at_ms),
-        "changed_by": threat.changed_by,
-        "messages": messages.iter().map(|m| serde_json::json!({
-            "message_ref": m.message_ref,
-            "message_id": m.message_id,
-            "subject": m.subject,
-            "sender": m.sender,
-            "received_at": crate::time::rfc3339(m.received_at),
-            "recipients": m.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
-        })).collect::<Vec<_>>(),
-        "recipients": recipients,
-        "clicks": clicks.iter().map(|c| serde_json::json!({
-            "time": rfc3339_millis(c.at_ms),
-            "recipient": recipient_of(c, &indexed).unwrap_or_else(|| c.recipient_ref.clone()),
-            "action": c.action.as_str(),
-            "url": c.url,
-        })).collect::<Vec<_>>(),
-    }))
+    let mut view = threat.fields();
+    view.extend([
+        (
+            "messages".to_string(),
+            serde_json::json!(
+                messages
+                    .iter()
+                    .map(|m| serde_json::json!({
+                        "message_ref": m.message_ref,
+                        "message_id": m.message_id,
+                        "subject": m.subject,
+                        "sender": m.sender,
+                        "received_at": crate::time::rfc3339(m.received_at),
+                        "recipients": m.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+                    }))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+        ("recipients".to_string(), serde_json::json!(recipients_of(&messages))),
+        (
+            "clicks".to_string(),
+            serde_json::json!(
+                clicks
+                    .iter()
+                    .map(|c| serde_json::json!({
+                        "time": rfc3339_millis(c.at_ms),
+                        "recipient": recipient_of(c, &indexed).unwrap_or_else(|| c.recipient_ref.clone()),
+                        "action": c.action.as_str(),
+                        "url": c.url,
+                    }))
+                    .collect::<Vec<_>>()
+            ),
+        ),
+    ]);
+    Ok(serde_json::Value::Object(view))
 }
 
 impl Api {
@@ -151,9 +152,7 @@ impl Api {
             #[serde(default)]
             reason: String,
         }
-        let body = read_body(request, 8192).await?;
-        let declared: Declared = serde_json::from_slice(&body)
-            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the threat: {e}")))?;
+        let declared: Declared = read_json(request, 8192, "the threat").await?;
         let (target, scope) = match (declared.url, declared.domain) {
             (Some(url), None) => (url, Scope::Url),
             (None, Some(domain)) => (domain, Scope::Domain),
@@ -206,9 +205,7 @@ impl Api {
         struct Change {
             status: String,
         }
-        let body = read_body(request, 1024).await?;
-        let change: Change = serde_json::from_slice(&body)
-            .map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("the change: {e}")))?;
+        let change: Change = read_json(request, 1024, "the change").await?;
         let status = ThreatStatus::parse(&change.status).ok_or_else(|| {
             failure(
                 StatusCode::BAD_REQUEST,

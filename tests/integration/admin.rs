@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 use crate::common::{Portcullis, fixture, our_links};
-use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
+use crate::gateway::{SPAM_RULE_AND_BLOCK_LIST, gateway_config, send_data_to_bob, sink_and_config, start_gateway};
 use crate::hooks::token;
 
 const PASSWORD: &str = "correct horse battery staple";
@@ -73,17 +73,7 @@ impl Api {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     let p = Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
-    let sink_port = free_port();
-    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
-    let config = gateway_config(
-        &dns,
-        &format!("127.0.0.1:{sink_port}"),
-        "",
-        "[click.policy]\nblock_list = [\"*.evil.example\"]\n\
-         [[pipeline.rules]]\nname = \"forced-spam\"\nheader_matches = [{ name = \"X-Campaign\", pattern = \"^blast-\" }]\n\
-         action = \"set_scl\"\nset_scl = 6\n",
-    );
+    let (sink, config) = sink_and_config(&p, SPAM_RULE_AND_BLOCK_LIST).await;
     user(&p, "ann", "operator");
     user(&p, "root", "admin");
     let viewer = token(&p, "siem", "viewer");

@@ -8,24 +8,14 @@ use serde_json::json;
 
 use crate::browser::{Browser, ENTER, TAB};
 use crate::common::our_links;
-use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
+use crate::gateway::{SPAM_RULE_AND_BLOCK_LIST, send_data_to_bob, sink_and_config, start_gateway};
 
 const PASSWORD: &str = "correct horse battery staple";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_signs_in_finds_a_click_traces_it_and_releases_a_held_message() {
     let p = crate::common::Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
-    let sink_port = free_port();
-    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
-    let config = gateway_config(
-        &dns,
-        &format!("127.0.0.1:{sink_port}"),
-        "",
-        "[click.policy]\nblock_list = [\"*.evil.example\"]\n\
-         [[pipeline.rules]]\nname = \"forced-spam\"\nheader_matches = [{ name = \"X-Campaign\", pattern = \"^blast-\" }]\n\
-         action = \"set_scl\"\nset_scl = 6\n",
-    );
+    let (sink, config) = sink_and_config(&p, SPAM_RULE_AND_BLOCK_LIST).await;
     let added = p.run(
         &["users", "add", "ann", "--role", "operator", "--password-stdin"],
         format!("{PASSWORD}\n").as_bytes(),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
 use crate::common::{Portcullis, our_links};
-use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
+use crate::gateway::{free_port, send_data_to_bob, sink_and_config, start_gateway};
 use crate::hooks::token;
 
 /// A syslog collector on TCP taking RFC 6587 octet-counted frames.
@@ -80,24 +80,20 @@ fn file_events(path: &std::path::Path) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread")]
 async fn events_reach_syslog_and_a_file_and_a_collector_down_for_a_while_loses_nothing() {
     let p = Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
-    let sink_port = free_port();
-    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
     let tcp_port = free_port();
     let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let udp_address = udp.local_addr().unwrap();
     let jsonl = p.dir.path().join("events.jsonl");
-    let config = gateway_config(
-        &dns,
-        &format!("127.0.0.1:{sink_port}"),
-        "",
+    let (sink, config) = sink_and_config(
+        &p,
         &format!(
             "[[export]]\nname = \"siem\"\ntransport = \"tcp\"\naddress = \"127.0.0.1:{tcp_port}\"\n\
              [[export]]\nname = \"local\"\ntransport = \"udp\"\naddress = \"{udp_address}\"\nevents = [\"messages\"]\n\
              [[export]]\nname = \"archive\"\ntransport = \"file\"\npath = \"{}\"\n",
             jsonl.display()
         ),
-    );
+    )
+    .await;
     let operator = token(&p, "soc", "operator");
     let (mut server, smtp) = start_gateway(&p, &config);
     let client = crate::server::client();
@@ -161,7 +157,7 @@ async fn events_reach_syslog_and_a_file_and_a_collector_down_for_a_while_loses_n
         (kinds.contains(&"MESSAGE") && kinds.contains(&"CLICK") && kinds.contains(&"THREAT")).then_some(events)
     });
     let threat = &events.iter().find(|(kind, _)| kind == "THREAT").unwrap().1;
-    assert_eq!(threat["threatStatus"], "active");
+    assert_eq!(threat["status"], "active");
     assert_eq!(threat["recipients_at_risk"], serde_json::json!(["bob@example.com"]));
     let click = &events.iter().find(|(kind, _)| kind == "CLICK").unwrap().1;
     assert_eq!(click["action"], "permitted");

@@ -106,6 +106,22 @@ pub fn gateway_config(dns: &str, relay: &str, smtp_extra: &str, extra: &str) -> 
     )
 }
 
+/// A local DNS server with no records, an SMTP sink on a free port, and the gateway's
+/// configuration relaying to the sink with `extra` settings.
+pub async fn sink_and_config(p: &Portcullis, extra: &str) -> (Sink, String) {
+    let dns = crate::server::fake_dns(&[]).await;
+    let sink_port = free_port();
+    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
+    let config = gateway_config(&dns, &format!("127.0.0.1:{sink_port}"), "", extra);
+    (sink, config)
+}
+
+/// A block list for `*.evil.example`, and a transport rule holding as spam what carries
+/// `X-Campaign: blast-…`.
+pub const SPAM_RULE_AND_BLOCK_LIST: &str = "[click.policy]\nblock_list = [\"*.evil.example\"]\n\
+     [[pipeline.rules]]\nname = \"forced-spam\"\nheader_matches = [{ name = \"X-Campaign\", pattern = \"^blast-\" }]\n\
+     action = \"set_scl\"\nset_scl = 6\n";
+
 pub fn start_gateway(p: &Portcullis, config: &str) -> (Server, String) {
     let server = Server::start_with(p, config, "127.0.0.1:0");
     let smtp = server.smtp.clone().expect("smtp gateway address");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::{Portcullis, our_links};
-use crate::gateway::{Sink, free_port, gateway_config, send_data_to_bob, start_gateway};
+use crate::gateway::{send_data_to_bob, sink_and_config, start_gateway};
 use crate::hooks::token;
 
 async fn get(client: &reqwest::Client, url: &str, token: &str) -> (u16, Value) {
@@ -42,23 +42,19 @@ async fn wait_for_threat(client: &reqwest::Client, admin: &str, token: &str, url
 #[tokio::test(flavor = "multi_thread")]
 async fn links_judged_bad_after_delivery_find_their_messages_and_clickers() {
     let p = Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
     let safe_browsing = crate::server::FakeSafeBrowsing::start().await;
     let feed = p.dir.path().join("feed.txt");
     std::fs::write(&feed, "# nothing yet\n").unwrap();
-    let sink_port = free_port();
-    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
-    let config = gateway_config(
-        &dns,
-        &format!("127.0.0.1:{sink_port}"),
-        "",
+    let (sink, config) = sink_and_config(
+        &p,
         &format!(
             "[reputation]\nfeed_reload_secs = 1\n[reputation.cache]\nclean_secs = 1\nunknown_secs = 1\n\
              [[reputation.feeds]]\npath = \"{}\"\nformat = \"plain\"\n{}",
             feed.display(),
             safe_browsing.config()
         ),
-    );
+    )
+    .await;
     let operator = token(&p, "soc", "operator");
     let (server, smtp) = start_gateway(&p, &config);
     let client = crate::server::client();
@@ -304,24 +300,20 @@ async fn graph_stand_in(moves: Arc<Mutex<Vec<(String, String, String)>>>) -> cra
 #[tokio::test(flavor = "multi_thread")]
 async fn remediating_a_threat_moves_the_delivered_copies_through_microsoft_graph() {
     let p = Portcullis::new();
-    let dns = crate::server::fake_dns(&[]).await;
     let moves: Arc<Mutex<Vec<(String, String, String)>>> = Arc::default();
     let graph = graph_stand_in(moves.clone()).await;
     let secret = p.dir.path().join("graph-secret");
     std::fs::write(&secret, "s3cret\n").unwrap();
-    let sink_port = free_port();
-    let sink = Sink::start(&p.dir.path().join("sink"), sink_port, &[]);
-    let config = gateway_config(
-        &dns,
-        &format!("127.0.0.1:{sink_port}"),
-        "",
+    let (sink, config) = sink_and_config(
+        &p,
         &format!(
             "[mailbox]\ntenant_id = \"tenant-1\"\nclient_id = \"app-1\"\nclient_secret_file = \"{}\"\n\
              login_url = \"{base}\"\ngraph_url = \"{base}\"\n",
             secret.display(),
             base = graph.base,
         ),
-    );
+    )
+    .await;
     let operator = token(&p, "soc", "operator");
     let viewer = token(&p, "reader", "viewer");
     let (server, smtp) = start_gateway(&p, &config);
