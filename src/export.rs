@@ -339,6 +339,7 @@ impl Exporter {
             ..ClickQuery::default()
         };
         let mut sent = 0;
+        let end = crate::follow::click_log_end();
         loop {
             let (store, data_dir, name, filter) = (
                 self.store.clone(),
@@ -347,7 +348,7 @@ impl Exporter {
                 filter.clone(),
             );
             let minute = blocking(move || -> Result<_, ExportError> {
-                let Some(window) = crate::follow::next_click_window(&store, &name)? else {
+                let Some(window) = crate::follow::next_click_window(&store, &name, end)? else {
                     return Ok(None);
                 };
                 Ok(Some((

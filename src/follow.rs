@@ -23,6 +23,9 @@ CREATE TABLE IF NOT EXISTS followers (
 pub const CLICK_LAG_MS: i64 = 10_000;
 /// The most of the click log read in one step.
 const CLICK_WINDOW_MS: i64 = 60_000;
+/// The least: a follower waits for a second of the log rather than chase now millisecond by
+/// millisecond.
+const CLICK_STEP_MS: i64 = 1_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FollowError {
@@ -54,17 +57,22 @@ impl Store {
     }
 }
 
+/// Where a follower that starts now may read the click log up to.
+pub fn click_log_end() -> i64 {
+    crate::store::now_ms() - CLICK_LAG_MS
+}
+
 /// The next stretch of the click log the follower `name` has not handed on, `(from, to)` in
-/// Unix milliseconds: at most a minute, ending a moment ago. A follower that never ran starts now.
-pub fn next_click_window(store: &Store, name: &str) -> Result<Option<(i64, i64)>, StoreError> {
-    let end_limit = crate::store::now_ms() - CLICK_LAG_MS;
+/// Unix milliseconds: a second to a minute, ending by `end` (from [`click_log_end`], taken once
+/// per round so a round ends). A follower that never ran starts at `end`.
+pub fn next_click_window(store: &Store, name: &str, end: i64) -> Result<Option<(i64, i64)>, StoreError> {
     match store.follower_position(name)? {
         None => {
-            store.set_follower_position(name, end_limit)?;
+            store.set_follower_position(name, end)?;
             Ok(None)
         }
-        Some(position) if position >= end_limit => Ok(None),
-        Some(position) => Ok(Some((position, end_limit.min(position + CLICK_WINDOW_MS)))),
+        Some(position) if position + CLICK_STEP_MS > end => Ok(None),
+        Some(position) => Ok(Some((position, end.min(position + CLICK_WINDOW_MS)))),
     }
 }
 
@@ -95,11 +103,44 @@ pub fn follow_clicks<E: From<FollowError>>(
     filter: &ClickQuery,
     mut take: impl FnMut(&[ClickEvent]) -> Result<(), E>,
 ) -> Result<(), E> {
-    while let Some(window) = next_click_window(store, name).map_err(FollowError::Store)? {
+    let end = click_log_end();
+    while let Some(window) = next_click_window(store, name, end).map_err(FollowError::Store)? {
         take(&read_click_window(data_dir, filter, window)?)?;
         store
             .set_follower_position(name, window.1)
             .map_err(FollowError::Store)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_of_following_ends_even_while_the_clock_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // First run: starts at the end it is given.
+        let end = click_log_end();
+        assert_eq!(next_click_window(&store, "t", end).unwrap(), None);
+        // Ten minutes behind: ten windows of a minute, then none, whatever the time is now.
+        store.set_follower_position("t", end - 600_000).unwrap();
+        let mut calls = 0;
+        follow_clicks(&store, dir.path(), "t", &ClickQuery::default(), |clicks| {
+            calls += 1;
+            assert!(clicks.is_empty());
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            Ok::<(), FollowError>(())
+        })
+        .unwrap();
+        assert!((10..=11).contains(&calls), "{calls} windows");
+        // Less than a second of new log: nothing to read yet.
+        let position = store.follower_position("t").unwrap().unwrap();
+        assert_eq!(next_click_window(&store, "t", position + 999).unwrap(), None);
+        assert_eq!(
+            next_click_window(&store, "t", position + 1000).unwrap(),
+            Some((position, position + 1000))
+        );
+    }
 }

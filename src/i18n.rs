@@ -249,6 +249,27 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Whatever a browser sends, a language comes back.
+        #[test]
+        fn any_accept_language_gets_a_catalog(header in "\\PC{0,200}", ranges in proptest::collection::vec("[a-zA-Z*-]{0,12}(;q=[0-9.]{0,5})?", 0..20)) {
+            static CATALOGS: std::sync::OnceLock<Catalogs> = std::sync::OnceLock::new();
+            let catalogs = CATALOGS.get_or_init(|| Catalogs::load(None, "ja").unwrap());
+            let tag = &catalogs.negotiate(Some(&header)).tag;
+            proptest::prop_assert!(tag == "en" || tag == "ja");
+            let joined = ranges.join(",");
+            let tag = &catalogs.negotiate(Some(&joined)).tag;
+            proptest::prop_assert!(tag == "en" || tag == "ja");
+        }
+
+        /// Any template an operator writes fills without a panic.
+        #[test]
+        fn any_template_fills(template in "\\PC{0,100}", value in "\\PC{0,20}") {
+            let catalog = Catalog { tag: "x".into(), words: HashMap::from([("k".to_string(), template)]), fallback: None };
+            let _ = catalog.fill("k", &[("name", &value)]);
+        }
+    }
+
     #[test]
     fn words_are_filled_in_one_pass_and_gaps_fall_back() {
         let dir = tempfile::tempdir().unwrap();

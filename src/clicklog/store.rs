@@ -359,6 +359,25 @@ fn open_reader(path: &Path) -> Result<Connection, ClickLogError> {
         path: path.into(),
         source,
     };
+    // A slice without a write-ahead log is finished and never written again: read it as
+    // immutable, so a reader (the followers read every second) leaves no `-wal` or `-shm`
+    // behind, not even when the process is killed while it reads.
+    if !path.with_extension("db-wal").exists() {
+        let uri = format!(
+            "file:{}?immutable=1",
+            path.display()
+                .to_string()
+                .replace('%', "%25")
+                .replace('?', "%3f")
+                .replace('#', "%23")
+        );
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        if let Ok(connection) = Connection::open_with_flags(&uri, flags) {
+            return Ok(connection);
+        }
+    }
     let connection = Connection::open(path).map_err(err)?;
     connection.busy_timeout(Duration::from_secs(5)).map_err(err)?;
     Ok(connection)
