@@ -15,6 +15,8 @@ use crate::tokens::Role;
 
 /// The most messages and clicks one threat lists.
 const MOST_AFFECTED: usize = 500;
+/// How far before a threat was found its clicks are looked for, at least.
+const CLICKS_BEFORE_FOUND_MS: i64 = 30 * 86_400_000;
 
 fn threat_failure(error: ThreatError) -> Failure {
     match error {
@@ -32,10 +34,20 @@ pub(super) fn threat_view(
     threat: &Threat,
 ) -> Result<serde_json::Value, ThreatError> {
     let messages = store.threat_messages(threat, MOST_AFFECTED)?;
+    // Nobody clicked a link before the oldest message carrying it arrived: the click log is
+    // read from there, and at least from a month before the threat was found, not over every
+    // slice it keeps.
+    let since_ms = messages
+        .iter()
+        .map(|m| m.received_at * 1000)
+        .min()
+        .unwrap_or(threat.found_at_ms)
+        .min(threat.found_at_ms - CLICKS_BEFORE_FOUND_MS);
     let clicks = read_clicks(
         data_dir,
         &ClickQuery {
             limit: MOST_AFFECTED,
+            since_ms: Some(since_ms),
             url_prefix: (threat.scope == Scope::Url).then(|| threat.target.clone()),
             domain: (threat.scope == Scope::Domain).then(|| threat.target.clone()),
             ..ClickQuery::default()

@@ -470,20 +470,12 @@ async fn the_security_team_searches_traces_reviews_releases_and_exports() {
     assert_eq!(after.status(), 401);
 
     // SIEM, as a TAP connector calls it: Basic with the token's principal and secret.
-    let (principal, secret) = viewer.strip_prefix("pc_").unwrap().split_once('_').unwrap();
+    let (principal, secret) = crate::hooks::tap_credentials(&viewer);
     let basic = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{principal}:{secret}"))
     );
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let interval = format!(
-        "{}/{}",
-        portcullis::time::rfc3339(now - 1800),
-        portcullis::time::rfc3339(now + 60)
-    );
+    let interval = crate::hooks::interval_to_now(60);
     let siem = |feed: &str, format: &str| {
         let query: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("interval", &interval)

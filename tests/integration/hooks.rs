@@ -57,6 +57,28 @@ fn spam(subject: &str) -> String {
     ham(subject).replacen("X-Secret:", "X-Campaign: blast-9\r\nX-Secret:", 1)
 }
 
+/// A token as a TAP connector is given it: the principal and the secret of HTTP Basic.
+pub fn tap_credentials(token: &str) -> (&str, &str) {
+    token
+        .strip_prefix("pc_")
+        .and_then(|rest| rest.split_once('_'))
+        .expect("a token prints as pc_<principal>_<secret>")
+}
+
+/// A SIEM `interval` from half an hour ago to `ahead` seconds from now (`sinceSeconds` ends at
+/// the last whole minute, as TAP's does, which would miss what just happened).
+pub fn interval_to_now(ahead: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    format!(
+        "{}/{}",
+        portcullis::time::rfc3339(now - 1800),
+        portcullis::time::rfc3339(now + ahead)
+    )
+}
+
 pub fn token(p: &Portcullis, name: &str, role: &str) -> String {
     let output = p.run(&["tokens", "add", name, "--role", role], b"");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -159,17 +159,8 @@ async fn links_judged_bad_after_delivery_find_their_messages_and_clickers() {
     assert_eq!((refused, error["error"]["code"].as_str()), (400, Some("bad_body")));
 
     // The SIEM feed reports each message again with its threat, active.
-    let (principal, secret) = operator.strip_prefix("pc_").unwrap().split_once('_').unwrap();
-    // An interval ending now: `sinceSeconds` ends at the last whole minute, as TAP's does.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    let interval = format!(
-        "{}/{}",
-        portcullis::time::rfc3339(now - 1800),
-        portcullis::time::rfc3339(now + 1)
-    );
+    let (principal, secret) = crate::hooks::tap_credentials(&operator);
+    let interval = crate::hooks::interval_to_now(1);
     let siem = |query: &str| {
         client
             .get(format!(
