@@ -541,6 +541,8 @@ pub struct QuarantineConfig {
     /// Spam and bulk: 1 to 30 days. Malware and phish are kept 15 days, transport rules 7: fixed.
     pub spam_retention_days: u32,
     pub bulk_retention_days: u32,
+    /// The recipients' periodic digest of what is held for them (`[quarantine.digest]`).
+    pub digest: crate::digest::DigestConfig,
 }
 
 impl Default for QuarantineConfig {
@@ -548,6 +550,7 @@ impl Default for QuarantineConfig {
         Self {
             spam_retention_days: 15,
             bulk_retention_days: 15,
+            digest: Default::default(),
         }
     }
 }
@@ -645,6 +648,13 @@ impl Config {
             "quarantine": {
                 "spam_retention_days": self.quarantine.spam_retention_days,
                 "bulk_retention_days": self.quarantine.bulk_retention_days,
+                "digest": {
+                    "enabled": self.quarantine.digest.enabled,
+                    "every_hours": self.quarantine.digest.every_hours,
+                    "categories": self.quarantine.digest.categories,
+                    "link_days": self.quarantine.digest.link_days,
+                    "from": self.quarantine.digest.from_address(&self.smtp.hostname),
+                },
             },
             "admin": {
                 "listen": self.admin.listen,
@@ -681,11 +691,23 @@ impl Config {
                 return Err(format!("quarantine.{name} must be 1 to 30 days, not {days}"));
             }
         }
+        self.quarantine.digest.check()?;
         if self.delivery.retry_secs.is_empty() {
             return Err("delivery.retry_secs needs at least one value".into());
         }
-        crate::i18n::Catalogs::load(self.click.locales_dir.as_deref(), &self.click.default_language)
+        let catalogs = crate::i18n::Catalogs::load(self.click.locales_dir.as_deref(), &self.click.default_language)
             .map_err(|e| format!("click: {e}"))?;
+        if let Some((who, tag)) = self
+            .quarantine
+            .digest
+            .languages
+            .iter()
+            .find(|(_, tag)| !catalogs.has(tag))
+        {
+            return Err(format!(
+                "quarantine.digest.languages: {who} asks for {tag:?}, which has no catalog"
+            ));
+        }
         for (i, export) in self.export.iter().enumerate() {
             export.check()?;
             if self.export[..i].iter().any(|other| other.name == export.name) {

@@ -172,6 +172,13 @@ impl Catalogs {
         Ok(Catalogs { catalogs, default })
     }
 
+    /// Whether there is a catalog for this exact tag (lowercase).
+    pub fn has(&self, tag: &str) -> bool {
+        self.catalogs
+            .iter()
+            .any(|catalog| catalog.tag.eq_ignore_ascii_case(tag))
+    }
+
     pub fn default_catalog(&self) -> &Catalog {
         &self.catalogs[self.default]
     }

@@ -116,7 +116,8 @@ impl Inspector {
             let (envelope, message) = (&task_envelope, &task_message);
             let (mut outcome, explanation) = match analysis {
                 Ok(analysis) => {
-                    let outcome = pipeline.conclude(envelope, message, &analysis, can_reject);
+                    let mut outcome = pipeline.conclude(envelope, message, &analysis, can_reject);
+                    outcome.hold_whole();
                     let explanation = pipeline.explain(&analysis, &outcome);
                     (outcome, explanation)
                 }

@@ -13,6 +13,7 @@ pub mod clicklog;
 pub mod config;
 pub mod console;
 pub mod delivery;
+pub mod digest;
 pub mod dlp;
 pub mod escape;
 pub mod export;

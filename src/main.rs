@@ -326,9 +326,32 @@ enum QuarantineAction {
         as_received: bool,
     },
     /// Deliver a held message to its recipients (no filtering again).
-    Release { id: i64 },
+    Release {
+        id: i64,
+        /// Only this recipient's copy; the message stays held for the others.
+        #[arg(long)]
+        recipient: Option<String>,
+    },
     /// Delete a held message now.
     Delete { id: i64 },
+    /// Queue the quarantine digest now for every recipient with newly held messages (or one),
+    /// whatever `[quarantine.digest]` schedules; the running gateway delivers it.
+    Digest {
+        #[arg(long)]
+        recipient: Option<String>,
+    },
+    /// Recipients' requests to release phish held for them, newest first.
+    Requests {
+        /// pending, approved, denied or gone.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Approve a release request: the recipient's copy is delivered.
+    Approve { request: i64 },
+    /// Deny a release request: the message stays held.
+    Deny { request: i64 },
 }
 
 #[derive(Subcommand)]
@@ -1066,6 +1089,7 @@ fn users(config: &Config, action: UsersAction) -> anyhow::Result<ExitCode> {
 
 fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitCode> {
     let store = Store::open(&config.data_dir)?;
+
     match action {
         QuarantineAction::List { category, json } => {
             for held in store.held(category.as_deref(), None, 0)? {
@@ -1100,8 +1124,11 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
             };
             std::io::stdout().write_all(&body)?;
         }
-        QuarantineAction::Release { id } => {
-            let held = store.release(id, &Actor::cli())?;
+        QuarantineAction::Release { id, recipient } => {
+            let held = match recipient {
+                Some(recipient) => store.release_to(id, &recipient, &Actor::cli())?,
+                None => store.release(id, &Actor::cli())?,
+            };
             println!(
                 "released {} ({}) to {}; it is delivered by the running gateway or `portcullis queue flush`",
                 held.id,
@@ -1112,6 +1139,42 @@ fn quarantine(config: &Config, action: QuarantineAction) -> anyhow::Result<ExitC
         QuarantineAction::Delete { id } => {
             store.delete_held(id, &Actor::cli())?;
             println!("deleted {id}");
+        }
+        QuarantineAction::Digest { recipient } => {
+            let digests = portcullis::digest::Digests::new(config, store, open_keys(&config.data_dir)?)
+                .map_err(anyhow::Error::msg)?;
+            let run = digests.send(recipient.as_deref())?;
+            println!(
+                "queued {} digests listing {} held messages; the running gateway delivers them",
+                run.recipients, run.messages
+            );
+        }
+        QuarantineAction::Requests { status, json } => {
+            for request in store.release_requests(status.as_deref(), 0)? {
+                if json {
+                    println!("{}", serde_json::to_string(&request)?);
+                } else {
+                    let held = request.held.as_ref();
+                    println!(
+                        "{}\t{}\thold {}\t{}\t{}\t{}\t{}",
+                        request.id,
+                        request.status,
+                        request.hold_id,
+                        request.recipient,
+                        when(request.requested_at),
+                        held.map_or("", |h| h.sender.as_str()),
+                        held.and_then(|h| h.subject.as_deref()).unwrap_or("")
+                    );
+                }
+            }
+        }
+        QuarantineAction::Approve { request } | QuarantineAction::Deny { request } => {
+            let decision = match action {
+                QuarantineAction::Approve { .. } => portcullis::quarantine::Decision::Approve,
+                _ => portcullis::quarantine::Decision::Deny,
+            };
+            let decided = store.decide_release_request(request, decision, &Actor::cli())?;
+            println!("request {} {} for {}", decided.id, decided.status, decided.recipient);
         }
     }
     Ok(ExitCode::SUCCESS)

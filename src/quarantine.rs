@@ -147,11 +147,61 @@ impl Store {
     /// its copies are rendered by the plan made when it arrived (one per recipient when that plan
     /// says so), or, for a hold from before messages were stored once, delivered as held.
     pub fn release(&self, id: i64, by: &Actor) -> Result<Held, StoreError> {
-        let (entry, copy) = self.held_message(id)?;
-        let copies: Vec<(Vec<String>, DeliveryBody)> = match copy {
-            HeldCopy::Held(literal) => vec![(entry.recipients.clone(), DeliveryBody::Literal(literal))],
-            HeldCopy::Stored(stored) if serde_json::from_str::<RenderPlan>(&stored.plan)?.per_recipient => entry
-                .recipients
+        self.release_copies(id, None, by, |_| Ok(()))
+    }
+
+    /// Releases one recipient's copy of a hold (a recipient acting from their digest, or an
+    /// approved request): the hold keeps its other recipients, and goes once none is left.
+    pub fn release_to(&self, id: i64, recipient: &str, by: &Actor) -> Result<Held, StoreError> {
+        self.release_copies(id, Some(recipient), by, |_| Ok(()))
+    }
+
+    /// Releases the copies of `only` (or of every recipient left), and runs `also` in the same
+    /// transaction. The write lock is taken first, so what another process did in the meantime
+    /// (the gateway expiring holds, an operator deleting one, another recipient releasing their
+    /// copy) is seen.
+    pub(crate) fn release_copies(
+        &self,
+        id: i64,
+        only: Option<&str>,
+        by: &Actor,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), StoreError>,
+    ) -> Result<Held, StoreError> {
+        let (mut entry, copy) = self.held_message(id)?;
+        let plan_per_recipient = match &copy {
+            HeldCopy::Held(_) => None,
+            HeldCopy::Stored(stored) => Some(serde_json::from_str::<RenderPlan>(&stored.plan)?.per_recipient),
+        };
+        let mut literal = match copy {
+            HeldCopy::Held(bytes) => Some(bytes),
+            HeldCopy::Stored(_) => None,
+        };
+        let mut connection = self.lock();
+        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let current: Option<String> = transaction
+            .query_row("SELECT recipients FROM quarantine WHERE id = ?1", [id], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        let current: Vec<String> = match current {
+            Some(recipients) => serde_json::from_str(&recipients)?,
+            None => return Err(StoreError::NotFound(format!("quarantine {id}"))),
+        };
+        let (released, kept): (Vec<String>, Vec<String>) = current
+            .into_iter()
+            .partition(|address| only.is_none_or(|only| address.eq_ignore_ascii_case(only)));
+        if released.is_empty() {
+            return Err(StoreError::NotFound(format!(
+                "quarantine {id} for {}",
+                only.unwrap_or_default()
+            )));
+        }
+        let copies: Vec<(Vec<String>, DeliveryBody)> = match plan_per_recipient {
+            None => vec![(
+                released.clone(),
+                DeliveryBody::Literal(literal.take().unwrap_or_default()),
+            )],
+            Some(true) => released
                 .iter()
                 .map(|recipient| {
                     (
@@ -162,14 +212,19 @@ impl Store {
                     )
                 })
                 .collect(),
-            HeldCopy::Stored(_) => vec![(entry.recipients.clone(), DeliveryBody::Rendered { recipient: None })],
+            Some(false) => vec![(released.clone(), DeliveryBody::Rendered { recipient: None })],
         };
-        let mut connection = self.lock();
-        // Immediate: the write lock is taken first, so the check below sees what another process
-        // (the gateway expiring holds, an operator deleting one) did in the meantime.
-        let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if transaction.execute("DELETE FROM quarantine WHERE id = ?1", [id])? == 0 {
-            return Err(StoreError::NotFound(format!("quarantine {id}")));
+        if kept.is_empty() {
+            transaction.execute("DELETE FROM quarantine WHERE id = ?1", [id])?;
+            transaction.execute(
+                "UPDATE messages SET verdict = 'released' WHERE message_ref = ?1",
+                [&entry.message_ref],
+            )?;
+        } else {
+            transaction.execute(
+                "UPDATE quarantine SET recipients = ?2 WHERE id = ?1",
+                params![id, serde_json::to_string(&kept)?],
+            )?;
         }
         let now = now();
         for (recipients, body) in copies {
@@ -185,17 +240,13 @@ impl Store {
                 now,
             )?;
         }
-        transaction.execute(
-            "UPDATE messages SET verdict = 'released' WHERE message_ref = ?1",
-            [&entry.message_ref],
-        )?;
-        audit::record(
-            &transaction,
-            by,
-            "quarantine.release",
-            &id.to_string(),
-            &audit_detail(&entry),
-        )?;
+        entry.recipients = released;
+        let mut detail = audit_detail(&entry);
+        if !kept.is_empty() {
+            detail["still_held_for"] = serde_json::json!(kept);
+        }
+        audit::record(&transaction, by, "quarantine.release", &id.to_string(), &detail)?;
+        also(&transaction)?;
         transaction.commit()?;
         Ok(entry)
     }
@@ -238,5 +289,188 @@ impl Store {
         let removed: Vec<String> = removed.into_iter().map(|(_, message_ref, ..)| message_ref).collect();
         transaction.commit()?;
         Ok(removed.len())
+    }
+}
+
+pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS release_requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hold_id INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    decided_by TEXT,
+    decided_at INTEGER,
+    UNIQUE (hold_id, recipient)
+);
+CREATE INDEX IF NOT EXISTS release_requests_status ON release_requests (status, id);";
+
+/// A recipient's request to have a held message released to them (phish cannot be released by
+/// the recipient), waiting for the security team.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReleaseRequest {
+    pub id: i64,
+    pub hold_id: i64,
+    pub recipient: String,
+    pub requested_at: i64,
+    /// `pending`, `approved`, `denied`, or `gone` (the hold was deleted or expired first).
+    pub status: String,
+    pub decided_by: Option<String>,
+    pub decided_at: Option<i64>,
+    /// The hold, while it is still held.
+    pub held: Option<Held>,
+}
+
+/// What a request asks for becomes one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+impl Store {
+    /// Files a recipient's request to release their copy of a hold (once; asking again answers
+    /// with the request already filed), audited.
+    pub fn request_release(&self, hold_id: i64, recipient: &str, by: &Actor) -> Result<ReleaseRequest, StoreError> {
+        let (entry, _) = self.held_message(hold_id)?;
+        let Some(recipient) = entry
+            .recipients
+            .iter()
+            .find(|address| address.eq_ignore_ascii_case(recipient))
+            .cloned()
+        else {
+            return Err(StoreError::NotFound(format!("quarantine {hold_id} for {recipient}")));
+        };
+        {
+            let mut connection = self.lock();
+            let transaction = connection.transaction()?;
+            let added = transaction.execute(
+                "INSERT OR IGNORE INTO release_requests (hold_id, recipient, requested_at, status)
+                 VALUES (?1, ?2, ?3, 'pending')",
+                params![hold_id, recipient.to_lowercase(), now()],
+            )?;
+            if added > 0 {
+                let mut detail = audit_detail(&entry);
+                detail["recipient"] = serde_json::json!(recipient);
+                audit::record(&transaction, by, "quarantine.request", &hold_id.to_string(), &detail)?;
+            }
+            transaction.commit()?;
+        }
+        let id: i64 = self.lock().query_row(
+            "SELECT id FROM release_requests WHERE hold_id = ?1 AND recipient = ?2",
+            params![hold_id, recipient.to_lowercase()],
+            |row| row.get(0),
+        )?;
+        self.release_request(id)
+    }
+
+    /// Requests, newest first, optionally of one status; `limit` 0 means all.
+    pub fn release_requests(&self, status: Option<&str>, limit: usize) -> Result<Vec<ReleaseRequest>, StoreError> {
+        let ids: Vec<i64> = {
+            let connection = self.lock();
+            let mut statement = connection.prepare_cached(
+                "SELECT r.id FROM release_requests r
+                 WHERE ?1 IS NULL OR (CASE WHEN r.status = 'pending'
+                     AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.id = r.hold_id) THEN 'gone' ELSE r.status END) = ?1
+                 ORDER BY r.id DESC LIMIT ?2",
+            )?;
+            let limit = if limit == 0 { -1 } else { limit as i64 };
+            statement
+                .query_map(params![status, limit], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        ids.into_iter().map(|id| self.release_request(id)).collect()
+    }
+
+    pub fn release_request(&self, id: i64) -> Result<ReleaseRequest, StoreError> {
+        let mut request = self
+            .lock()
+            .query_row(
+                "SELECT id, hold_id, recipient, requested_at, status, decided_by, decided_at
+                 FROM release_requests WHERE id = ?1",
+                [id],
+                |row| {
+                    Ok(ReleaseRequest {
+                        id: row.get(0)?,
+                        hold_id: row.get(1)?,
+                        recipient: row.get(2)?,
+                        requested_at: row.get(3)?,
+                        status: row.get(4)?,
+                        decided_by: row.get(5)?,
+                        decided_at: row.get(6)?,
+                        held: None,
+                    })
+                },
+            )
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("release request {id}")))?;
+        request.held = match self.held_message(request.hold_id) {
+            Ok((held, _)) => Some(held),
+            Err(StoreError::NotFound(_)) => None,
+            Err(error) => return Err(error),
+        };
+        let still_held_for_them = request.held.as_ref().is_some_and(|held| {
+            held.recipients
+                .iter()
+                .any(|address| address.eq_ignore_ascii_case(&request.recipient))
+        });
+        if request.status == "pending" && !still_held_for_them {
+            request.status = "gone".into();
+        }
+        Ok(request)
+    }
+
+    /// Approves (the recipient's copy is released) or denies a pending request, audited; the
+    /// request and the release are one transaction.
+    pub fn decide_release_request(
+        &self,
+        id: i64,
+        decision: Decision,
+        by: &Actor,
+    ) -> Result<ReleaseRequest, StoreError> {
+        let request = self.release_request(id)?;
+        if request.status != "pending" {
+            return Err(StoreError::Conflict(format!(
+                "release request {id} is {}, not pending",
+                request.status
+            )));
+        }
+        let mark = |transaction: &rusqlite::Transaction<'_>, status: &str| -> Result<(), StoreError> {
+            let changed = transaction.execute(
+                "UPDATE release_requests SET status = ?2, decided_by = ?3, decided_at = ?4
+                 WHERE id = ?1 AND status = 'pending'",
+                params![id, status, by.name, now()],
+            )?;
+            if changed == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "release request {id} was decided meanwhile"
+                )));
+            }
+            Ok(())
+        };
+        match decision {
+            Decision::Approve => {
+                self.release_copies(request.hold_id, Some(&request.recipient), by, |transaction| {
+                    mark(transaction, "approved")?;
+                    let detail = serde_json::json!({"hold_id": request.hold_id, "recipient": request.recipient});
+                    Ok(audit::record(
+                        transaction,
+                        by,
+                        "quarantine.request.approve",
+                        &id.to_string(),
+                        &detail,
+                    )?)
+                })?;
+            }
+            Decision::Deny => {
+                let mut connection = self.lock();
+                let transaction = connection.transaction()?;
+                mark(&transaction, "denied")?;
+                let detail = serde_json::json!({"hold_id": request.hold_id, "recipient": request.recipient});
+                audit::record(&transaction, by, "quarantine.request.deny", &id.to_string(), &detail)?;
+                transaction.commit()?;
+            }
+        }
+        self.release_request(id)
     }
 }

@@ -15,7 +15,13 @@ pub(crate) const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS sender_lists (
     note TEXT NOT NULL,
     added_by TEXT NOT NULL,
     added_at INTEGER NOT NULL
-)";
+);
+CREATE TABLE IF NOT EXISTS recipient_senders (
+    recipient TEXT NOT NULL,
+    pattern TEXT NOT NULL,
+    added_at INTEGER NOT NULL,
+    PRIMARY KEY (pattern, recipient)
+);";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SenderError {
@@ -63,6 +69,35 @@ pub struct SenderEntry {
 /// its domain and each parent domain).
 pub trait SenderPolicy: Send + Sync {
     fn list_of(&self, address: &str) -> Result<Option<List>, String>;
+    /// Which of `recipients` allow mail from `from` for themselves (from their quarantine
+    /// digest): an entry for the address, its domain or a parent domain.
+    fn recipients_allowing(&self, from: &str, recipients: &[String]) -> Result<Vec<String>, String>;
+}
+
+/// An address, then its domain and each parent domain (two labels at least), lowercased: the
+/// entries that can match it. Not validated: a sender shapes its own address, and one that
+/// would not pass as an entry (a quoted local part, an underscore in a label) must still meet
+/// its domain's.
+fn candidates(address: &str) -> Vec<String> {
+    let address = address
+        .trim()
+        .trim_matches(['<', '>'])
+        .trim_end_matches('.')
+        .to_lowercase();
+    let Some((_, domain)) = address.rsplit_once('@') else {
+        return Vec::new();
+    };
+    let domain = domain.trim_end_matches('.').to_string();
+    let mut candidates = vec![address.clone()];
+    let mut rest = domain.as_str();
+    loop {
+        candidates.push(rest.to_string());
+        match rest.split_once('.') {
+            Some((_, parent)) if parent.contains('.') => rest = parent,
+            _ => break,
+        }
+    }
+    candidates
 }
 
 /// An address or a domain, lowercased; `None` when it is neither.
@@ -147,26 +182,7 @@ impl Store {
 
 impl SenderPolicy for Store {
     fn list_of(&self, address: &str) -> Result<Option<List>, String> {
-        // Not validated: a sender shapes its own address, and one that would not pass as an
-        // entry (a quoted local part, an underscore in a label) must still meet its domain's.
-        let address = address
-            .trim()
-            .trim_matches(['<', '>'])
-            .trim_end_matches('.')
-            .to_lowercase();
-        let Some((_, domain)) = address.rsplit_once('@') else {
-            return Ok(None);
-        };
-        let domain = domain.trim_end_matches('.');
-        let mut candidates = vec![address.clone()];
-        let mut rest = domain;
-        loop {
-            candidates.push(rest.to_string());
-            match rest.split_once('.') {
-                Some((_, parent)) if parent.contains('.') => rest = parent,
-                _ => break,
-            }
-        }
+        let candidates = candidates(address);
         let connection = self.lock();
         let mut statement = connection
             .prepare_cached("SELECT list FROM sender_lists WHERE pattern = ?1")
@@ -181,6 +197,97 @@ impl SenderPolicy for Store {
             }
         }
         Ok(None)
+    }
+
+    fn recipients_allowing(&self, from: &str, recipients: &[String]) -> Result<Vec<String>, String> {
+        let candidates = candidates(from);
+        if candidates.is_empty() || recipients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare_cached("SELECT recipient FROM recipient_senders WHERE pattern = ?1")
+            .map_err(|e| e.to_string())?;
+        let mut allowing: Vec<String> = Vec::new();
+        for candidate in &candidates {
+            let found: Vec<String> = statement
+                .query_map([candidate], |row| row.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| e.to_string())?;
+            for recipient in recipients {
+                if found.iter().any(|f| f.eq_ignore_ascii_case(recipient))
+                    && !allowing.iter().any(|a| a.eq_ignore_ascii_case(recipient))
+                {
+                    allowing.push(recipient.clone());
+                }
+            }
+        }
+        Ok(allowing)
+    }
+}
+
+/// Lets `recipient` receive mail from `sender` (an address) past spam and bulk filtering, inside
+/// the caller's transaction (the release it comes with).
+pub(crate) fn allow_for_recipient(
+    transaction: &rusqlite::Transaction<'_>,
+    recipient: &str,
+    sender: &str,
+) -> Result<String, SenderError> {
+    let pattern = normalise(sender).ok_or_else(|| SenderError::Pattern(sender.to_string()))?;
+    transaction.execute(
+        "INSERT OR REPLACE INTO recipient_senders (recipient, pattern, added_at) VALUES (?1, ?2, ?3)",
+        params![recipient.to_lowercase(), pattern, now()],
+    )?;
+    Ok(pattern)
+}
+
+/// One recipient's own allowed senders.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientSender {
+    pub recipient: String,
+    pub pattern: String,
+    pub added_at: i64,
+}
+
+impl Store {
+    /// Every recipient's own allowed senders (added from their digests), or one recipient's.
+    pub fn recipient_senders(&self, recipient: Option<&str>) -> Result<Vec<RecipientSender>, SenderError> {
+        let connection = self.lock();
+        let mut statement = connection.prepare(
+            "SELECT recipient, pattern, added_at FROM recipient_senders
+             WHERE ?1 IS NULL OR recipient = lower(?1) ORDER BY recipient, pattern",
+        )?;
+        let rows = statement.query_map([recipient], |row| {
+            Ok(RecipientSender {
+                recipient: row.get(0)?,
+                pattern: row.get(1)?,
+                added_at: row.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Takes a sender off one recipient's own list, audited.
+    pub fn remove_recipient_sender(&self, recipient: &str, pattern: &str, by: &Actor) -> Result<(), SenderError> {
+        let normalised = normalise(pattern).ok_or_else(|| SenderError::Pattern(pattern.to_string()))?;
+        let mut connection = self.lock();
+        let transaction = connection.transaction()?;
+        if transaction.execute(
+            "DELETE FROM recipient_senders WHERE recipient = lower(?1) AND pattern = ?2",
+            params![recipient, normalised],
+        )? == 0
+        {
+            return Err(SenderError::Unknown(format!("{normalised} for {recipient}")));
+        }
+        audit::record(
+            &transaction,
+            by,
+            "sender.recipient.remove",
+            &normalised,
+            &serde_json::json!({"recipient": recipient.to_lowercase()}),
+        )?;
+        transaction.commit()?;
+        Ok(())
     }
 }
 

@@ -96,7 +96,10 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let reputation = Arc::new(reputation);
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
     let mail = start_mail(&config, keys.clone(), reputation.clone(), feeds.clone()).await?;
-    let service = Arc::new(ClickService::new(config.click.clone(), keys.clone(), reputation, log));
+    let service = Arc::new(
+        ClickService::new(config.click.clone(), keys.clone(), reputation, log)
+            .with_quarantine(mail.store.clone(), mail.wake.clone()),
+    );
 
     // Feed files and the key ring are watched; SIGHUP reloads them at once and reads the
     // configuration file again.
@@ -489,6 +492,9 @@ fn report_config_changes(running: &Config, path: Option<&Path>) {
 struct Mail {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     api: Arc<Api>,
+    store: crate::store::Store,
+    /// Rings the delivery workers.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// Opens the gateway's store and spool, finishes what a crash left in the spool, then starts what
@@ -548,12 +554,18 @@ async fn start_mail(
         ) as Arc<dyn crate::mailbox::MailboxProvider>),
         None => None,
     };
-    let api = Arc::new(
-        Api::new(inspector.clone(), store.clone(), keys, settings)
-            .map_err(gateway_error)?
-            .with_mailbox(mailbox),
-    );
     let wake = Arc::new(tokio::sync::Notify::new());
+    let digests = Arc::new(
+        crate::digest::Digests::new(config, store.clone(), keys.clone())
+            .map_err(gateway_error)?
+            .with_wake(wake.clone()),
+    );
+    let api = Arc::new(
+        Api::new(inspector.clone(), store.clone(), keys.clone(), settings)
+            .map_err(gateway_error)?
+            .with_mailbox(mailbox)
+            .with_digests(digests.clone()),
+    );
     let delivery = Arc::new(
         crate::delivery::Delivery::new(
             store.clone(),
@@ -571,6 +583,9 @@ async fn start_mail(
         lookback_secs: i64::from(config.reputation.retro_scan_days) * 86_400,
     };
     let mut tasks = vec![tokio::spawn(delivery.run()), tokio::spawn(watcher.run())];
+    if config.quarantine.digest.enabled {
+        tasks.push(tokio::spawn(digests.run()));
+    }
     tasks.extend(crate::export::start(
         &config.export,
         &config.smtp.hostname,
@@ -607,7 +622,7 @@ async fn start_mail(
                 spool,
                 filter,
                 recipients,
-                wake,
+                wake.clone(),
                 filtering,
             )
             .map_err(gateway_error)?,
@@ -631,6 +646,7 @@ async fn start_mail(
         tasks.push(tokio::spawn(gateway.clone().serve(listener)));
         Some(gateway)
     };
+    let (mail_store, mail_wake) = (store.clone(), wake.clone());
     tasks.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -647,7 +663,12 @@ async fn start_mail(
             }
         }
     }));
-    Ok(Mail { tasks, api })
+    Ok(Mail {
+        tasks,
+        api,
+        store: mail_store,
+        wake: mail_wake,
+    })
 }
 
 /// SIGINT or SIGTERM. The handlers are installed when this is called, not when the future is

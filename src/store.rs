@@ -17,6 +17,9 @@ pub enum StoreError {
     Json(#[from] serde_json::Error),
     #[error("no such entry: {0}")]
     NotFound(String),
+    /// The entry is not in a state that allows the change.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// A handle on the store; cheap to clone, safe to share between threads.
@@ -413,6 +416,8 @@ impl Store {
         connection.execute_batch(crate::senders::SCHEMA)?;
         connection.execute_batch(crate::threats::SCHEMA)?;
         connection.execute_batch(crate::follow::SCHEMA)?;
+        connection.execute_batch(crate::quarantine::SCHEMA)?;
+        connection.execute_batch(crate::digest::SCHEMA)?;
         // Messages indexed before the trace table existed (once: the table fills at filing).
         let traced = connection
             .prepare("SELECT 1 FROM message_recipients LIMIT 1")?

@@ -149,7 +149,7 @@ fn summary(entry: &IndexEntry) -> MessageSummary {
 }
 
 #[derive(Debug, Serialize)]
-struct HeldView {
+pub(super) struct HeldView {
     id: i64,
     message_ref: String,
     category: String,
@@ -162,7 +162,7 @@ struct HeldView {
     expires_at: String,
 }
 
-fn held_view(held: &Held) -> HeldView {
+pub(super) fn held_view(held: &Held) -> HeldView {
     HeldView {
         id: held.id,
         message_ref: held.message_ref.clone(),
@@ -208,14 +208,23 @@ fn not_found(what: impl std::fmt::Display) -> Failure {
     failure(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
 }
 
-fn store_failure(error: StoreError) -> Failure {
+pub(super) fn store_failure(error: StoreError) -> Failure {
     match error {
         StoreError::NotFound(what) => not_found(what),
+        StoreError::Conflict(what) => failure(StatusCode::CONFLICT, "conflict", what),
         other => store_unavailable(other),
     }
 }
 
-fn sender_failure(error: crate::senders::SenderError) -> Failure {
+/// A path segment percent-decoded: `+` is itself (only a query string spells a space so).
+pub(super) fn path_segment(segment: &str) -> String {
+    url::form_urlencoded::parse(format!("p={}", segment.replace('+', "%2B")).as_bytes())
+        .next()
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default()
+}
+
+pub(super) fn sender_failure(error: crate::senders::SenderError) -> Failure {
     match error {
         crate::senders::SenderError::Pattern(_) => failure(StatusCode::BAD_REQUEST, "bad_body", error.to_string()),
         crate::senders::SenderError::Unknown(what) => not_found(format!("sender entry {what}")),
@@ -647,11 +656,7 @@ impl Api {
 
     pub(super) async fn remove_sender(&self, principal: &Principal, pattern: &str) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        // A path segment: `+` is itself (only a query string spells a space so).
-        let pattern = url::form_urlencoded::parse(format!("p={}", pattern.replace('+', "%2B")).as_bytes())
-            .next()
-            .map(|(_, value)| value.into_owned())
-            .unwrap_or_default();
+        let pattern = path_segment(pattern);
         let (store, actor) = (self.store.clone(), principal.actor());
         blocking(move || store.remove_sender(&pattern, &actor))
             .await?

@@ -8,6 +8,7 @@
 mod admin;
 mod defender;
 mod hooks;
+mod requests;
 mod siem;
 mod threats;
 
@@ -68,6 +69,8 @@ pub struct Api {
     settings: ApiSettings,
     /// Where delivered messages are taken back from (`[mailbox]`).
     mailbox: Option<Arc<dyn crate::mailbox::MailboxProvider>>,
+    /// Sends the quarantine digest on demand.
+    digests: Option<Arc<crate::digest::Digests>>,
 }
 
 /// Sign-ins whose passwords are checked at once; more answer 503 `busy`.
@@ -153,12 +156,16 @@ fn allowed_methods(segments: &[&str]) -> Option<&'static str> {
         | ["messages"]
         | ["messages", _]
         | ["quarantine"]
+        | ["quarantine", "requests"]
         | ["quarantine", _, "message"]
         | ["audit"]
         | ["reports", "summary"]
         | ["settings"]
         | ["export", "url-click-events"] => "GET, HEAD",
+        ["quarantine", "requests", _] | ["quarantine", "digests"] => "POST",
         ["scan"] | ["rewrite"] | ["quarantine", _, "release"] | ["quarantine", _, "sender"] => "POST",
+        ["recipient-senders"] => "GET, HEAD",
+        ["recipient-senders", _, _] => "DELETE",
         ["senders"] | ["threats"] | ["threats", _] => "GET, HEAD, POST",
         ["threats", _, "remediate"] => "POST",
         ["senders", _] => "DELETE",
@@ -182,12 +189,19 @@ impl Api {
             password_checks: Arc::new(tokio::sync::Semaphore::new(PASSWORD_CHECKS)),
             settings,
             mailbox: None,
+            digests: None,
         })
     }
 
     /// Takes delivered messages back through `provider` when asked to remediate a threat.
     pub fn with_mailbox(mut self, provider: Option<Arc<dyn crate::mailbox::MailboxProvider>>) -> Api {
         self.mailbox = provider;
+        self
+    }
+
+    /// Sends the quarantine digest when asked (`POST /api/v1/quarantine/digests`).
+    pub fn with_digests(mut self, digests: Arc<crate::digest::Digests>) -> Api {
+        self.digests = Some(digests);
         self
     }
 
@@ -281,6 +295,22 @@ impl Api {
             (_, ["quarantine"]) => {
                 principal.require(Role::Viewer)?;
                 self.quarantine_list(&query).await
+            }
+            (_, ["quarantine", "requests"]) => {
+                principal.require(Role::Viewer)?;
+                self.release_requests(&query).await
+            }
+            (_, ["quarantine", "requests", id]) => {
+                let id = id.to_string();
+                self.decide_request(&principal, &id, request).await
+            }
+            (_, ["quarantine", "digests"]) => self.send_digests(&principal, request).await,
+            (_, ["recipient-senders"]) => {
+                principal.require(Role::Viewer)?;
+                self.recipient_senders(&query).await
+            }
+            (_, ["recipient-senders", recipient, sender]) => {
+                self.remove_recipient_sender(&principal, recipient, sender).await
             }
             (&Method::DELETE, ["quarantine", id]) => self.quarantine_delete(&principal, id).await,
             (_, ["quarantine", id]) => {
@@ -489,8 +519,6 @@ const BODY_SILENCE: std::time::Duration = std::time::Duration::from_secs(30);
 /// body when the answer comes would see the connection reset instead of the answer.
 const DRAIN_PAST_LIMIT: usize = 16 * 1024 * 1024;
 
-/// The body, read frame by frame: never buffered past `limit`; past it the rest is read and
-/// dropped (up to [`DRAIN_PAST_LIMIT`]) so the client gets its 413.
 /// A JSON body of at most `limit` bytes as `T`; `what` names it in the error.
 async fn read_json<T: serde::de::DeserializeOwned>(
     request: Request<hyper::body::Incoming>,
@@ -501,6 +529,8 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body).map_err(|e| failure(StatusCode::BAD_REQUEST, "bad_body", format!("{what}: {e}")))
 }
 
+/// The body, read frame by frame: never buffered past `limit`; past it the rest is read and
+/// dropped (up to [`DRAIN_PAST_LIMIT`]) so the client gets its 413.
 async fn read_body(request: Request<hyper::body::Incoming>, limit: usize) -> Result<Vec<u8>, Failure> {
     let too_large = || {
         failure(
@@ -599,6 +629,7 @@ fn error_response(failure: &Failure) -> Response<Body> {
 /// The codes this module answers with, for the description's test.
 pub const ERROR_CODES: &[&str] = &[
     "not_configured",
+    "conflict",
     "unauthorized",
     "invalid_token",
     "invalid_credentials",
@@ -678,6 +709,11 @@ mod tests {
             &["threats"],
             &["threats", "{id}"],
             &["threats", "{id}", "remediate"],
+            &["quarantine", "requests"],
+            &["quarantine", "requests", "{id}"],
+            &["quarantine", "digests"],
+            &["recipient-senders"],
+            &["recipient-senders", "{recipient}", "{sender}"],
         ] {
             let path = format!("/api/v1/{}", segments.join("/"));
             assert!(paths.contains_key(&path), "{path} is routed but not documented");

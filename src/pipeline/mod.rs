@@ -181,9 +181,28 @@ pub struct Analysis {
     pub urls: Vec<String>,
     /// The header From address.
     pub from_address: Option<String>,
+    /// Recipients who allow the authenticated From address for themselves: a spam or bulk hold
+    /// does not keep their copies.
+    pub allowed_by: Vec<String>,
 }
 
 impl Outcome {
+    /// A hold with some recipients' copies delivered anyway (they allow the sender) made whole
+    /// again: for an MTA that hands a message over, which can only hold or pass all of it.
+    pub fn hold_whole(&mut self) {
+        if let Some(hold) = &mut self.hold
+            && !self.deliveries.is_empty()
+        {
+            for delivery in self.deliveries.drain(..) {
+                for recipient in delivery.recipients {
+                    if !hold.recipients.iter().any(|r| r.eq_ignore_ascii_case(&recipient)) {
+                        hold.recipients.push(recipient);
+                    }
+                }
+            }
+        }
+    }
+
     /// A message no stage could finish (an error, a panic, a structure too deep), held unchanged
     /// as quarantine category `damaged` with the reason, for an operator to look at.
     pub fn damaged(envelope: &Envelope, message: &[u8], reason: &str, symbol: &Symbol) -> Outcome {
@@ -306,6 +325,8 @@ pub struct Pipeline {
     )>,
     /// Transport rules, compiled, in the order they run.
     rules: Vec<rules::CompiledRule>,
+    /// The sender lists, for the recipients' own allowed senders.
+    sender_policy: Option<Arc<dyn crate::senders::SenderPolicy>>,
 }
 
 impl Pipeline {
@@ -333,6 +354,7 @@ impl Pipeline {
                 &config.smtp.hostname,
             )),
             reputation: None,
+            sender_policy: None,
             attachments: Arc::new(config.attachments.clone()),
             // Checked when the configuration was loaded (`Config::validate`).
             rules: rules::compile(&config.pipeline.rules, &config.pipeline.sensitive_types).unwrap_or_else(|error| {
@@ -385,7 +407,8 @@ impl Pipeline {
         // Before the classifier, which stays last.
         let at = self.stages.len().saturating_sub(1);
         self.stages
-            .insert(at, Box::new(crate::senders::SenderLists::new(policy)));
+            .insert(at, Box::new(crate::senders::SenderLists::new(policy.clone())));
+        self.sender_policy = Some(policy);
         self
     }
 
@@ -548,6 +571,7 @@ impl Pipeline {
             stage.check(&context, &mut analysis.symbols);
         }
         analysis.from_address = context.from.as_ref().map(|from| from.address.clone());
+        self.recipients_allowing(&context, &mut analysis);
 
         // 4b. Link reputation: every destination (foreign wrappers by their inner URL too), in the
         // body, inside attached files and behind QR codes, as the click service will judge it at
@@ -629,6 +653,26 @@ impl Pipeline {
             }
         }
         analysis
+    }
+
+    /// The recipients who allow this From address for themselves, when DMARC passed (an allow
+    /// entry must not let a spoof of the address through).
+    fn recipients_allowing(&self, context: &ScanContext<'_>, analysis: &mut Analysis) {
+        let (Some(policy), Some(from)) = (&self.sender_policy, &context.from) else {
+            return;
+        };
+        if !analysis.symbols.iter().any(|hit| hit.name == symbols::DMARC_PASS.name) {
+            return;
+        }
+        match policy.recipients_allowing(&from.address, &context.envelope.recipients) {
+            Ok(allowing) if !allowing.is_empty() => {
+                let detail = format!("{} allow {}", allowing.join(", "), from.address);
+                analysis.symbols.push(Hit::new(&symbols::RECIPIENT_ALLOW, detail));
+                analysis.allowed_by = allowing;
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "recipients' allowed senders not read"),
+        }
     }
 
     /// ClamAV over every attached file (clamd opens archives itself), added to what the built-in
@@ -743,7 +787,28 @@ impl Pipeline {
             };
         }
         let scores = Scores::of(analysis.symbols.iter().map(|hit| hit.name.as_str()), &self.table);
-        let (mut verdict, rule_label) = self.decide(analysis, &scores);
+        let (mut verdict, mut rule_label) = self.decide(analysis, &scores);
+        // Recipients who allow the sender for themselves get their copies of spam and bulk (held
+        // by the scores, not by a rule or the organisation's block list); the rest stay held.
+        let mut allowed_copies: Vec<String> = Vec::new();
+        if let Verdict::Quarantine { category, .. } = &verdict
+            && matches!(category.as_str(), "spam" | "bulk")
+            && matches!(rule_label.as_str(), "spam" | "bulk")
+            && analysis.rule_effects.redirect.is_none()
+            && !analysis.allowed_by.is_empty()
+        {
+            allowed_copies = envelope
+                .recipients
+                .iter()
+                .filter(|r| analysis.allowed_by.iter().any(|a| a.eq_ignore_ascii_case(r)))
+                .cloned()
+                .collect();
+            if allowed_copies.len() == envelope.recipients.len() {
+                verdict = Verdict::Deliver;
+                rule_label = "recipient-allow".into();
+                allowed_copies.clear();
+            }
+        }
         if !can_reject && let Verdict::Reject { refusal } = &verdict {
             let category = if let Refusal::Unscanned { .. } = refusal {
                 "unscanned"
@@ -842,12 +907,20 @@ impl Pipeline {
             }
             Verdict::Deliver => deliveries.push(delivery(envelope_recipients.clone(), None)),
             Verdict::Quarantine { category, reason } => {
+                for recipient in &allowed_copies {
+                    let rendered_for = per_recipient.then(|| recipient.clone());
+                    deliveries.push(delivery(vec![recipient.clone()], rendered_for));
+                }
                 hold = Some(NewHold {
                     message_ref: envelope.message_ref.clone(),
                     category: category.clone(),
                     reason: reason.clone(),
                     sender: envelope.sender.clone(),
-                    recipients: envelope_recipients.clone(),
+                    recipients: envelope_recipients
+                        .iter()
+                        .filter(|r| !allowed_copies.iter().any(|a| a.eq_ignore_ascii_case(r)))
+                        .cloned()
+                        .collect(),
                     subject: analysis.subject.clone(),
                     expires_at: crate::store::now() + retention_days(category, &self.quarantine) * 86400,
                 });

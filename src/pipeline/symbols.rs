@@ -103,6 +103,7 @@ registry! {
     IP_BLOCK: Spam, 100.0, "client address on smtp.block_ips";
     SENDER_ALLOW: Info, 0.0, "From address on the organisation's allow list, DMARC passing: spam scoring skipped";
     SENDER_ALLOW_UNAUTHENTICATED: Info, 0.0, "From address on the allow list without DMARC passing: filtered as usual";
+    RECIPIENT_ALLOW: Info, 0.0, "From address allowed by some recipients for themselves, DMARC passing: their copies skip a spam or bulk hold";
     SENDER_BLOCK: Info, 0.0, "sender on the organisation's block list: held as spam";
     SPF_PASS: Spam, -0.5, "SPF passes for the envelope sender";
     SPF_FAIL: Spam, 3.0, "SPF fails: the client may not send for the envelope sender's domain";

@@ -2,6 +2,7 @@
 //! order: verify the link → policy → reputation → log durably → respond (302, warning, block).
 
 mod pages;
+mod quarantine;
 
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -19,7 +20,7 @@ use crate::reputation::{Assessment, Category, Finding, Reputation, Verdict};
 use crate::token::{LinkError, LiveKeyRing, policy};
 use std::sync::Arc;
 
-use pages::Page;
+use pages::{Page, PageForm};
 
 pub type Body = Full<Bytes>;
 
@@ -34,6 +35,8 @@ pub struct ClickService {
     block: UrlPatterns,
     prefetch_agents: Vec<String>,
     catalogs: crate::i18n::Catalogs,
+    /// The gateway's store, for the quarantine digest's links, and the delivery workers' bell.
+    quarantine: Option<(crate::store::Store, Arc<tokio::sync::Notify>)>,
 }
 
 const CLICK_THROUGH_PURPOSE: &str = "click-through";
@@ -68,7 +71,15 @@ impl ClickService {
             block,
             prefetch_agents,
             catalogs,
+            quarantine: None,
         }
+    }
+
+    /// Serves the quarantine digest's links from this store (`/quarantine`), waking the
+    /// delivery workers when a message is released.
+    pub fn with_quarantine(mut self, store: crate::store::Store, wake: Arc<tokio::sync::Notify>) -> Self {
+        self.quarantine = Some((store, wake));
+        self
     }
 
     /// The words for this request's `Accept-Language`.
@@ -90,6 +101,7 @@ impl ClickService {
             (&Method::GET | &Method::HEAD, p) if p.starts_with("/v1/") => self.click(&request, peer, false).await,
             (&Method::GET | &Method::HEAD, "/continue") => self.click(&request, peer, true).await,
             (&Method::POST, "/report") => self.report(request, peer).await,
+            (&Method::GET | &Method::HEAD | &Method::POST, "/quarantine") => self.quarantine(request, peer).await,
             (&Method::GET | &Method::HEAD, _) => {
                 let words = self.words(&request);
                 self.error_page(
@@ -229,7 +241,7 @@ impl ClickService {
                     proceed: None,
                     accent: "#1d4ed8",
                     go_back: false,
-                    report: None,
+                    form: None,
                 },
             ),
             Action::Warned => {
@@ -246,7 +258,7 @@ impl ClickService {
                         proceed: continuation.as_deref().map(|href| (words.word("page.continue"), href)),
                         accent: "#d97706",
                         go_back: true,
-                        report: None,
+                        form: None,
                     },
                 )
             }
@@ -263,7 +275,12 @@ impl ClickService {
                         proceed: None,
                         accent: "#b91c1c",
                         go_back: true,
-                        report: report.as_deref(),
+                        form: report.as_deref().map(|fields| PageForm {
+                            action: "/report",
+                            fields,
+                            label: words.word("page.report"),
+                            primary: false,
+                        }),
                     },
                 )
             }
@@ -464,7 +481,7 @@ impl ClickService {
                 proceed: None,
                 accent: "#6b7280",
                 go_back: false,
-                report: None,
+                form: None,
             },
         )
     }

@@ -20,8 +20,19 @@ pub struct Page<'a> {
     pub accent: &'static str,
     /// "Go back" as the primary action.
     pub go_back: bool,
-    /// "Report a mistake": a form posting these fields to `/report`.
-    pub report: Option<&'a [(&'static str, String)]>,
+    /// A form posting signed fields: "report a mistake" on a block page, a confirmation on a
+    /// quarantine digest page.
+    pub form: Option<PageForm<'a>>,
+}
+
+/// A form of hidden fields and one submit button.
+pub struct PageForm<'a> {
+    /// Where it posts (`/report`, `/quarantine`).
+    pub action: &'static str,
+    pub fields: &'a [(&'static str, String)],
+    pub label: &'a str,
+    /// A button (the page's action) rather than a link-styled one (a side option).
+    pub primary: bool,
 }
 
 /// The one script a page runs: "Go back" returns to the message, or closes a tab opened for the
@@ -102,17 +113,25 @@ pub fn render(config: &ClickConfig, page: &Page<'_>) -> String {
         ));
     }
     actions.push_str("</div>");
-    if let Some(fields) = page.report {
-        actions.push_str(r#"<form class="report" method="post" action="/report">"#);
-        for (name, value) in fields {
+    if let Some(form) = &page.form {
+        let (class, button) = if form.primary {
+            ("confirm", "button primary")
+        } else {
+            ("report", "link")
+        };
+        actions.push_str(&format!(
+            r#"<form class="{class}" method="post" action="{}">"#,
+            form.action
+        ));
+        for (name, value) in form.fields {
             actions.push_str(&format!(
                 r#"<input type="hidden" name="{name}" value="{}">"#,
                 escape(value)
             ));
         }
         actions.push_str(&format!(
-            r#"<button type="submit" class="link">{}</button></form>"#,
-            escape(page.words.word("page.report"))
+            r#"<button type="submit" class="{button}">{}</button></form>"#,
+            escape(form.label)
         ));
     }
     if page.go_back {

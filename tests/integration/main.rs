@@ -13,6 +13,7 @@
 //! - `corpus`: the SpamAssassin public corpus, every message checked end to end.
 //! - `classifier`: `portcullis train` on directories, mbox files and the corpus; a running gateway
 //!   picking up a new model.
+//! - `digest`: the quarantine digest through SMTP, its links on the click service, release requests.
 //! - `detect`: detection fixtures (`tests/fixtures/detect/`) through `portcullis scan`.
 //! - `export`: push export to a TCP syslog collector that comes up late, UDP and a JSON-lines file.
 //! - `fuzz`: seeded mutants of the corpus and of attack structures through the rewriter and pipeline.
@@ -35,6 +36,7 @@ mod common;
 mod console;
 mod corpus;
 mod detect;
+mod digest;
 mod export;
 mod fuzz;
 mod gateway;

@@ -1,0 +1,406 @@
+//! The quarantine digest end to end: spam and phish held through SMTP, digests queued over the
+//! API and delivered to a real `smtp-sink` in each recipient's language, and their links used on
+//! the click service as a recipient's browser would: a GET only shows a confirmation (mail
+//! scanners fetch every link), the POST its form makes releases one recipient's copy, releases
+//! and allows the sender (whose next message then reaches that recipient only), or asks for a
+//! phish to be released, which an operator approves over the API.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::common::Portcullis;
+use crate::gateway::{Sink, free_port, gateway_config, start_gateway};
+use crate::hooks::token;
+use crate::server::Record;
+
+const RULES: &str = "[[pipeline.rules]]\nname = \"spammy\"\nheader_matches = [{ name = \"X-Test\", pattern = \"^spam\" }]\n\
+    action = \"symbol\"\nsymbol = \"TEST_SPAMMY\"\n\
+    [[pipeline.rules]]\nname = \"phishy\"\nheader_matches = [{ name = \"X-Test\", pattern = \"^phish\" }]\n\
+    action = \"symbol\"\nsymbol = \"TEST_PHISHY\"\n\
+    [pipeline.symbols]\nTEST_SPAMMY = { weight = 8.0, group = \"spam\" }\nTEST_PHISHY = { weight = 9.0, group = \"phish\" }\n\
+    [quarantine.digest]\nlanguages = { \"carol@example.com\" = \"ja\" }\n";
+
+fn message(from: &str, to: &str, subject: &str, test: &str) -> String {
+    format!(
+        "From: <{from}>\r\nTo: {to}\r\nSubject: {subject}\r\nX-Test: {test}\r\n\
+         Message-ID: <{}@test>\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\n\r\nHello.\r\n",
+        subject.replace(' ', "-")
+    )
+}
+
+/// One message through swaks to these recipients.
+async fn send(smtp: &str, from: &str, to: &[&str], data: String) {
+    let (smtp, from, to) = (smtp.to_string(), from.to_string(), to.join(","));
+    let (ok, transcript) = tokio::task::spawn_blocking(move || {
+        crate::gateway::swaks(&smtp, &["--from", &from, "--to", &to, "--data", &data])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{transcript}");
+}
+
+/// Waits until a message to `recipient` containing `needle` has reached the sink.
+fn wait_for_copy(sink: &Sink, recipient: &str, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(copy) = sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains(&format!("X-Rcpt-Args: <{recipient}>")) && m.contains(needle))
+        {
+            return copy;
+        }
+        assert!(Instant::now() < deadline, "nothing with {needle:?} reached {recipient}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn api(
+    client: &reqwest::Client,
+    method: reqwest::Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut request = client.request(method, url).bearer_auth(token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let answer = request.send().await.unwrap();
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap_or_default();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// A digest's subject, its text part, and its links as (action, path and query), in order, from
+/// the text part (as a recipient's mail client shows them); each is in the HTML part too.
+fn read_digest(copy: &str) -> (String, String, Vec<(String, String)>) {
+    // smtp-sink's own trace fields come first; the message starts at our From.
+    let start = copy.find("From: ").expect("a From field");
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&copy.as_bytes()[start..])
+        .expect("digest parses");
+    let subject = parsed.subject().unwrap_or_default().to_string();
+    let text = parsed.body_text(0).expect("a text part").to_string();
+    let html = parsed.body_html(0).expect("an HTML part").to_string();
+    let links = text
+        .lines()
+        .filter_map(|line| line.split_once(": http"))
+        .map(|(_, rest)| format!("http{}", rest.trim()))
+        .map(|link| {
+            let url = url::Url::parse(&link).unwrap();
+            let action = url.query_pairs().find(|(k, _)| k == "a").unwrap().1.into_owned();
+            assert!(html.contains(&link.replace('&', "&amp;")), "the HTML part has {link}");
+            (action, format!("{}?{}", url.path(), url.query().unwrap()))
+        })
+        .collect();
+    (subject, text, links)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn digest_links_release_allow_and_request_through_the_click_service() {
+    let dns = crate::server::fake_dns_records(&[
+        ("partner.test", Record::Txt("v=spf1 ip4:127.0.0.1 -all")),
+        ("_dmarc.partner.test", Record::Txt("v=DMARC1; p=none")),
+    ])
+    .await;
+    let p = Portcullis::new();
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let operator = token(&p, "soc", "operator");
+    let viewer = token(&p, "auditor", "viewer");
+    let (server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", RULES));
+    let client = crate::server::client();
+    let admin = server.admin.clone();
+
+    send(
+        &smtp,
+        "ann@partner.test",
+        &["bob@example.com", "carol@example.com"],
+        message(
+            "ann@partner.test",
+            "bob@example.com, carol@example.com",
+            "Spring offer",
+            "spam",
+        ),
+    )
+    .await;
+    send(
+        &smtp,
+        "it@shady.test",
+        &["bob@example.com"],
+        message("it@shady.test", "bob@example.com", "Reset your password", "phish"),
+    )
+    .await;
+    let (status, held) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine"),
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{held}");
+    let held = held["held"].as_array().unwrap().clone();
+    let categories: Vec<&str> = held.iter().map(|h| h["category"].as_str().unwrap()).collect();
+    assert_eq!(categories, ["phish", "spam"], "{held:?}");
+    let spam_id = held[1]["id"].as_i64().unwrap();
+
+    // Digests on demand: one per recipient, each message listed once.
+    let digests = format!("{admin}/api/v1/quarantine/digests");
+    let (status, _) = api(&client, reqwest::Method::POST, &digests, &viewer, Some(json!({}))).await;
+    assert_eq!(status, 403, "a viewer sends no digests");
+    let (status, queued) = api(&client, reqwest::Method::POST, &digests, &operator, Some(json!({}))).await;
+    assert_eq!(
+        (status, &queued["queued"]),
+        (200, &json!({"recipients": 2, "messages": 3})),
+        "{queued}"
+    );
+    let (_, again) = api(&client, reqwest::Method::POST, &digests, &operator, Some(json!({}))).await;
+    assert_eq!(
+        again["queued"],
+        json!({"recipients": 0, "messages": 0}),
+        "nothing listed twice"
+    );
+
+    let bob_digest = wait_for_copy(&sink, "bob@example.com", "Auto-Submitted: auto-generated");
+    let carol_digest = wait_for_copy(&sink, "carol@example.com", "Auto-Submitted: auto-generated");
+    assert!(
+        bob_digest.contains("X-Mail-Args: <>"),
+        "sent from the null reverse path: {bob_digest}"
+    );
+    let (bob_subject, bob_text, bob_links) = read_digest(&bob_digest);
+    assert_eq!(bob_subject, "Quarantine digest: 2 new messages held for you");
+    let actions: Vec<&str> = bob_links.iter().map(|(action, _)| action.as_str()).collect();
+    assert_eq!(
+        actions,
+        ["release", "allow", "request"],
+        "spam is released, phish only requested"
+    );
+    let (carol_subject, _, carol_links) = read_digest(&carol_digest);
+    assert!(
+        carol_subject.starts_with("隔離ダイジェスト"),
+        "carol's digest is in Japanese: {carol_subject}"
+    );
+    assert_eq!(carol_links.len(), 2);
+    for subject in [
+        "Spring offer",
+        "Reset your password",
+        "ann@partner.test",
+        "it@shady.test",
+    ] {
+        assert!(bob_text.contains(subject), "bob's digest lists {subject}: {bob_text}");
+    }
+
+    // A GET, as a scanner fetching every link makes, only asks.
+    let click = &server.base;
+    let (bob_release, bob_allow, bob_request) = (&bob_links[0].1, &bob_links[1].1, &bob_links[2].1);
+    for _ in 0..2 {
+        let page = client.get(format!("{click}{bob_release}")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let body = page.text().await.unwrap();
+        assert!(
+            body.contains("Release this message?") && body.contains("Spring offer"),
+            "{body}"
+        );
+        assert!(body.contains(r#"method="post" action="/quarantine""#), "{body}");
+    }
+    let (_, still) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine/{spam_id}"),
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(
+        still["held"]["recipients"],
+        json!(["bob@example.com", "carol@example.com"]),
+        "{still}"
+    );
+
+    // Altered links are refused: another hold, another recipient, a later expiry.
+    for (from, to) in [("h=", "h=9"), ("r=bob", "r=eve"), ("e=1", "e=2")] {
+        let tampered = bob_release.replacen(from, to, 1);
+        let answer = client.get(format!("{click}{tampered}")).send().await.unwrap();
+        assert!(
+            matches!(answer.status().as_u16(), 400 | 410),
+            "{tampered}: {}",
+            answer.status()
+        );
+    }
+
+    // Carol releases her copy from a Japanese browser: only hers goes; Bob's stays held.
+    let form = |link: &str| link.split_once('?').unwrap().1.to_string();
+    let post = |link: &str, language: &str| {
+        client
+            .post(format!("{click}/quarantine"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("accept-language", language)
+            .body(form(link))
+            .send()
+    };
+    let released = post(&carol_links[0].1, "ja").await.unwrap();
+    assert_eq!(released.status(), 200);
+    assert!(released.text().await.unwrap().contains("配信しました"));
+    wait_for_copy(&sink, "carol@example.com", "Subject: Spring offer");
+    let (_, after) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine/{spam_id}"),
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(after["held"]["recipients"], json!(["bob@example.com"]), "{after}");
+    let twice = post(&carol_links[0].1, "ja").await.unwrap();
+    assert_eq!(twice.status(), 410, "a copy is released once");
+
+    // Bob releases and allows Ann: the hold is gone, and Ann's next spam reaches Bob while
+    // Carol's copy is held.
+    let allowed = post(bob_allow, "en").await.unwrap();
+    assert_eq!(allowed.status(), 200);
+    assert!(allowed.text().await.unwrap().contains("ann@partner.test"));
+    wait_for_copy(&sink, "bob@example.com", "Subject: Spring offer");
+    let (status, _) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine/{spam_id}"),
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "released to everyone: no longer held");
+    let (_, own) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/recipient-senders"),
+        &viewer,
+        None,
+    )
+    .await;
+    assert_eq!(own["entries"][0]["recipient"], "bob@example.com", "{own}");
+    assert_eq!(own["entries"][0]["sender"], "ann@partner.test", "{own}");
+    send(
+        &smtp,
+        "ann@partner.test",
+        &["bob@example.com", "carol@example.com"],
+        message(
+            "ann@partner.test",
+            "bob@example.com, carol@example.com",
+            "Summer offer",
+            "spam",
+        ),
+    )
+    .await;
+    wait_for_copy(&sink, "bob@example.com", "Subject: Summer offer");
+    let (_, held) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine?category=spam"),
+        &viewer,
+        None,
+    )
+    .await;
+    let summer = held["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["subject"] == "Summer offer")
+        .cloned()
+        .expect("Summer offer held for carol");
+    assert_eq!(summer["recipients"], json!(["carol@example.com"]));
+    let (_, trace) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/messages/{}", summer["message_ref"].as_str().unwrap()),
+        &viewer,
+        None,
+    )
+    .await;
+    assert!(
+        trace["symbols"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "RECIPIENT_ALLOW"),
+        "{trace}"
+    );
+
+    // Phish: Bob can only ask; an operator approves and Bob's copy is delivered.
+    let requested = post(bob_request, "en").await.unwrap();
+    assert_eq!(requested.status(), 200);
+    assert!(requested.text().await.unwrap().contains("Request sent"));
+    let (_, pending) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/quarantine/requests?status=pending"),
+        &viewer,
+        None,
+    )
+    .await;
+    let request = pending["requests"][0].clone();
+    assert_eq!(request["recipient"], "bob@example.com", "{pending}");
+    assert_eq!(request["held"]["subject"], "Reset your password", "{pending}");
+    let decide = format!("{admin}/api/v1/quarantine/requests/{}", request["id"]);
+    let (status, _) = api(
+        &client,
+        reqwest::Method::POST,
+        &decide,
+        &viewer,
+        Some(json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, approved) = api(
+        &client,
+        reqwest::Method::POST,
+        &decide,
+        &operator,
+        Some(json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(
+        (status, approved["request"]["status"].as_str()),
+        (200, Some("approved")),
+        "{approved}"
+    );
+    assert_eq!(approved["request"]["decided_by"], "token:soc");
+    wait_for_copy(&sink, "bob@example.com", "Subject: Reset your password");
+    let (status, _) = api(
+        &client,
+        reqwest::Method::POST,
+        &decide,
+        &operator,
+        Some(json!({"decision": "deny"})),
+    )
+    .await;
+    assert_eq!(status, 409, "decided once");
+
+    // Every step is in the audit log under who did it.
+    let (_, audit) = api(
+        &client,
+        reqwest::Method::GET,
+        &format!("{admin}/api/v1/audit"),
+        &operator,
+        None,
+    )
+    .await;
+    let entries = audit["entries"].as_array().unwrap();
+    let by = |action: &str| -> Vec<String> {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action)
+            .map(|e| e["actor"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(by("quarantine.request"), ["digest:bob@example.com"]);
+    assert_eq!(by("quarantine.request.approve"), ["token:soc"]);
+    assert_eq!(by("sender.recipient.allow"), ["digest:bob@example.com"]);
+    let releases = by("quarantine.release");
+    assert!(
+        releases.contains(&"digest:carol@example.com".to_string()),
+        "{releases:?}"
+    );
+    assert!(releases.contains(&"digest:bob@example.com".to_string()), "{releases:?}");
+}
