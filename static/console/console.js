@@ -459,15 +459,16 @@ async function quarantinePage(id, params) {
     { title: 'Expires', value: h => when(h.expires_at) },
   ], rows, empty), 'Nothing is held.');
   list.id = 'held-list';
-  return [el('h1', {}, 'Quarantine'),
+  return [el('h1', {}, 'Quarantine'), await releaseRequests(),
+    el('h2', {}, 'Held messages'),
     filterForm('quarantine', params, [{ name: 'category', title: 'Category', options: ['spam', 'bulk', 'phish', 'malware', 'impostor', 'transport', 'dlp'] }]),
     list];
 }
 
-async function heldPage(id) {
-  const review = await call('GET', '/quarantine/' + encodeURIComponent(id));
-  const h = review.held;
-  const act = (label, className, confirmText, action) => el('button', { type: 'button', class: className, id: 'held-' + label.toLowerCase().replace(/[^a-z]+/g, '-'),
+// A button that runs `action` once (asking first when `confirmText` is given), showing its
+// error as a toast and enabling itself again after one.
+function actionButton(label, className, id, confirmText, action) {
+  return el('button', { type: 'button', class: className, id,
     onclick: async event => {
       if (confirmText && !window.confirm(confirmText)) return;
       event.target.disabled = true;
@@ -478,6 +479,46 @@ async function heldPage(id) {
         event.target.disabled = false;
       }
     } }, label);
+}
+
+// Recipients' pending requests (from their digest) to release phish held for them, to approve
+// or deny; and the digest sent on demand.
+async function releaseRequests() {
+  const pending = (await call('GET', '/quarantine/requests' + query({ status: 'pending', limit: 100 }))).requests;
+  const section = el('section', { id: 'release-requests', 'aria-labelledby': 'release-requests-heading' },
+    el('h2', { id: 'release-requests-heading' }, 'Release requests'),
+    el('p', { class: 'muted' }, 'Recipients asked from their quarantine digest to receive these messages, held as phishing. Approving delivers the message to that recipient only.'));
+  const decide = (r, decision) => async () => {
+    await call('POST', '/quarantine/requests/' + r.id, { decision });
+    toast(decision === 'approve' ? 'Approved: released to ' + r.recipient : 'Denied: it stays held.');
+    render();
+  };
+  section.append(table([
+    { title: 'Requested', value: r => when(r.requested_at) },
+    { title: 'Recipient', wrap: true, value: r => r.recipient },
+    { title: 'Sender', wrap: true, value: r => r.held ? r.held.sender : '' },
+    { title: 'Subject', wrap: true, value: r => r.held ? link('#/quarantine/' + r.held.id, r.held.subject || '(no subject)') : '' },
+    { title: 'Category', value: r => r.held ? pill(r.held.category) : '' },
+    { title: 'Reason', wrap: true, value: r => r.held ? r.held.reason : '' },
+    { title: '', value: r => may('operator') ? el('span', { class: 'actions' },
+      actionButton('Approve', 'primary', 'request-approve-' + r.id, 'Release this message to ' + r.recipient + '?', decide(r, 'approve')),
+      actionButton('Deny', 'danger', 'request-deny-' + r.id, null, decide(r, 'deny'))) : '' },
+  ], pending, 'No requests are waiting.'));
+  if (may('operator')) {
+    section.append(el('div', { class: 'actions' }, actionButton('Send digests now', '', 'send-digests', null, async () => {
+      const queued = (await call('POST', '/quarantine/digests', {})).queued;
+      toast('Queued ' + queued.recipients + ' digests listing ' + queued.messages + ' messages.');
+      document.getElementById('send-digests').disabled = false;
+    })));
+  }
+  return section;
+}
+
+async function heldPage(id) {
+  const review = await call('GET', '/quarantine/' + encodeURIComponent(id));
+  const h = review.held;
+  const act = (label, className, confirmText, action) =>
+    actionButton(label, className, 'held-' + label.toLowerCase().replace(/[^a-z]+/g, '-'), confirmText, action);
   const actions = el('div', { class: 'actions' });
   if (may('operator') && (h.category !== 'malware' || may('admin'))) {
     actions.append(act('Release', 'primary', 'Release this message to its recipients?', async () => {

@@ -2,7 +2,8 @@
 //! running gateway with real mail and real clicks: sign in at the keyboard, the dashboard's chart
 //! drawn from the clicks, a click found and its message traced, a held message reviewed (its
 //! subject shown as text, not markup) and released to a real SMTP sink, the release in the audit
-//! log, a domain declared bad from the threats page. Each page's screenshot is kept in `target/test-artifacts/console/`.
+//! log, a phish requested from the quarantine digest's page and approved from the quarantine
+//! page, a domain declared bad from the threats page. Each page's screenshot is kept in `target/test-artifacts/console/`.
 
 use serde_json::json;
 
@@ -15,7 +16,11 @@ const PASSWORD: &str = "correct horse battery staple";
 #[tokio::test(flavor = "multi_thread")]
 async fn the_console_signs_in_finds_a_click_traces_it_and_releases_a_held_message() {
     let p = crate::common::Portcullis::new();
-    let (sink, config) = sink_and_config(&p, SPAM_RULE_AND_BLOCK_LIST).await;
+    let (sink, config) = sink_and_config(
+        &p,
+        &format!("{SPAM_RULE_AND_BLOCK_LIST}{}", crate::digest::SPAM_AND_PHISH_BY_SCORE),
+    )
+    .await;
     let added = p.run(
         &["users", "add", "ann", "--role", "operator", "--password-stdin"],
         format!("{PASSWORD}\n").as_bytes(),
@@ -159,6 +164,54 @@ async fn the_console_signs_in_finds_a_click_traces_it_and_releases_a_held_messag
     browser.wait_for("#audit-list tbody tr", "quarantine.release", 15).await;
     browser.wait_for("#audit-list tbody tr", "ann", 5).await;
     browser.screenshot("audit").await;
+
+    // Phish held for Bob: his digest (sent from the quarantine page) offers only a request. In
+    // the browser the link shows a confirmation; its button files the request, which Ann
+    // approves from the quarantine page, and the message reaches Bob.
+    send_data_to_bob(
+        &smtp,
+        "it@shady.test",
+        message("Reset your password", "X-Test: phish\r\n", "Sign in here."),
+    )
+    .await;
+    browser.goto(&format!("{console}#/quarantine")).await;
+    browser.wait_for("#held-list tbody a", "Reset your password", 15).await;
+    let send_digests = browser.wait_for("#send-digests", "Send digests now", 5).await;
+    browser.click(&send_digests).await;
+    browser
+        .wait_for("#toast", "Queued 1 digests listing 1 messages", 15)
+        .await;
+    let with_digest = sink.wait_for(3, 30);
+    let digest = with_digest
+        .iter()
+        .find(|m| m.contains("Auto-Submitted: auto-generated"))
+        .expect("the digest reached the sink");
+    let (_, _, links) = crate::digest::read_digest(digest);
+    assert_eq!(links.len(), 1, "phish is only requested: {links:?}");
+    assert_eq!(links[0].0, "request");
+    browser.goto(&format!("{}{}", server.base, links[0].1)).await;
+    browser.wait_for("h1", "Ask for this message to be released?", 15).await;
+    browser.wait_for("main p", "Reset your password", 5).await;
+    browser.screenshot("digest-confirmation").await;
+    let send_request = browser.wait_for("form.confirm button", "Send request", 5).await;
+    browser.click(&send_request).await;
+    browser.wait_for("h1", "Request sent", 15).await;
+    browser.screenshot("digest-request-sent").await;
+    browser.goto(&format!("{console}#/quarantine")).await;
+    browser
+        .wait_for("#release-requests tbody tr", "bob@example.com", 15)
+        .await;
+    browser.screenshot("release-requests").await;
+    let approve = browser.wait_for("#release-requests button.primary", "Approve", 5).await;
+    browser.click(&approve).await;
+    browser.accept_dialog().await;
+    browser.wait_for("#toast", "Approved", 15).await;
+    let all = sink.wait_for(4, 30);
+    assert!(
+        all.iter()
+            .any(|m| m.contains("Subject: Reset your password") && m.contains("Sign in here.")),
+        "the approved message did not reach the sink"
+    );
 
     // A domain declared bad from the threats page finds the delivered message that carried it;
     // its recipient is then at risk.

@@ -14,12 +14,12 @@ use crate::gateway::{Sink, free_port, gateway_config, start_gateway};
 use crate::hooks::token;
 use crate::server::Record;
 
-const RULES: &str = "[[pipeline.rules]]\nname = \"spammy\"\nheader_matches = [{ name = \"X-Test\", pattern = \"^spam\" }]\n\
-    action = \"symbol\"\nsymbol = \"TEST_SPAMMY\"\n\
+/// Rules that make what carries `X-Test: spam…` spam by its score, and `X-Test: phish…` phish.
+pub const SPAM_AND_PHISH_BY_SCORE: &str = "[[pipeline.rules]]\nname = \"spammy\"\n\
+    header_matches = [{ name = \"X-Test\", pattern = \"^spam\" }]\naction = \"symbol\"\nsymbol = \"TEST_SPAMMY\"\n\
     [[pipeline.rules]]\nname = \"phishy\"\nheader_matches = [{ name = \"X-Test\", pattern = \"^phish\" }]\n\
     action = \"symbol\"\nsymbol = \"TEST_PHISHY\"\n\
-    [pipeline.symbols]\nTEST_SPAMMY = { weight = 8.0, group = \"spam\" }\nTEST_PHISHY = { weight = 9.0, group = \"phish\" }\n\
-    [quarantine.digest]\nlanguages = { \"carol@example.com\" = \"ja\" }\n";
+    [pipeline.symbols]\nTEST_SPAMMY = { weight = 8.0, group = \"spam\" }\nTEST_PHISHY = { weight = 9.0, group = \"phish\" }\n";
 
 fn message(from: &str, to: &str, subject: &str, test: &str) -> String {
     format!(
@@ -75,7 +75,7 @@ async fn api(
 
 /// A digest's subject, its text part, and its links as (action, path and query), in order, from
 /// the text part (as a recipient's mail client shows them); each is in the HTML part too.
-fn read_digest(copy: &str) -> (String, String, Vec<(String, String)>) {
+pub fn read_digest(copy: &str) -> (String, String, Vec<(String, String)>) {
     // smtp-sink's own trace fields come first; the message starts at our From.
     let start = copy.find("From: ").expect("a From field");
     let parsed = mail_parser::MessageParser::default()
@@ -109,7 +109,17 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
     let operator = token(&p, "soc", "operator");
     let viewer = token(&p, "auditor", "viewer");
-    let (server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", RULES));
+    let (server, smtp) = start_gateway(
+        &p,
+        &gateway_config(
+            &dns,
+            &sink.address,
+            "",
+            &format!(
+                "{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nlanguages = {{ \"carol@example.com\" = \"ja\" }}\n"
+            ),
+        ),
+    );
     let client = crate::server::client();
     let admin = server.admin.clone();
 
