@@ -451,6 +451,7 @@ impl Digests {
             transaction.commit()?;
             run.recipients += 1;
             run.messages += entries.len();
+            crate::metrics::increment("portcullis_digests_total", &[("language", &words.tag)]);
         }
         if recipient.is_none() {
             self.store.lock().execute(
@@ -509,7 +510,12 @@ impl Digests {
     ) -> Vec<u8> {
         let link_until = now + i64::from(self.config.link_days) * 86_400;
         let count = entries.len().to_string();
-        let subject = words.fill("digest.subject", &[("count", &count)]);
+        let subject_key = if entries.len() == 1 {
+            "digest.subject_one"
+        } else {
+            "digest.subject"
+        };
+        let subject = words.fill(subject_key, &[("count", &count)]);
         let intro = words.fill("digest.intro", &[("organisation", &self.organisation)]);
         let mut text = format!("{}\r\n\r\n{intro}\r\n", words.word("digest.heading"));
         let mut rows = String::new();
@@ -705,6 +711,15 @@ mod tests {
         assert!(!parsed.verify(&KeyRing::ephemeral(), "ref-7"), "another key ring");
         assert!(ActionLink::parse(b"a=delete&h=1&r=x&e=1&t=y").is_none());
         assert!(ActionLink::parse(b"a=release&h=1&r=x&e=1").is_none());
+    }
+
+    proptest::proptest! {
+        /// Whatever a scanner or an attacker puts in the query or form, parsing answers.
+        #[test]
+        fn any_query_parses_or_is_refused(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400), text in "[a-z=&%0-9.+]{0,200}") {
+            let _ = ActionLink::parse(&bytes);
+            let _ = ActionLink::parse(text.as_bytes());
+        }
     }
 
     #[test]

@@ -1342,3 +1342,88 @@ fn round(score: f64) -> String {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline() -> Pipeline {
+        // The symbols a transport rule adds, weighed as spam and phish.
+        let config = Config::parse(
+            "[[pipeline.rules]]\nname = \"s\"\nsubject_matches = \"^s\"\naction = \"symbol\"\nsymbol = \"TEST_SPAMMY\"\n\
+             [[pipeline.rules]]\nname = \"p\"\nsubject_matches = \"^p\"\naction = \"symbol\"\nsymbol = \"TEST_PHISHY\"\n\
+             [pipeline.symbols]\nTEST_SPAMMY = { weight = 8.0, group = \"spam\" }\n\
+             TEST_PHISHY = { weight = 9.0, group = \"phish\" }\n",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        Pipeline::new(&config, KeyRing::ephemeral(), None, None)
+    }
+
+    fn envelope(recipients: &[&str]) -> Envelope {
+        Envelope {
+            message_ref: "m1".into(),
+            sender: "ann@partner.test".into(),
+            recipients: recipients.iter().map(|r| r.to_string()).collect(),
+            client_ip: "192.0.2.1".parse().unwrap(),
+            helo: "mx.partner.test".into(),
+            tls: false,
+            received_at: 0,
+            connection_symbols: Vec::new(),
+        }
+    }
+
+    fn analysis(symbol: &str, allowed_by: &[&str]) -> Analysis {
+        Analysis {
+            symbols: vec![Hit {
+                name: symbol.into(),
+                detail: String::new(),
+            }],
+            allowed_by: allowed_by.iter().map(|r| r.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn recipients_who_allow_the_sender_get_spam_the_others_keep_held() {
+        let pipeline = pipeline();
+        let envelope = envelope(&["bob@example.com", "carol@example.com"]);
+        let message = b"Subject: x\r\n\r\nbody\r\n";
+
+        let mut split = pipeline.conclude(&envelope, message, &analysis("TEST_SPAMMY", &["BOB@example.com"]), true);
+        assert!(
+            matches!(&split.verdict, Verdict::Quarantine { category, .. } if category == "spam"),
+            "{:?}",
+            split.verdict
+        );
+        let delivered: Vec<&Vec<String>> = split.deliveries.iter().map(|d| &d.recipients).collect();
+        assert_eq!(delivered, [&vec!["bob@example.com".to_string()]]);
+        assert_eq!(split.hold.as_ref().unwrap().recipients, ["carol@example.com"]);
+        // An MTA that handed the message over can only hold all of it.
+        split.hold_whole();
+        assert!(split.deliveries.is_empty());
+        assert_eq!(
+            split.hold.as_ref().unwrap().recipients,
+            ["carol@example.com", "bob@example.com"]
+        );
+
+        let everyone = pipeline.conclude(
+            &envelope,
+            message,
+            &analysis("TEST_SPAMMY", &["bob@example.com", "carol@example.com"]),
+            true,
+        );
+        assert_eq!(everyone.verdict, Verdict::Deliver);
+        assert!(everyone.hold.is_none());
+
+        // Phish is not theirs to let through.
+        let phish = pipeline.conclude(
+            &envelope,
+            message,
+            &analysis("TEST_PHISHY", &["bob@example.com", "carol@example.com"]),
+            true,
+        );
+        assert!(phish.deliveries.is_empty());
+        assert_eq!(phish.hold.unwrap().recipients.len(), 2);
+    }
+}

@@ -13,6 +13,7 @@ use crate::common::Portcullis;
 use crate::gateway::{Sink, free_port, gateway_config, start_gateway};
 use crate::hooks::token;
 use crate::server::Record;
+use portcullis::digest::{Action, ActionLink};
 
 /// Rules that make what carries `X-Test: spam…` spam by its score, and `X-Test: phish…` phish.
 pub const SPAM_AND_PHISH_BY_SCORE: &str = "[[pipeline.rules]]\nname = \"spammy\"\n\
@@ -151,10 +152,10 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     )
     .await;
     assert_eq!(status, 200, "{held}");
-    let held = held["held"].as_array().unwrap().clone();
-    let categories: Vec<&str> = held.iter().map(|h| h["category"].as_str().unwrap()).collect();
-    assert_eq!(categories, ["phish", "spam"], "{held:?}");
-    let spam_id = held[1]["id"].as_i64().unwrap();
+    let held_at_start = held["held"].as_array().unwrap().clone();
+    let categories: Vec<&str> = held_at_start.iter().map(|h| h["category"].as_str().unwrap()).collect();
+    assert_eq!(categories, ["phish", "spam"], "{held_at_start:?}");
+    let spam_id = held_at_start[1]["id"].as_i64().unwrap();
 
     // Digests on demand: one per recipient, each message listed once.
     let digests = format!("{admin}/api/v1/quarantine/digests");
@@ -228,6 +229,24 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         json!(["bob@example.com", "carol@example.com"]),
         "{still}"
     );
+
+    // Garbage and oversized forms get a clear answer.
+    let garbage = client
+        .get(format!("{click}/quarantine?a=release&h=x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(garbage.status(), 400);
+    let huge = client
+        .post(format!("{click}/quarantine"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("x={}&a=", "y".repeat(8192)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), 413);
+    let head = client.head(format!("{click}{bob_release}")).send().await.unwrap();
+    assert_eq!(head.status(), 200, "a HEAD is a GET: nothing happens");
 
     // Altered links are refused: another hold, another recipient, a later expiry.
     for (from, to) in [("h=", "h=9"), ("r=bob", "r=eve"), ("e=1", "e=2")] {
@@ -337,6 +356,25 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         "{trace}"
     );
 
+    // The click service decides what a link may do, whatever was signed: a release link for the
+    // phish, made with the gateway's own keys, is refused; so is a link past its expiry.
+    let keys = portcullis::token::KeyRing::open_or_create(&p.data_dir()).unwrap();
+    let phish = &held_at_start[0];
+    let (phish_id, phish_ref) = (phish["id"].as_i64().unwrap(), phish["message_ref"].as_str().unwrap());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let signed = |action, expires| {
+        let link = ActionLink::sign(&keys, action, phish_id, phish_ref, "bob@example.com", expires).unwrap();
+        format!("{click}/quarantine?{}", link.query())
+    };
+    let release_phish = client.get(signed(Action::Release, now + 3600)).send().await.unwrap();
+    assert_eq!(release_phish.status(), 403, "a recipient cannot release phish");
+    let expired = client.get(signed(Action::Request, now - 1)).send().await.unwrap();
+    assert_eq!(expired.status(), 410);
+    assert!(expired.text().await.unwrap().contains("Link expired"));
+
     // Phish: Bob can only ask; an operator approves and Bob's copy is delivered.
     let requested = post(bob_request, "en").await.unwrap();
     assert_eq!(requested.status(), 200);
@@ -413,4 +451,40 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         "{releases:?}"
     );
     assert!(releases.contains(&"digest:bob@example.com".to_string()), "{releases:?}");
+}
+
+/// With `[quarantine.digest] enabled`, a gateway sends the digest on its own: here at its start,
+/// for a message held while the schedule was off.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_sends_digests_on_its_own() {
+    let p = Portcullis::new();
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let dns = crate::server::fake_dns(&[]).await;
+    let config = |enabled: bool| {
+        gateway_config(
+            &dns,
+            &sink.address,
+            "",
+            &format!("{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nenabled = {enabled}\nevery_hours = 24\n"),
+        )
+    };
+    {
+        let (_off, smtp) = start_gateway(&p, &config(false));
+        send(
+            &smtp,
+            "news@promo.test",
+            &["dave@example.com"],
+            message("news@promo.test", "dave@example.com", "Weekly deals", "spam"),
+        )
+        .await;
+    }
+    let (_on, _) = start_gateway(&p, &config(true));
+    let digest = wait_for_copy(&sink, "dave@example.com", "Auto-Submitted: auto-generated");
+    let (subject, text, links) = read_digest(&digest);
+    assert_eq!(subject, "Quarantine digest: 1 new message held for you");
+    assert!(
+        text.contains("Weekly deals") && text.contains("news@promo.test"),
+        "{text}"
+    );
+    assert_eq!(links.len(), 2);
 }
