@@ -165,7 +165,7 @@ impl ActionLink {
         format!(
             "{}\0{hold_id}\0{message_ref}\0{}\0{expires}",
             action.as_str(),
-            recipient.to_lowercase()
+            recipient.to_ascii_lowercase()
         )
     }
 
@@ -184,7 +184,7 @@ impl ActionLink {
         Some(ActionLink {
             action,
             hold_id,
-            recipient: recipient.to_lowercase(),
+            recipient: recipient.to_ascii_lowercase(),
             expires,
             token,
         })
@@ -225,7 +225,7 @@ impl ActionLink {
             match &*key {
                 "a" => action = Action::parse(&value),
                 "h" => hold_id = value.parse::<i64>().ok(),
-                "r" if value.len() <= 320 => recipient = Some(value.to_lowercase()),
+                "r" if value.len() <= 320 => recipient = Some(value.to_ascii_lowercase()),
                 "e" => expires = value.parse::<i64>().ok(),
                 "t" if value.len() <= 64 => token = Some(value.into_owned()),
                 _ => {}
@@ -249,6 +249,8 @@ pub struct DigestEntry {
     pub category: String,
     /// The From address, else the envelope sender.
     pub sender: String,
+    /// The From address, when it is one a recipient can allow.
+    pub allowable: Option<String>,
     pub subject: Option<String>,
     pub held_at: i64,
     pub expires_at: i64,
@@ -261,6 +263,37 @@ pub struct DigestRun {
     pub messages: usize,
 }
 
+/// A hold as a digest link sees it.
+#[derive(Debug, Clone)]
+pub struct DigestTarget {
+    pub message_ref: String,
+    pub category: String,
+    pub recipients: Vec<String>,
+    pub subject: Option<String>,
+    pub self_service: bool,
+    /// The From address, else the envelope sender.
+    pub sender: String,
+    /// The From address, when it is one a recipient can allow.
+    pub allowable: Option<String>,
+}
+
+impl DigestTarget {
+    /// Whether `recipient` may do `action` to this hold from their digest: it is still held for
+    /// them, held by its scores alone, and its category allows the action (and, to allow the
+    /// sender, the sender has an address to allow).
+    pub fn permits(&self, action: Action, recipient: &str) -> bool {
+        self.self_service
+            && self.recipients.iter().any(|r| r.eq_ignore_ascii_case(recipient))
+            && Action::permitted(&self.category).contains(&action)
+            && (action != Action::Allow || self.allowable.is_some())
+    }
+}
+
+/// A From address a recipient may allow: a whole address (never a bare domain), lowercased.
+fn allowable_address(from: &str) -> Option<String> {
+    crate::senders::normalise(from).filter(|address| address.contains('@'))
+}
+
 impl Store {
     /// Held messages of these categories not yet listed for each of their recipients, by
     /// recipient, at most `max` each, oldest first.
@@ -269,35 +302,42 @@ impl Store {
         categories: &[String],
         max: usize,
         only: Option<&str>,
+        local: impl Fn(&str) -> bool,
     ) -> Result<Vec<(String, Vec<DigestEntry>)>, StoreError> {
         let connection = self.lock();
         let mut statement = connection.prepare(
-            "SELECT lower(r.value), q.id, q.message_ref, q.category,
-                    COALESCE((SELECT m.from_address FROM messages m WHERE m.message_ref = q.message_ref), q.sender),
+            "SELECT lower(r.value), q.id, q.message_ref, q.category, q.sender,
+                    (SELECT m.from_address FROM messages m WHERE m.message_ref = q.message_ref),
                     q.subject, q.held_at, q.expires_at
              FROM quarantine q, json_each(q.recipients) r
-             WHERE q.category IN (SELECT value FROM json_each(?1)) AND q.expires_at > ?2
+             WHERE q.self_service AND q.category IN (SELECT value FROM json_each(?1)) AND q.expires_at > ?2
                AND (?3 IS NULL OR lower(r.value) = lower(?3))
                AND NOT EXISTS (SELECT 1 FROM digest_listed d WHERE d.hold_id = q.id AND d.recipient = lower(r.value))
              ORDER BY lower(r.value), q.id",
         )?;
         let rows = statement.query_map(params![serde_json::to_string(categories)?, now(), only], |row| {
+            let envelope_sender: String = row.get(4)?;
+            let from: Option<String> = row.get(5)?;
             Ok((
                 row.get::<_, String>(0)?,
                 DigestEntry {
                     hold_id: row.get(1)?,
                     message_ref: row.get(2)?,
                     category: row.get(3)?,
-                    sender: row.get::<_, Option<String>>(4)?.unwrap_or_default(),
-                    subject: row.get(5)?,
-                    held_at: row.get(6)?,
-                    expires_at: row.get(7)?,
+                    allowable: from.as_deref().and_then(allowable_address),
+                    sender: from.unwrap_or(envelope_sender),
+                    subject: row.get(6)?,
+                    held_at: row.get(7)?,
+                    expires_at: row.get(8)?,
                 },
             ))
         })?;
         let mut by_recipient: Vec<(String, Vec<DigestEntry>)> = Vec::new();
         for row in rows {
             let (recipient, entry) = row?;
+            if !local(&recipient) {
+                continue;
+            }
             match by_recipient.last_mut() {
                 Some((last, entries)) if *last == recipient => {
                     if entries.len() < max {
@@ -310,19 +350,40 @@ impl Store {
         Ok(by_recipient)
     }
 
-    /// The address a held message's sender is allowed by: its From address, else its envelope
-    /// sender.
-    pub fn held_from_address(&self, hold_id: i64) -> Result<String, StoreError> {
-        self.lock()
-            .query_row(
-                "SELECT COALESCE((SELECT m.from_address FROM messages m WHERE m.message_ref = q.message_ref), q.sender)
-                 FROM quarantine q WHERE q.id = ?1",
-                [hold_id],
-                |row| row.get::<_, Option<String>>(0),
-            )
-            .optional()?
-            .flatten()
-            .ok_or_else(|| StoreError::NotFound(format!("quarantine {hold_id}")))
+    /// What a digest link needs of a hold, without its message: read on the read-only
+    /// connection, so links fetched by the thousand keep no mail waiting.
+    pub fn digest_target(&self, hold_id: i64) -> Result<DigestTarget, StoreError> {
+        self.read_only(|connection| {
+            let found = connection
+                .prepare_cached(
+                    "SELECT q.message_ref, q.category, q.recipients, q.subject, q.self_service, q.sender,
+                        (SELECT m.from_address FROM messages m WHERE m.message_ref = q.message_ref)
+                     FROM quarantine q WHERE q.id = ?1",
+                )?
+                .query_row([hold_id], |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                        row.get::<_, Option<String>>(3)?,
+                        row.get::<_, bool>(4)?,
+                        row.get::<_, String>(5)?,
+                        row.get::<_, Option<String>>(6)?,
+                    ))
+                })
+                .optional()?;
+            let (message_ref, category, recipients, subject, self_service, envelope_sender, from) =
+                found.ok_or_else(|| StoreError::NotFound(format!("quarantine {hold_id}")))?;
+            Ok(DigestTarget {
+                message_ref,
+                category,
+                recipients: serde_json::from_str(&recipients)?,
+                subject,
+                self_service,
+                allowable: from.as_deref().and_then(allowable_address),
+                sender: from.unwrap_or(envelope_sender),
+            })
+        })
     }
 
     /// Remembers the language a recipient's browser asked for on a digest page, for their next
@@ -364,6 +425,8 @@ pub struct Digests {
     organisation: String,
     support_contact: Option<String>,
     hostname: String,
+    /// Only recipients in these domains get digests (`smtp.domains`, lowercase).
+    domains: Vec<String>,
     /// Wakes the delivery workers once digests are queued.
     wake: Option<Arc<tokio::sync::Notify>>,
 }
@@ -381,6 +444,7 @@ impl Digests {
             organisation: config.click.organisation.clone(),
             support_contact: config.click.support_contact.clone(),
             hostname: config.smtp.hostname.clone(),
+            domains: local_domains(&config.smtp.domains),
             wake: None,
         })
     }
@@ -422,18 +486,37 @@ impl Digests {
         }
         let pending = self
             .store
-            .unlisted(&self.config.categories, self.config.max_entries, recipient)?;
+            .unlisted(&self.config.categories, self.config.max_entries, recipient, |address| {
+                is_local(address, &self.domains)
+            })?;
         let keys = self.keys.current();
         let mut run = DigestRun::default();
-        for (number, (recipient, entries)) in pending.iter().enumerate() {
+        for (recipient, entries) in &pending {
             let words = self.words(recipient);
-            let message = self.compose(&keys, words, recipient, entries, now, number);
+            // Unique across runs and processes: the delivery and its attempts are traced by it.
+            let id = format!("digest-{now}-{:016x}", rand::random::<u64>());
             let mut connection = self.store.lock();
-            let transaction = connection.transaction()?;
+            // Immediate: another run (the schedule, the API, the command line in another process)
+            // that listed the same messages meanwhile has marked them; they are left out here.
+            let transaction = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let mut fresh = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let marked = transaction.execute(
+                    "INSERT OR IGNORE INTO digest_listed (hold_id, recipient, listed_at) VALUES (?1, ?2, ?3)",
+                    params![entry.hold_id, recipient, now],
+                )?;
+                if marked > 0 {
+                    fresh.push(entry.clone());
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            let message = self.compose(&keys, words, recipient, &fresh, now, &id);
             insert_delivery(
                 &transaction,
                 &NewDelivery {
-                    message_ref: format!("digest-{now}-{number}"),
+                    message_ref: id,
                     kind: DeliveryKind::Message,
                     // The null reverse path: nothing answers a digest, not even a bounce.
                     sender: String::new(),
@@ -442,15 +525,9 @@ impl Digests {
                 },
                 now,
             )?;
-            for entry in entries {
-                transaction.execute(
-                    "INSERT OR IGNORE INTO digest_listed (hold_id, recipient, listed_at) VALUES (?1, ?2, ?3)",
-                    params![entry.hold_id, recipient, now],
-                )?;
-            }
             transaction.commit()?;
             run.recipients += 1;
-            run.messages += entries.len();
+            run.messages += fresh.len();
             crate::metrics::increment("portcullis_digests_total", &[("language", &words.tag)]);
         }
         if recipient.is_none() {
@@ -506,7 +583,7 @@ impl Digests {
         recipient: &str,
         entries: &[DigestEntry],
         now: i64,
-        number: usize,
+        id: &str,
     ) -> Vec<u8> {
         let link_until = now + i64::from(self.config.link_days) * 86_400;
         let count = entries.len().to_string();
@@ -523,6 +600,7 @@ impl Digests {
             let expires = entry.expires_at.min(link_until);
             let links: Vec<(Action, String)> = Action::permitted(&entry.category)
                 .iter()
+                .filter(|&&action| action != Action::Allow || entry.allowable.is_some())
                 .filter_map(|&action| {
                     ActionLink::sign(keys, action, entry.hold_id, &entry.message_ref, recipient, expires)
                         .map(|link| (action, format!("{}/quarantine?{}", self.base_url, link.query())))
@@ -596,14 +674,14 @@ impl Digests {
             support = escape(&support),
         );
         let from = self.config.from_address(&self.hostname);
-        let boundary = format!("digest-{now}-{number}");
+        let boundary = format!("{id}-part");
         let display = words.fill("digest.sender_name", &[("organisation", &self.organisation)]);
         let mut message = format!(
             "From: {} <{from}>\r\nTo: <{recipient}>\r\nSubject: {}\r\nDate: {}\r\n\
-             Message-ID: <digest.{now}.{number}@{}>\r\nAuto-Submitted: auto-generated\r\n\
+             Message-ID: <{id}@{}>\r\nAuto-Submitted: auto-generated\r\n\
              X-Auto-Response-Suppress: All\r\nContent-Language: {}\r\nMIME-Version: 1.0\r\n\
              Content-Type: multipart/alternative; boundary=\"{boundary}\"\r\n\r\n",
-            encoded_word(&display),
+            display_name(&display),
             encoded_word(&subject),
             crate::smtp::rfc5322_date(now),
             self.hostname,
@@ -621,9 +699,13 @@ impl Digests {
 }
 
 /// Text from a sender's message made one short line: control characters (a folded subject, a
-/// smuggled line break) become spaces.
+/// smuggled line break) become spaces; bidirectional overrides and invisible characters, which
+/// could disguise a sender or subject, go.
 fn one_line(text: &str, max: usize) -> String {
     text.chars()
+        .filter(
+            |c| !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'),
+        )
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(max)
         .collect::<String>()
@@ -662,6 +744,37 @@ fn encoded_word(text: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join("\r\n ")
+}
+
+/// A display name as a quoted string when it is printable ASCII, else as encoded words.
+fn display_name(text: &str) -> String {
+    if text.len() <= 70
+        && text
+            .bytes()
+            .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\')
+    {
+        format!("\"{text}\"")
+    } else {
+        encoded_word(text)
+    }
+}
+
+/// The organisation's domains as the SMTP listener compares them.
+fn local_domains(domains: &[String]) -> Vec<String> {
+    domains
+        .iter()
+        .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+        .collect()
+}
+
+/// Whether an address is in one of the organisation's domains: only those get digests, and only
+/// their links act (a transport rule may have added an outside reviewer to a hold).
+pub fn is_local(address: &str, domains: &[String]) -> bool {
+    address.rsplit_once('@').is_some_and(|(_, domain)| {
+        domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain.trim_end_matches('.')))
+    })
 }
 
 fn base64_lines(bytes: &[u8]) -> String {
@@ -747,5 +860,18 @@ mod tests {
         assert!(japanese.starts_with("=?UTF-8?B?"), "{japanese}");
         assert!(japanese.lines().all(|line| line.trim().len() <= 75), "{japanese}");
         assert_eq!(one_line("a\r\nBcc: x\tz", 100), "a  Bcc: x z");
+        assert_eq!(one_line("pay\u{202e}fdp.exe\u{200b}", 100), "payfdp.exe");
+        assert_eq!(display_name("Example Inc. quarantine"), "\"Example Inc. quarantine\"");
+        assert!(display_name("隔離").starts_with("=?UTF-8?B?"));
+        let domains = local_domains(&["Example.com.".into()]);
+        assert!(is_local("bob@EXAMPLE.com", &domains));
+        assert!(!is_local("reviewer@outside.test", &domains));
+        assert!(!is_local("not-an-address", &domains));
+        assert_eq!(
+            allowable_address("Ann@Partner.test").as_deref(),
+            Some("ann@partner.test")
+        );
+        assert_eq!(allowable_address("@gmail.com"), None, "never a whole domain");
+        assert_eq!(allowable_address("gmail.com"), None);
     }
 }

@@ -25,6 +25,8 @@ pub struct Held {
     pub size: i64,
     pub held_at: i64,
     pub expires_at: i64,
+    /// Its recipients may act on it from their digest (held by its scores alone).
+    pub self_service: bool,
 }
 
 /// A hold's bytes: its own `body` for holds made before messages were stored once, else the
@@ -34,7 +36,7 @@ const BODY: &str = "CASE WHEN length(q.body) > 0 THEN q.body
 
 fn columns() -> String {
     format!(
-        "q.id, q.message_ref, q.category, q.reason, q.sender, q.recipients, q.subject, COALESCE(length({BODY}), 0), q.held_at, q.expires_at"
+        "q.id, q.message_ref, q.category, q.reason, q.sender, q.recipients, q.subject, COALESCE(length({BODY}), 0), q.held_at, q.expires_at, q.self_service"
     )
 }
 
@@ -51,6 +53,7 @@ fn held(row: &rusqlite::Row<'_>) -> rusqlite::Result<(Held, String)> {
             size: row.get(7)?,
             held_at: row.get(8)?,
             expires_at: row.get(9)?,
+            self_service: row.get(10)?,
         },
         row.get(5)?,
     ))
@@ -129,7 +132,7 @@ impl Store {
                     "SELECT {}, q.body FROM quarantine q WHERE q.id = ?1",
                     columns()
                 ))?
-                .query_row([id], |row| Ok((held(row)?, row.get::<_, Vec<u8>>(10)?)))
+                .query_row([id], |row| Ok((held(row)?, row.get::<_, Vec<u8>>(11)?)))
                 .optional()?;
             let ((mut entry, recipients), literal) =
                 found.ok_or_else(|| StoreError::NotFound(format!("quarantine {id}")))?;
@@ -312,7 +315,8 @@ pub struct ReleaseRequest {
     pub hold_id: i64,
     pub recipient: String,
     pub requested_at: i64,
-    /// `pending`, `approved`, `denied`, or `gone` (the hold was deleted or expired first).
+    /// `pending`, `approved`, `denied`, or `gone` (the message was deleted, expired or released
+    /// to this recipient some other way first).
     pub status: String,
     pub decided_by: Option<String>,
     pub decided_at: Option<i64>,
@@ -341,13 +345,16 @@ impl Store {
         else {
             return Err(StoreError::NotFound(format!("quarantine {hold_id} for {recipient}")));
         };
+        if entry.category == "malware" {
+            return Err(StoreError::Conflict("malware is released by an admin only".into()));
+        }
         {
             let mut connection = self.lock();
             let transaction = connection.transaction()?;
             let added = transaction.execute(
                 "INSERT OR IGNORE INTO release_requests (hold_id, recipient, requested_at, status)
                  VALUES (?1, ?2, ?3, 'pending')",
-                params![hold_id, recipient.to_lowercase(), now()],
+                params![hold_id, recipient.to_ascii_lowercase(), now()],
             )?;
             if added > 0 {
                 let mut detail = audit_detail(&entry);
@@ -358,10 +365,18 @@ impl Store {
         }
         let id: i64 = self.lock().query_row(
             "SELECT id FROM release_requests WHERE hold_id = ?1 AND recipient = ?2",
-            params![hold_id, recipient.to_lowercase()],
+            params![hold_id, recipient.to_ascii_lowercase()],
             |row| row.get(0),
         )?;
-        self.release_request(id)
+        let request = self.release_request(id)?;
+        if request.status != "pending" {
+            // Asked again after the security team decided: the decision stands.
+            return Err(StoreError::Conflict(format!(
+                "release request {id} is already {}",
+                request.status
+            )));
+        }
+        Ok(request)
     }
 
     /// Requests, newest first, optionally of one status; `limit` 0 means all.
@@ -369,10 +384,12 @@ impl Store {
         let ids: Vec<i64> = {
             let connection = self.lock();
             let mut statement = connection.prepare_cached(
-                "SELECT r.id FROM release_requests r
-                 WHERE ?1 IS NULL OR (CASE WHEN r.status = 'pending'
-                     AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.id = r.hold_id) THEN 'gone' ELSE r.status END) = ?1
-                 ORDER BY r.id DESC LIMIT ?2",
+                "SELECT rr.id FROM release_requests rr
+                 WHERE ?1 IS NULL OR (CASE WHEN rr.status = 'pending' AND NOT EXISTS (
+                         SELECT 1 FROM quarantine q, json_each(q.recipients) held_for
+                         WHERE q.id = rr.hold_id AND lower(held_for.value) = rr.recipient)
+                     THEN 'gone' ELSE rr.status END) = ?1
+                 ORDER BY rr.id DESC LIMIT ?2",
             )?;
             let limit = if limit == 0 { -1 } else { limit as i64 };
             statement

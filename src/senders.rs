@@ -233,10 +233,13 @@ pub(crate) fn allow_for_recipient(
     recipient: &str,
     sender: &str,
 ) -> Result<String, SenderError> {
-    let pattern = normalise(sender).ok_or_else(|| SenderError::Pattern(sender.to_string()))?;
+    // A whole address only: a recipient never allows a whole domain (a webmail's, say).
+    let pattern = normalise(sender)
+        .filter(|pattern| pattern.contains('@'))
+        .ok_or_else(|| SenderError::Pattern(sender.to_string()))?;
     transaction.execute(
         "INSERT OR REPLACE INTO recipient_senders (recipient, pattern, added_at) VALUES (?1, ?2, ?3)",
-        params![recipient.to_lowercase(), pattern, now()],
+        params![recipient.to_ascii_lowercase(), pattern, now()],
     )?;
     Ok(pattern)
 }
@@ -284,7 +287,7 @@ impl Store {
             by,
             "sender.recipient.remove",
             &normalised,
-            &serde_json::json!({"recipient": recipient.to_lowercase()}),
+            &serde_json::json!({"recipient": recipient.to_ascii_lowercase()}),
         )?;
         transaction.commit()?;
         Ok(())

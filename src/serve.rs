@@ -97,8 +97,11 @@ pub async fn serve(config: Config, config_path: Option<PathBuf>) -> Result<(), S
     let tls = crate::tls::acceptor(&config.click).map_err(ServeError::Tls)?;
     let mail = start_mail(&config, keys.clone(), reputation.clone(), feeds.clone()).await?;
     let service = Arc::new(
-        ClickService::new(config.click.clone(), keys.clone(), reputation, log)
-            .with_quarantine(mail.store.clone(), mail.wake.clone()),
+        ClickService::new(config.click.clone(), keys.clone(), reputation, log).with_quarantine(
+            mail.store.clone(),
+            mail.wake.clone(),
+            &config.smtp.domains,
+        ),
     );
 
     // Feed files and the key ring are watched; SIGHUP reloads them at once and reads the

@@ -145,6 +145,11 @@ const MIGRATIONS: &[(&str, &str, &str)] = &[
         "ALTER TABLE messages ADD COLUMN from_address TEXT",
     ),
     ("messages", "size", "ALTER TABLE messages ADD COLUMN size INTEGER"),
+    (
+        "quarantine",
+        "self_service",
+        "ALTER TABLE quarantine ADD COLUMN self_service INTEGER NOT NULL DEFAULT 0",
+    ),
 ];
 
 /// One recipient of an indexed message and the keyed pseudonym its links carry.
@@ -271,6 +276,9 @@ pub struct NewHold {
     pub recipients: Vec<String>,
     pub subject: Option<String>,
     pub expires_at: i64,
+    /// Held by its scores alone (spam, bulk, phish): its recipients may act on it from their
+    /// digest. Not for a hold a transport rule, the block list or a refusal after DATA made.
+    pub self_service: bool,
 }
 
 /// An accepted message as stored: the bytes as received and the JSON of the plan its copies are
@@ -682,7 +690,7 @@ pub(crate) fn insert_hold(connection: &Connection, hold: &NewHold, now: i64) -> 
     connection
         .prepare_cached(
             "INSERT INTO quarantine (message_ref, category, reason, sender, recipients, subject, body, held_at,
-             expires_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8)",
+             expires_at, self_service) VALUES (?1, ?2, ?3, ?4, ?5, ?6, x'', ?7, ?8, ?9)",
         )?
         .execute(params![
             hold.message_ref,
@@ -693,6 +701,7 @@ pub(crate) fn insert_hold(connection: &Connection, hold: &NewHold, now: i64) -> 
             hold.subject,
             now,
             hold.expires_at,
+            hold.self_service,
         ])?;
     Ok(())
 }

@@ -59,8 +59,8 @@ impl Api {
         )
     }
 
-    /// Approves (the recipient's copy is delivered) or denies a request (operator; a request
-    /// for malware would need an admin, but none can be filed).
+    /// Approves (the recipient's copy is delivered) or denies a request (operator; malware,
+    /// which no recipient can ask for, would need an admin).
     pub(super) async fn decide_request(
         &self,
         principal: &Principal,
@@ -81,10 +81,22 @@ impl Api {
             )
         })?;
         let Decide { decision } = read_json(request, 1024, "the decision").await?;
-        let (store, actor) = (self.store.clone(), principal.actor());
-        let decided = blocking(move || store.decide_release_request(id, decision, &actor))
-            .await?
-            .map_err(store_failure)?;
+        let (store, actor, role) = (self.store.clone(), principal.actor(), principal.role);
+        let decided = blocking(
+            move || -> Result<Result<ReleaseRequest, Failure>, crate::store::StoreError> {
+                let asked = store.release_request(id)?;
+                if asked.held.as_ref().is_some_and(|held| held.category == "malware") && role != Role::Admin {
+                    return Ok(Err(failure(
+                        StatusCode::FORBIDDEN,
+                        "forbidden",
+                        "malware is released by an admin only",
+                    )));
+                }
+                Ok(Ok(store.decide_release_request(id, decision, &actor)?))
+            },
+        )
+        .await?
+        .map_err(store_failure)??;
         json_response(StatusCode::OK, &serde_json::json!({"request": request_view(&decided)}))
     }
 
@@ -109,6 +121,13 @@ impl Api {
             ));
         };
         let Send { recipient } = read_json(request, 1024, "the request").await?;
+        if recipient.as_ref().is_some_and(|r| r.chars().count() > 320) {
+            return Err(failure(
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                "recipient: an address is at most 320 characters",
+            ));
+        }
         let run = blocking(move || digests.send(recipient.as_deref()))
             .await?
             .map_err(store_failure)?;

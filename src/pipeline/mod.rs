@@ -227,6 +227,7 @@ impl Outcome {
             recipients: envelope.recipients.clone(),
             subject: outcome.index.subject.clone(),
             expires_at: crate::store::now() + retention_days("damaged", &QuarantineConfig::default()) * 86400,
+            self_service: false,
         });
         outcome
     }
@@ -788,6 +789,8 @@ impl Pipeline {
         }
         let scores = Scores::of(analysis.symbols.iter().map(|hit| hit.name.as_str()), &self.table);
         let (mut verdict, mut rule_label) = self.decide(analysis, &scores);
+        // Held by its scores alone: the recipients may act on it from their digest.
+        let by_scores = matches!(rule_label.as_str(), "spam" | "bulk" | "phish" | "impostor");
         // Recipients who allow the sender for themselves get their copies of spam and bulk (held
         // by the scores, not by a rule or the organisation's block list); the rest stay held.
         let mut allowed_copies: Vec<String> = Vec::new();
@@ -795,6 +798,7 @@ impl Pipeline {
             && matches!(category.as_str(), "spam" | "bulk")
             && matches!(rule_label.as_str(), "spam" | "bulk")
             && analysis.rule_effects.redirect.is_none()
+            && analysis.rule_effects.add_recipients.is_empty()
             && !analysis.allowed_by.is_empty()
         {
             allowed_copies = envelope
@@ -923,6 +927,7 @@ impl Pipeline {
                         .collect(),
                     subject: analysis.subject.clone(),
                     expires_at: crate::store::now() + retention_days(category, &self.quarantine) * 86400,
+                    self_service: by_scores,
                 });
             }
             Verdict::Reject { .. } | Verdict::Discard { .. } => {}
@@ -933,7 +938,9 @@ impl Pipeline {
             .map(|address| IndexedRecipient {
                 address: address.clone(),
                 reference: match (
-                    per_recipient && verdict == Verdict::Deliver,
+                    per_recipient
+                        && (verdict == Verdict::Deliver
+                            || allowed_copies.iter().any(|a| a.eq_ignore_ascii_case(address))),
                     keys.recipient_ref(address),
                 ) {
                     (true, Ok(reference)) => hex(&reference),

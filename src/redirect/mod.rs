@@ -35,8 +35,9 @@ pub struct ClickService {
     block: UrlPatterns,
     prefetch_agents: Vec<String>,
     catalogs: crate::i18n::Catalogs,
-    /// The gateway's store, for the quarantine digest's links, and the delivery workers' bell.
-    quarantine: Option<(crate::store::Store, Arc<tokio::sync::Notify>)>,
+    /// The gateway's store, for the quarantine digest's links, the delivery workers' bell, and
+    /// the organisation's domains (only their recipients act from a digest).
+    quarantine: Option<(crate::store::Store, Arc<tokio::sync::Notify>, Vec<String>)>,
 }
 
 const CLICK_THROUGH_PURPOSE: &str = "click-through";
@@ -75,10 +76,19 @@ impl ClickService {
         }
     }
 
-    /// Serves the quarantine digest's links from this store (`/quarantine`), waking the
-    /// delivery workers when a message is released.
-    pub fn with_quarantine(mut self, store: crate::store::Store, wake: Arc<tokio::sync::Notify>) -> Self {
-        self.quarantine = Some((store, wake));
+    /// Serves the quarantine digest's links from this store (`/quarantine`) for recipients in
+    /// `domains`, waking the delivery workers when a message is released.
+    pub fn with_quarantine(
+        mut self,
+        store: crate::store::Store,
+        wake: Arc<tokio::sync::Notify>,
+        domains: &[String],
+    ) -> Self {
+        let domains = domains
+            .iter()
+            .map(|d| d.trim_end_matches('.').to_ascii_lowercase())
+            .collect();
+        self.quarantine = Some((store, wake, domains));
         self
     }
 

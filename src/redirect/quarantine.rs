@@ -10,9 +10,8 @@ use hyper::{Method, Request, Response, StatusCode};
 use super::pages::{Page, PageForm};
 use super::{Body, ClickService, unix_now};
 use crate::audit::Actor;
-use crate::digest::{Action, ActionLink};
+use crate::digest::{Action, ActionLink, DigestTarget};
 use crate::i18n::Catalog;
-use crate::quarantine::Held;
 use crate::store::{Store, StoreError};
 
 /// The largest confirmation form accepted, and how long it may take to arrive.
@@ -21,7 +20,7 @@ const FORM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the store had to say about a link's hold.
 enum Looked {
-    Found(Box<Held>, String),
+    Found(Box<DigestTarget>),
     Gone,
     Unavailable,
 }
@@ -30,7 +29,7 @@ impl ClickService {
     pub(super) async fn quarantine(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
         use http_body_util::BodyExt;
         let words = self.words(&request);
-        let Some((store, wake)) = self.quarantine.clone() else {
+        let Some((store, wake, domains)) = self.quarantine.clone() else {
             return self.error_page(
                 words,
                 StatusCode::NOT_FOUND,
@@ -65,8 +64,8 @@ impl ClickService {
                 words.word("error.expired"),
             );
         }
-        let (held, from) = match look_up(&store, link.hold_id).await {
-            Looked::Found(held, from) => (held, from),
+        let held = match look_up(&store, link.hold_id).await {
+            Looked::Found(held) => held,
             Looked::Gone => return self.digest_page(words, StatusCode::GONE, "gone", words.word("quarantine.gone")),
             Looked::Unavailable => return self.try_again(words),
         };
@@ -81,7 +80,7 @@ impl ClickService {
         if !held.recipients.iter().any(|r| r.eq_ignore_ascii_case(&link.recipient)) {
             return self.digest_page(words, StatusCode::GONE, "gone", words.word("quarantine.gone"));
         }
-        if !Action::permitted(&held.category).contains(&link.action) {
+        if !crate::digest::is_local(&link.recipient, &domains) || !held.permits(link.action, &link.recipient) {
             return self.digest_page(
                 words,
                 StatusCode::FORBIDDEN,
@@ -89,6 +88,7 @@ impl ClickService {
                 words.word("quarantine.not_permitted"),
             );
         }
+        let from = held.allowable.clone().unwrap_or_else(|| held.sender.clone());
         let subject = held.subject.clone().unwrap_or_default();
         let subject: String = subject.chars().filter(|c| !c.is_control()).take(200).collect();
         if !post {
@@ -229,14 +229,9 @@ impl ClickService {
 
 async fn look_up(store: &Store, hold_id: i64) -> Looked {
     let store = store.clone();
-    let found = tokio::task::spawn_blocking(move || {
-        let (held, _) = store.held_message(hold_id)?;
-        let from = store.held_from_address(hold_id)?;
-        Ok::<_, StoreError>((held, from))
-    })
-    .await;
+    let found = tokio::task::spawn_blocking(move || store.digest_target(hold_id)).await;
     match found {
-        Ok(Ok((held, from))) => Looked::Found(Box::new(held), from),
+        Ok(Ok(held)) => Looked::Found(Box::new(held)),
         Ok(Err(StoreError::NotFound(_))) => Looked::Gone,
         Ok(Err(error)) => {
             tracing::error!(%error, "quarantine not readable for a digest link");

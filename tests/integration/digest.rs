@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::common::Portcullis;
-use crate::gateway::{Sink, free_port, gateway_config, start_gateway};
+use crate::gateway::{SPAM_RULE_AND_BLOCK_LIST, Sink, free_port, gateway_config, start_gateway};
 use crate::hooks::token;
 use crate::server::Record;
 use portcullis::digest::{Action, ActionLink};
@@ -454,7 +454,7 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
 }
 
 /// With `[quarantine.digest] enabled`, a gateway sends the digest on its own: here at its start,
-/// for a message held while the schedule was off.
+/// for a message held while the schedule was off (and not for one a transport rule held).
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schedule_sends_digests_on_its_own() {
     let p = Portcullis::new();
@@ -465,7 +465,9 @@ async fn the_schedule_sends_digests_on_its_own() {
             &dns,
             &sink.address,
             "",
-            &format!("{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nenabled = {enabled}\nevery_hours = 24\n"),
+            &format!(
+                "{SPAM_RULE_AND_BLOCK_LIST}{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nenabled = {enabled}\nevery_hours = 24\n"
+            ),
         )
     };
     {
@@ -477,7 +479,27 @@ async fn the_schedule_sends_digests_on_its_own() {
             message("news@promo.test", "dave@example.com", "Weekly deals", "spam"),
         )
         .await;
+        // Held by a transport rule, not by its scores: the security team's to release, never
+        // listed in a digest.
+        send(
+            &smtp,
+            "news@promo.test",
+            &["dave@example.com"],
+            message(
+                "news@promo.test",
+                "dave@example.com",
+                "Forced",
+                "none\r\nX-Campaign: blast-7",
+            ),
+        )
+        .await;
     }
+    let held: Vec<String> = p
+        .run_json_lines(&["quarantine", "list", "--json"])
+        .iter()
+        .map(|h| format!("{} {}", h["category"], h["subject"]))
+        .collect();
+    assert_eq!(held, [r#""spam" "Forced""#, r#""spam" "Weekly deals""#]);
     let (_on, _) = start_gateway(&p, &config(true));
     let digest = wait_for_copy(&sink, "dave@example.com", "Auto-Submitted: auto-generated");
     let (subject, text, links) = read_digest(&digest);
