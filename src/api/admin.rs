@@ -160,6 +160,8 @@ pub(super) struct HeldView {
     size: i64,
     held_at: String,
     expires_at: String,
+    /// Its recipients may act on it from their quarantine digest.
+    self_service: bool,
 }
 
 pub(super) fn held_view(held: &Held) -> HeldView {
@@ -174,6 +176,7 @@ pub(super) fn held_view(held: &Held) -> HeldView {
         size: held.size,
         held_at: rfc3339(held.held_at),
         expires_at: rfc3339(held.expires_at),
+        self_service: held.self_service,
     }
 }
 

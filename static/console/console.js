@@ -549,6 +549,7 @@ async function heldPage(id) {
     el('div', { class: 'card' }, facts([
       ['Category', pill(h.category)], ['Reason', h.reason], ['Sender', h.sender], ['Recipients', (h.recipients || []).join(', ')],
       ['Held', when(h.held_at)], ['Expires', when(h.expires_at)], ['Size', h.size + ' bytes'],
+      ['Digest', h.self_service ? 'listed in its recipients\' digests' + (h.category === 'phish' ? ' (release on request)' : '') : 'not listed: the security team releases it'],
       ['Trace', link('#/messages/' + encodeURIComponent(h.message_ref), h.message_ref)],
     ]), actions),
     el('h2', {}, 'Header fields'),
