@@ -57,21 +57,34 @@ fn wait_for_copy(sink: &Sink, recipient: &str, needle: &str) -> String {
     }
 }
 
-async fn api(
-    client: &reqwest::Client,
-    method: reqwest::Method,
-    url: &str,
-    token: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = client.request(method, url).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
+/// The admin API with a bearer token: the status and the JSON (or the text) answered.
+struct AdminApi {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl AdminApi {
+    async fn call(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let answer = request.send().await.unwrap();
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
-    let answer = request.send().await.unwrap();
-    let status = answer.status().as_u16();
-    let text = answer.text().await.unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
+        self.call(reqwest::Method::GET, path, token, None).await
+    }
+
+    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, token, Some(body)).await
+    }
 }
 
 /// A digest's subject, its text part, and its links as (action, path and query), in order, from
@@ -122,7 +135,10 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         ),
     );
     let client = crate::server::client();
-    let admin = server.admin.clone();
+    let admin = AdminApi {
+        client: client.clone(),
+        base: server.admin.clone(),
+    };
 
     send(
         &smtp,
@@ -143,14 +159,7 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         message("it@shady.test", "bob@example.com", "Reset your password", "phish"),
     )
     .await;
-    let (status, held) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (status, held) = admin.get("/api/v1/quarantine", &viewer).await;
     assert_eq!(status, 200, "{held}");
     let held_at_start = held["held"].as_array().unwrap().clone();
     let categories: Vec<&str> = held_at_start.iter().map(|h| h["category"].as_str().unwrap()).collect();
@@ -158,16 +167,16 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     let spam_id = held_at_start[1]["id"].as_i64().unwrap();
 
     // Digests on demand: one per recipient, each message listed once.
-    let digests = format!("{admin}/api/v1/quarantine/digests");
-    let (status, _) = api(&client, reqwest::Method::POST, &digests, &viewer, Some(json!({}))).await;
+    let digests = "/api/v1/quarantine/digests";
+    let (status, _) = admin.post(digests, &viewer, json!({})).await;
     assert_eq!(status, 403, "a viewer sends no digests");
-    let (status, queued) = api(&client, reqwest::Method::POST, &digests, &operator, Some(json!({}))).await;
+    let (status, queued) = admin.post(digests, &operator, json!({})).await;
     assert_eq!(
         (status, &queued["queued"]),
         (200, &json!({"recipients": 2, "messages": 3})),
         "{queued}"
     );
-    let (_, again) = api(&client, reqwest::Method::POST, &digests, &operator, Some(json!({}))).await;
+    let (_, again) = admin.post(digests, &operator, json!({})).await;
     assert_eq!(
         again["queued"],
         json!({"recipients": 0, "messages": 0}),
@@ -216,14 +225,7 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         );
         assert!(body.contains(r#"method="post" action="/quarantine""#), "{body}");
     }
-    let (_, still) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine/{spam_id}"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, still) = admin.get(&format!("/api/v1/quarantine/{spam_id}"), &viewer).await;
     assert_eq!(
         still["held"]["recipients"],
         json!(["bob@example.com", "carol@example.com"]),
@@ -273,14 +275,7 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     assert_eq!(released.status(), 200);
     assert!(released.text().await.unwrap().contains("配信しました"));
     wait_for_copy(&sink, "carol@example.com", "Subject: Spring offer");
-    let (_, after) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine/{spam_id}"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, after) = admin.get(&format!("/api/v1/quarantine/{spam_id}"), &viewer).await;
     assert_eq!(after["held"]["recipients"], json!(["bob@example.com"]), "{after}");
     let twice = post(&carol_links[0].1, "ja").await.unwrap();
     assert_eq!(twice.status(), 410, "a copy is released once");
@@ -291,23 +286,9 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     assert_eq!(allowed.status(), 200);
     assert!(allowed.text().await.unwrap().contains("ann@partner.test"));
     wait_for_copy(&sink, "bob@example.com", "Subject: Spring offer");
-    let (status, _) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine/{spam_id}"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (status, _) = admin.get(&format!("/api/v1/quarantine/{spam_id}"), &viewer).await;
     assert_eq!(status, 404, "released to everyone: no longer held");
-    let (_, own) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/recipient-senders"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, own) = admin.get("/api/v1/recipient-senders", &viewer).await;
     assert_eq!(own["entries"][0]["recipient"], "bob@example.com", "{own}");
     assert_eq!(own["entries"][0]["sender"], "ann@partner.test", "{own}");
     send(
@@ -323,14 +304,7 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     )
     .await;
     wait_for_copy(&sink, "bob@example.com", "Subject: Summer offer");
-    let (_, held) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine?category=spam"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, held) = admin.get("/api/v1/quarantine?category=spam", &viewer).await;
     let summer = held["held"]
         .as_array()
         .unwrap()
@@ -339,14 +313,12 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         .cloned()
         .expect("Summer offer held for carol");
     assert_eq!(summer["recipients"], json!(["carol@example.com"]));
-    let (_, trace) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/messages/{}", summer["message_ref"].as_str().unwrap()),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, trace) = admin
+        .get(
+            &format!("/api/v1/messages/{}", summer["message_ref"].as_str().unwrap()),
+            &viewer,
+        )
+        .await;
     assert!(
         trace["symbols"]
             .as_array()
@@ -379,35 +351,14 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     let requested = post(bob_request, "en").await.unwrap();
     assert_eq!(requested.status(), 200);
     assert!(requested.text().await.unwrap().contains("Request sent"));
-    let (_, pending) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/quarantine/requests?status=pending"),
-        &viewer,
-        None,
-    )
-    .await;
+    let (_, pending) = admin.get("/api/v1/quarantine/requests?status=pending", &viewer).await;
     let request = pending["requests"][0].clone();
     assert_eq!(request["recipient"], "bob@example.com", "{pending}");
     assert_eq!(request["held"]["subject"], "Reset your password", "{pending}");
-    let decide = format!("{admin}/api/v1/quarantine/requests/{}", request["id"]);
-    let (status, _) = api(
-        &client,
-        reqwest::Method::POST,
-        &decide,
-        &viewer,
-        Some(json!({"decision": "approve"})),
-    )
-    .await;
+    let decide = format!("/api/v1/quarantine/requests/{}", request["id"]);
+    let (status, _) = admin.post(&decide, &viewer, json!({"decision": "approve"})).await;
     assert_eq!(status, 403);
-    let (status, approved) = api(
-        &client,
-        reqwest::Method::POST,
-        &decide,
-        &operator,
-        Some(json!({"decision": "approve"})),
-    )
-    .await;
+    let (status, approved) = admin.post(&decide, &operator, json!({"decision": "approve"})).await;
     assert_eq!(
         (status, approved["request"]["status"].as_str()),
         (200, Some("approved")),
@@ -415,25 +366,11 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
     );
     assert_eq!(approved["request"]["decided_by"], "token:soc");
     wait_for_copy(&sink, "bob@example.com", "Subject: Reset your password");
-    let (status, _) = api(
-        &client,
-        reqwest::Method::POST,
-        &decide,
-        &operator,
-        Some(json!({"decision": "deny"})),
-    )
-    .await;
+    let (status, _) = admin.post(&decide, &operator, json!({"decision": "deny"})).await;
     assert_eq!(status, 409, "decided once");
 
     // Every step is in the audit log under who did it.
-    let (_, audit) = api(
-        &client,
-        reqwest::Method::GET,
-        &format!("{admin}/api/v1/audit"),
-        &operator,
-        None,
-    )
-    .await;
+    let (_, audit) = admin.get("/api/v1/audit", &operator).await;
     let entries = audit["entries"].as_array().unwrap();
     let by = |action: &str| -> Vec<String> {
         entries
