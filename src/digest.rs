@@ -423,6 +423,7 @@ pub struct Digests {
     config: DigestConfig,
     base_url: String,
     organisation: String,
+    logo_url: Option<String>,
     support_contact: Option<String>,
     hostname: String,
     /// Only recipients in these domains get digests (`smtp.domains`, lowercase).
@@ -442,6 +443,7 @@ impl Digests {
             config: config.quarantine.digest.clone(),
             base_url: config.links.base_url.trim_end_matches('/').to_string(),
             organisation: config.click.organisation.clone(),
+            logo_url: config.click.logo_url.clone(),
             support_contact: config.click.support_contact.clone(),
             hostname: config.smtp.hostname.clone(),
             domains: local_domains(&config.smtp.domains),
@@ -659,11 +661,20 @@ impl Digests {
         text.push_str(&format!("\r\n{expiry}\r\n{support}\r\n"));
         let html = format!(
             "<!doctype html><html lang=\"{lang}\"><head><meta charset=\"utf-8\"><title>{title}</title></head>\
-             <body style=\"font-family:sans-serif;color:#1d2433\"><h1 style=\"font-size:20px\">{heading}</h1><p>{intro}</p>\
+             <body style=\"font-family:sans-serif;color:#1d2433\">{logo}<h1 style=\"font-size:20px\">{heading}</h1><p>{intro}</p>\
              <table cellpadding=\"6\" style=\"border-collapse:collapse\"><thead><tr><th align=\"left\">{from}</th>\
              <th align=\"left\">{subject_label}</th><th align=\"left\">{date}</th><th></th></tr></thead><tbody>{rows}</tbody></table>\
              <p><small>{expiry}</small></p><p><small>{support}</small></p></body></html>",
             lang = escape(&words.tag),
+            logo = self
+                .logo_url
+                .as_deref()
+                .map(|url| format!(
+                    "<img src=\"{}\" alt=\"{}\" style=\"max-height:40px\">",
+                    escape(url),
+                    escape(&self.organisation)
+                ))
+                .unwrap_or_default(),
             title = escape(&subject),
             heading = escape(words.word("digest.heading")),
             intro = escape(&intro),

@@ -186,7 +186,7 @@ async fn the_console_signs_in_finds_a_click_traces_it_and_releases_a_held_messag
         .iter()
         .find(|m| m.contains("Auto-Submitted: auto-generated"))
         .expect("the digest reached the sink");
-    let (_, _, links) = crate::digest::read_digest(digest);
+    let links = crate::digest::read_digest(digest).links;
     assert_eq!(links.len(), 1, "phish is only requested: {links:?}");
     assert_eq!(links[0].0, "request");
     browser.goto(&format!("{}{}", server.base, links[0].1)).await;

@@ -87,9 +87,17 @@ impl AdminApi {
     }
 }
 
-/// A digest's subject, its text part, and its links as (action, path and query), in order, from
-/// the text part (as a recipient's mail client shows them); each is in the HTML part too.
-pub fn read_digest(copy: &str) -> (String, String, Vec<(String, String)>) {
+/// A digest as its recipient reads it.
+pub struct Digest {
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// (action, path and query), in order, from the text part (as a mail client shows them);
+    /// each is in the HTML part too.
+    pub links: Vec<(String, String)>,
+}
+
+pub fn read_digest(copy: &str) -> Digest {
     // smtp-sink's own trace fields come first; the message starts at our From.
     let start = copy.find("From: ").expect("a From field");
     let parsed = mail_parser::MessageParser::default()
@@ -109,7 +117,12 @@ pub fn read_digest(copy: &str) -> (String, String, Vec<(String, String)>) {
             (action, format!("{}?{}", url.path(), url.query().unwrap()))
         })
         .collect();
-    (subject, text, links)
+    Digest {
+        subject,
+        text,
+        html,
+        links,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -130,7 +143,9 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
             &sink.address,
             "",
             &format!(
-                "{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nlanguages = {{ \"carol@example.com\" = \"ja\" }}\n"
+                "{SPAM_AND_PHISH_BY_SCORE}[quarantine.digest]\nlanguages = {{ \"carol@example.com\" = \"ja\" }}\n\
+                 [click]\norganisation = \"Acme Corp\"\nlogo_url = \"https://acme.example/logo.png\"\n\
+                 support_contact = \"soc@acme.example\"\n"
             ),
         ),
     );
@@ -189,7 +204,17 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         bob_digest.contains("X-Mail-Args: <>"),
         "sent from the null reverse path: {bob_digest}"
     );
-    let (bob_subject, bob_text, bob_links) = read_digest(&bob_digest);
+    let Digest {
+        subject: bob_subject,
+        text: bob_text,
+        html: bob_html,
+        links: bob_links,
+    } = read_digest(&bob_digest);
+    assert!(
+        bob_html.contains(r#"<img src="https://acme.example/logo.png" alt="Acme Corp""#),
+        "{bob_html}"
+    );
+    assert!(bob_text.contains("Acme Corp held these messages") && bob_text.contains("soc@acme.example"));
     assert_eq!(bob_subject, "Quarantine digest: 2 new messages held for you");
     let actions: Vec<&str> = bob_links.iter().map(|(action, _)| action.as_str()).collect();
     assert_eq!(
@@ -197,7 +222,11 @@ async fn digest_links_release_allow_and_request_through_the_click_service() {
         ["release", "allow", "request"],
         "spam is released, phish only requested"
     );
-    let (carol_subject, _, carol_links) = read_digest(&carol_digest);
+    let Digest {
+        subject: carol_subject,
+        links: carol_links,
+        ..
+    } = read_digest(&carol_digest);
     assert!(
         carol_subject.starts_with("隔離ダイジェスト"),
         "carol's digest is in Japanese: {carol_subject}"
@@ -439,7 +468,9 @@ async fn the_schedule_sends_digests_on_its_own() {
     assert_eq!(held, [r#""spam" "Forced""#, r#""spam" "Weekly deals""#]);
     let (_on, _) = start_gateway(&p, &config(true));
     let digest = wait_for_copy(&sink, "dave@example.com", "Auto-Submitted: auto-generated");
-    let (subject, text, links) = read_digest(&digest);
+    let Digest {
+        subject, text, links, ..
+    } = read_digest(&digest);
     assert_eq!(subject, "Quarantine digest: 1 new message held for you");
     assert!(
         text.contains("Weekly deals") && text.contains("news@promo.test"),
