@@ -846,6 +846,43 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// Whatever a sender puts in a subject or From, the digest stays one well-formed message:
+        /// no header or part of the sender's making, the text shown as one line in both parts.
+        #[test]
+        fn hostile_subjects_and_senders_stay_text(subject in "\\PC{0,120}|[\r\n<>\"&=?-]{0,40}", sender in "[a-z<>\"\r\n@.=?]{0,40}") {
+            static DIGESTS: std::sync::OnceLock<(tempfile::TempDir, Digests)> = std::sync::OnceLock::new();
+            let (_, digests) = DIGESTS.get_or_init(|| {
+                let dir = tempfile::tempdir().unwrap();
+                let store = Store::open(dir.path()).unwrap();
+                let digests = Digests::new(&crate::config::Config::default(), store, KeyRing::ephemeral()).unwrap();
+                (dir, digests)
+            });
+            let keys = KeyRing::ephemeral();
+            let entry = DigestEntry {
+                hold_id: 1,
+                message_ref: "m".into(),
+                category: "spam".into(),
+                sender: format!("{sender}\r\nBcc: victim@example.com"),
+                allowable: None,
+                subject: Some(format!("{subject}\r\n--boundary\r\nContent-Type: text/html")),
+                held_at: 0,
+                expires_at: 2_000_000_000,
+            };
+            let words = digests.catalogs.default_catalog();
+            let bytes = digests.compose(&keys, words, "bob@example.com", &[entry], 1_900_000_000, "digest-1-x");
+            let parsed = mail_parser::MessageParser::default().parse(&bytes).unwrap();
+            proptest::prop_assert!(parsed.header("Bcc").is_none());
+            proptest::prop_assert_eq!(parsed.parts.len(), 3, "the multipart and its two parts");
+            let text = parsed.body_text(0).unwrap();
+            let html = parsed.body_html(0).unwrap();
+            proptest::prop_assert!(!html.contains("<script") && !html.to_ascii_lowercase().contains("content-type: text/html\r\n"));
+            let shown = one_line(&format!("{subject}\r\n--boundary\r\nContent-Type: text/html"), 200);
+            proptest::prop_assert!(shown.is_empty() || text.contains(&shown), "{:?} not in {:?}", shown, text);
+        }
+    }
+
     #[test]
     fn malware_is_never_offered_and_phish_only_as_a_request() {
         assert!(Action::permitted("malware").is_empty());
