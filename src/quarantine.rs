@@ -123,6 +123,16 @@ impl Store {
         collect_held(statement.query_map(params![message_ref], held)?)
     }
 
+    /// One hold's particulars, without reading its message.
+    pub fn hold(&self, id: i64) -> Result<Held, StoreError> {
+        let connection = self.lock();
+        let mut statement =
+            connection.prepare_cached(&format!("SELECT {} FROM quarantine q WHERE q.id = ?1", columns()))?;
+        collect_held(statement.query_map([id], held)?)?
+            .pop()
+            .ok_or_else(|| StoreError::NotFound(format!("quarantine {id}")))
+    }
+
     /// One held message and what it holds.
     pub fn held_message(&self, id: i64) -> Result<(Held, HeldCopy), StoreError> {
         let (entry, literal) = {
@@ -336,7 +346,7 @@ impl Store {
     /// Files a recipient's request to release their copy of a hold (once; asking again answers
     /// with the request already filed), audited.
     pub fn request_release(&self, hold_id: i64, recipient: &str, by: &Actor) -> Result<ReleaseRequest, StoreError> {
-        let (entry, _) = self.held_message(hold_id)?;
+        let entry = self.hold(hold_id)?;
         let Some(recipient) = entry
             .recipients
             .iter()
@@ -421,8 +431,8 @@ impl Store {
             )
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("release request {id}")))?;
-        request.held = match self.held_message(request.hold_id) {
-            Ok((held, _)) => Some(held),
+        request.held = match self.hold(request.hold_id) {
+            Ok(held) => Some(held),
             Err(StoreError::NotFound(_)) => None,
             Err(error) => return Err(error),
         };

@@ -573,7 +573,7 @@ impl Api {
         let (store, actor) = (self.store.clone(), principal.actor());
         let role = principal.role;
         let released = blocking(move || -> Result<Result<Held, Failure>, StoreError> {
-            let (held, _) = store.held_message(id)?;
+            let held = store.hold(id)?;
             if held.category == "malware" && role != Role::Admin {
                 return Ok(Err(failure(
                     StatusCode::FORBIDDEN,
@@ -684,7 +684,7 @@ impl Api {
         let Choice { list } = read_json(request, 1024, "the choice").await?;
         let store = self.store.clone();
         let sender = blocking(move || -> Result<String, StoreError> {
-            let (held, _) = store.held_message(id)?;
+            let held = store.hold(id)?;
             let from = store
                 .index(1, Some(&held.message_ref))?
                 .into_iter()
