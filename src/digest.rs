@@ -712,7 +712,7 @@ impl Digests {
 /// Text from a sender's message made one short line: control characters (a folded subject, a
 /// smuggled line break) become spaces; bidirectional overrides and invisible characters, which
 /// could disguise a sender or subject, go.
-fn one_line(text: &str, max: usize) -> String {
+pub(crate) fn one_line(text: &str, max: usize) -> String {
     text.chars()
         .filter(
             |c| !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'),

@@ -44,9 +44,10 @@ const CLICK_THROUGH_PURPOSE: &str = "click-through";
 const REPORT_PURPOSE: &str = "report";
 /// How long the "report a mistake" form on a block page stays valid.
 const REPORT_TTL_SECS: u64 = 7 * 86400;
-/// The largest report form accepted, and how long it may take to arrive.
+/// The largest report form accepted.
 const REPORT_MAX_BYTES: usize = 8192;
-const REPORT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a posted form may take to arrive.
+const FORM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl ClickService {
     pub fn new(config: ClickConfig, keys: impl Into<LiveKeyRing>, reputation: Arc<Reputation>, log: ClickLog) -> Self {
@@ -392,16 +393,12 @@ impl ClickService {
     /// `reported` (with the message, recipient and destination of the blocked link) for the
     /// security team to review. Only a form this service signed is accepted.
     async fn report(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
-        use http_body_util::BodyExt;
         let started = Instant::now();
         let words = self.words(&request);
         let user_agent = header(&request, hyper::header::USER_AGENT);
-        // The whole form within one deadline: a body dripped in a byte at a time cannot hold a slot.
-        let collect = http_body_util::Limited::new(request.into_body(), REPORT_MAX_BYTES).collect();
-        let body = match tokio::time::timeout(REPORT_DEADLINE, collect).await {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(_)) => return text(StatusCode::PAYLOAD_TOO_LARGE, "report too large\n"),
-            Err(_) => return text(StatusCode::REQUEST_TIMEOUT, "report too slow\n"),
+        let body = match read_form(request, REPORT_MAX_BYTES).await {
+            Ok(body) => body,
+            Err(refused) => return refused,
         };
         let (mut target, mut verdict, mut expires, mut token) = (None, None, None, None);
         for (key, value) in url::form_urlencoded::parse(&body) {
@@ -534,6 +531,18 @@ fn block_message(words: &crate::i18n::Catalog, assessment: &Assessment) -> Strin
             "blocked.message_with_reasons",
             &[("kind", kind), ("reasons", &why.join("; "))],
         )
+    }
+}
+
+/// A posted form of at most `max` bytes, whole within [`FORM_DEADLINE`] (a body dripped in a
+/// byte at a time cannot hold a connection slot); else the answer to give.
+async fn read_form(request: Request<hyper::body::Incoming>, max: usize) -> Result<Bytes, Response<Body>> {
+    use http_body_util::BodyExt;
+    let collect = http_body_util::Limited::new(request.into_body(), max).collect();
+    match tokio::time::timeout(FORM_DEADLINE, collect).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(_)) => Err(text(StatusCode::PAYLOAD_TOO_LARGE, "form too large\n")),
+        Err(_) => Err(text(StatusCode::REQUEST_TIMEOUT, "form too slow\n")),
     }
 }
 

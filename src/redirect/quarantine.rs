@@ -14,9 +14,8 @@ use crate::digest::{Action, ActionLink, DigestTarget};
 use crate::i18n::Catalog;
 use crate::store::{Store, StoreError};
 
-/// The largest confirmation form accepted, and how long it may take to arrive.
+/// The largest confirmation form accepted.
 const FORM_MAX_BYTES: usize = 4096;
-const FORM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// What the store had to say about a link's hold.
 enum Looked {
@@ -27,7 +26,6 @@ enum Looked {
 
 impl ClickService {
     pub(super) async fn quarantine(&self, request: Request<hyper::body::Incoming>, peer: SocketAddr) -> Response<Body> {
-        use http_body_util::BodyExt;
         let words = self.words(&request);
         let Some((store, wake, domains)) = self.quarantine.clone() else {
             return self.error_page(
@@ -39,11 +37,9 @@ impl ClickService {
         };
         let post = request.method() == Method::POST;
         let encoded = if post {
-            let collect = http_body_util::Limited::new(request.into_body(), FORM_MAX_BYTES).collect();
-            match tokio::time::timeout(FORM_DEADLINE, collect).await {
-                Ok(Ok(collected)) => collected.to_bytes().to_vec(),
-                Ok(Err(_)) => return super::text(StatusCode::PAYLOAD_TOO_LARGE, "form too large\n"),
-                Err(_) => return super::text(StatusCode::REQUEST_TIMEOUT, "form too slow\n"),
+            match super::read_form(request, FORM_MAX_BYTES).await {
+                Ok(body) => body.to_vec(),
+                Err(refused) => return refused,
             }
         } else {
             request.uri().query().unwrap_or_default().as_bytes().to_vec()
@@ -89,8 +85,7 @@ impl ClickService {
             );
         }
         let from = held.allowable.clone().unwrap_or_else(|| held.sender.clone());
-        let subject = held.subject.clone().unwrap_or_default();
-        let subject: String = subject.chars().filter(|c| !c.is_control()).take(200).collect();
+        let subject = crate::digest::one_line(held.subject.as_deref().unwrap_or_default(), 200);
         if !post {
             return self.confirmation(words, &link, &from, &subject);
         }
