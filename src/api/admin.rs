@@ -235,11 +235,12 @@ pub(super) fn sender_failure(error: crate::senders::SenderError) -> Failure {
     }
 }
 
-fn hold_id(text: &str) -> Result<i64, Failure> {
+/// A path's numeric id of a `what` (a hold, a threat, a request); anything else is not found.
+pub(super) fn entry_id(text: &str, what: &str) -> Result<i64, Failure> {
     text.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
-        .ok_or_else(|| not_found(format!("quarantine {text}")))
+        .ok_or_else(|| not_found(format!("{what} {text}")))
 }
 
 impl Api {
@@ -531,7 +532,7 @@ impl Api {
     /// content detectors read it), and its attachments by name, type and hash. Nothing of it is
     /// rendered, fetched or run.
     pub(super) async fn quarantine_show(&self, id: &str) -> Result<Response<Body>, Failure> {
-        let id = hold_id(id)?;
+        let id = entry_id(id, "quarantine")?;
         let store = self.store.clone();
         let (held, copy) = blocking(move || store.held_message(id)).await?.map_err(store_failure)?;
         let bytes = copy.into_bytes();
@@ -549,7 +550,7 @@ impl Api {
 
     /// The held message exactly as it arrived, as a download (admins only, for analysis).
     pub(super) async fn quarantine_raw(&self, principal: &Principal, id: &str) -> Result<Response<Body>, Failure> {
-        let id = hold_id(id)?;
+        let id = entry_id(id, "quarantine")?;
         let store = self.store.clone();
         let (_, copy) = blocking(move || store.held_message(id)).await?.map_err(store_failure)?;
         let bytes = copy.into_bytes();
@@ -569,7 +570,7 @@ impl Api {
     /// Releases a held message into delivery. Malware is released by admins only.
     pub(super) async fn quarantine_release(&self, principal: &Principal, id: &str) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let id = hold_id(id)?;
+        let id = entry_id(id, "quarantine")?;
         let (store, actor) = (self.store.clone(), principal.actor());
         let role = principal.role;
         let released = blocking(move || -> Result<Result<Held, Failure>, StoreError> {
@@ -590,7 +591,7 @@ impl Api {
 
     pub(super) async fn quarantine_delete(&self, principal: &Principal, id: &str) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let id = hold_id(id)?;
+        let id = entry_id(id, "quarantine")?;
         let (store, actor) = (self.store.clone(), principal.actor());
         blocking(move || store.delete_held(id, &actor))
             .await?
@@ -676,7 +677,7 @@ impl Api {
         request: Request<hyper::body::Incoming>,
     ) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let id = hold_id(id)?;
+        let id = entry_id(id, "quarantine")?;
         #[derive(Deserialize)]
         struct Choice {
             list: crate::senders::List,

@@ -5,7 +5,7 @@
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::admin::{HeldView, Params, bad, held_view, path_segment, sender_failure, store_failure};
+use super::admin::{HeldView, Params, bad, entry_id, held_view, path_segment, sender_failure, store_failure};
 use super::{Api, Failure, Principal, blocking, failure, json_response, read_json};
 use crate::quarantine::{Decision, ReleaseRequest};
 use crate::redirect::Body;
@@ -73,13 +73,7 @@ impl Api {
         struct Decide {
             decision: Decision,
         }
-        let id = id.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-            failure(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no such release request {id}"),
-            )
-        })?;
+        let id = entry_id(id, "release request")?;
         let Decide { decision } = read_json(request, 1024, "the decision").await?;
         let (store, actor, role) = (self.store.clone(), principal.actor(), principal.role);
         let decided = blocking(

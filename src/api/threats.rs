@@ -139,7 +139,7 @@ impl Api {
     }
 
     pub(super) async fn threat(&self, id: &str) -> Result<Response<Body>, Failure> {
-        let id = threat_id(id)?;
+        let id = super::admin::entry_id(id, "threat")?;
         let (store, data_dir) = (self.store.clone(), self.settings.data_dir.clone());
         let view = blocking(move || threat_view(&store, &data_dir, &store.threat(id)?))
             .await?
@@ -211,7 +211,7 @@ impl Api {
         request: Request<hyper::body::Incoming>,
     ) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let id = threat_id(id)?;
+        let id = super::admin::entry_id(id, "threat")?;
         #[derive(Deserialize)]
         #[serde(deny_unknown_fields)]
         struct Change {
@@ -241,7 +241,7 @@ impl Api {
     /// through the mailbox provider (operator), and says what became of each.
     pub(super) async fn remediate_threat(&self, principal: &Principal, id: &str) -> Result<Response<Body>, Failure> {
         principal.require(Role::Operator)?;
-        let id = threat_id(id)?;
+        let id = super::admin::entry_id(id, "threat")?;
         let Some(mailbox) = self.mailbox.clone() else {
             return Err(failure(
                 StatusCode::CONFLICT,
@@ -293,11 +293,4 @@ impl Api {
             .map_err(store_unavailable)?;
         json_response(StatusCode::OK, &serde_json::json!({"threat": id, "results": results}))
     }
-}
-
-fn threat_id(text: &str) -> Result<i64, Failure> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| failure(StatusCode::NOT_FOUND, "not_found", format!("no threat {text}")))
 }
