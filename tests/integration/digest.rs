@@ -478,3 +478,95 @@ async fn the_schedule_sends_digests_on_its_own() {
     );
     assert_eq!(links.len(), 2);
 }
+
+/// Spam from the SpamAssassin corpus (subjects and senders we did not write: encoded words,
+/// 8-bit, odd From fields) held and listed: the digest parses, offers each message its links, and
+/// shows each subject as the quarantine has it.
+#[tokio::test(flavor = "multi_thread")]
+async fn corpus_spam_is_listed_faithfully() {
+    let p = Portcullis::new();
+    let sink = Sink::start(&p.dir.path().join("sink"), free_port(), &[]);
+    let dns = crate::server::fake_dns(&[]).await;
+    let operator = token(&p, "soc", "operator");
+    let (server, smtp) = start_gateway(&p, &gateway_config(&dns, &sink.address, "", SPAM_AND_PHISH_BY_SCORE));
+    let spam: Vec<Vec<u8>> = crate::corpus::corpus_files()
+        .iter()
+        .filter(|path| path.to_string_lossy().contains("/spam-2/"))
+        .step_by(25)
+        .take(40)
+        .map(|path| crate::corpus::corpus_message(path))
+        .collect();
+    assert_eq!(spam.len(), 40);
+    let accepted = tokio::task::spawn_blocking(move || {
+        let (mut raw, _) = crate::gateway::Raw::connect(&smtp);
+        raw.command("EHLO mx.corpus.test");
+        let mut accepted = 0;
+        for message in spam {
+            raw.command("MAIL FROM:<bulk@corpus.test>");
+            raw.command("RCPT TO:<bob@example.com>");
+            raw.command("DATA");
+            // Marked as spam by its score; CRLF lines, dot-stuffed.
+            let text = String::from_utf8_lossy(&message).replace("\r\n", "\n");
+            let mut data = String::from("X-Test: spam\r\n");
+            for line in text.lines() {
+                if line.starts_with('.') {
+                    data.push('.');
+                }
+                data.push_str(line);
+                data.push_str("\r\n");
+            }
+            raw.send(format!("{data}.\r\n").as_bytes());
+            if raw.reply().starts_with("250") {
+                accepted += 1;
+            }
+        }
+        raw.command("QUIT");
+        accepted
+    })
+    .await
+    .unwrap();
+    assert!(accepted >= 30, "only {accepted} of 40 accepted");
+
+    let admin = AdminApi {
+        client: crate::server::client(),
+        base: server.admin.clone(),
+    };
+    let (_, held) = admin.get("/api/v1/quarantine?limit=1000", &operator).await;
+    let listed: Vec<&Value> = held["held"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["self_service"] == true)
+        .collect();
+    assert!(listed.len() >= 30, "{held}");
+    let (status, queued) = admin.post("/api/v1/quarantine/digests", &operator, json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(queued["queued"], json!({"recipients": 1, "messages": listed.len()}));
+    let digest = read_digest(&wait_for_copy(
+        &sink,
+        "bob@example.com",
+        "Auto-Submitted: auto-generated",
+    ));
+    let count = |action: &str| digest.links.iter().filter(|(a, _)| a == action).count();
+    let phish = listed.iter().filter(|h| h["category"] == "phish").count();
+    assert_eq!(count("release"), listed.len() - phish, "{}", digest.text);
+    assert_eq!(count("request"), phish, "{}", digest.text);
+    for hold in &listed {
+        // The subject as the digest shows it: one line, no control or invisible characters.
+        let subject: String = hold["subject"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| !matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}'))
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(200)
+            .collect();
+        let subject = subject.trim();
+        let shown = if subject.is_empty() { "(no subject)" } else { subject };
+        assert!(
+            digest.text.contains(shown),
+            "{shown:?} not in the digest:\n{}",
+            digest.text
+        );
+    }
+}
